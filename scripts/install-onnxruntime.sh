@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs Microsoft's ONNX Runtime CPU shared library into third_party/onnxruntime/
+# without root. The library comes out of the npm package onnxruntime-node, which
+# carries the official Linux x64 build; the package's install script (which tries to
+# download CUDA parts) is never run. Idempotent: does nothing when the pinned
+# version is already in place.
+#
+# Users on other platforms: download the release archive for your platform from
+# ONNX Runtime's GitHub releases and point ONNXRUNTIME_SHARED_LIBRARY_PATH (or the
+# --ort-lib flag, or sdk.WithLibraryPath) at its lib/libonnxruntime.so* file.
+set -euo pipefail
+
+ORT_VERSION="${ORT_VERSION:-1.30.0}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dest="$root/third_party/onnxruntime"
+lib="$dest/libonnxruntime.so"
+
+if [[ -f "$dest/VERSION" && "$(cat "$dest/VERSION")" == "$ORT_VERSION" && -f "$lib" ]]; then
+  echo "onnxruntime $ORT_VERSION already installed at $lib" >&2
+  exit 0
+fi
+
+if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
+  echo "install-onnxruntime: only Linux x86_64 is automated; get ONNX Runtime $ORT_VERSION for your platform from its GitHub releases and set ONNXRUNTIME_SHARED_LIBRARY_PATH" >&2
+  exit 1
+fi
+command -v npm >/dev/null || { echo "install-onnxruntime: npm is needed (apt-get install -y npm)" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+(cd "$tmp" && npm pack "onnxruntime-node@$ORT_VERSION" --ignore-scripts --silent >/dev/null)
+tar -xzf "$tmp/onnxruntime-node-$ORT_VERSION.tgz" -C "$tmp" package/bin/napi-v6/linux/x64/
+mkdir -p "$dest"
+cp "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$lib.tmp"
+mv "$lib.tmp" "$lib"
+echo "$ORT_VERSION" > "$dest/VERSION"
+echo "onnxruntime $ORT_VERSION installed at $lib" >&2
