@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything sedd-go needs on a Debian machine, idempotently:
+#   - Debian packages: PyTorch and ONNX for export/ (with OpenBLAS, without which
+#     torch is ~20x slower), pytest, npm, gcc for cgo;
+#   - ONNX Runtime's shared library into third_party/onnxruntime/ (no root needed);
+#   - Go modules.
+# Go itself (1.26 or newer) must already be installed: https://go.dev/doc/install.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+pkgs=(python3-torch python3-onnx python3-numpy python3-yaml python3-pytest libopenblas0-pthread npm gcc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+  echo "setup: Go 1.26 or newer is required and was not found on PATH (https://go.dev/doc/install)" >&2
+  exit 1
+fi
+
+scripts/install-onnxruntime.sh
+go mod download
+echo "setup: done" >&2

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up the machine (scripts/setup.sh) and runs every test of the project:
+# formatting and vet, the Python export tests, a fresh export of tiny models
+# checked through ONNX Runtime (so export code and committed fixtures cannot drift
+# apart), the Go test suite under the race detector, and short fuzzing runs.
+# FUZZTIME (default 10s) bounds each fuzz target.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+
+export ONNXRUNTIME_SHARED_LIBRARY_PATH="${ONNXRUNTIME_SHARED_LIBRARY_PATH:-$root/third_party/onnxruntime/libonnxruntime.so}"
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+step "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [[ -n "$unformatted" ]]; then echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1; fi
+
+step "go vet"
+go vet ./...
+
+step "python tests (export/)"
+(cd export && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests)
+
+step "fresh tiny exports, verified through ONNX Runtime"
+fresh="$(mktemp -d)"
+trap 'rm -rf "$fresh"' EXIT
+/usr/bin/python3 export/export.py --random-init tiny --graph absorb --seed 11 --out "$fresh/absorb"
+/usr/bin/python3 export/export.py --random-init tiny --graph uniform --seed 12 --out "$fresh/uniform"
+go build -o "$fresh/sedd" ./cmd/sedd
+"$fresh/sedd" verify "$fresh/absorb"
+"$fresh/sedd" verify "$fresh/uniform"
+
+step "go test -race"
+go test -race -count=1 ./...
+
+step "fuzzing (${FUZZTIME:-10s} per target)"
+for pkg in $(go list ./...); do
+  dir="$(go list -f '{{.Dir}}' "$pkg")"
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+    echo "fuzz $pkg $target" >&2
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg"
+  done
+done
+echo "all tests passed" >&2
