@@ -56,13 +56,13 @@ type span struct {
 }
 
 type rawCase struct {
-	Name     string  `json:"name"`
-	Batch    int     `json:"batch"`
-	Length   int     `json:"length"`
-	Indices  []int64 `json:"indices"`
+	Name     string    `json:"name"`
+	Batch    int       `json:"batch"`
+	Length   int       `json:"length"`
+	Indices  []int64   `json:"indices"`
 	Sigma    []float32 `json:"sigma"`
-	LogScore *span `json:"log_score"`
-	LSE      *span `json:"log_score_lse"`
+	LogScore *span     `json:"log_score"`
+	LSE      *span     `json:"log_score_lse"`
 }
 
 type rawFile struct {
