@@ -1,0 +1,45 @@
+package diffusion
+
+import "fmt"
+
+// Predictor is the update rule of one reverse-diffusion step.
+type Predictor int
+
+const (
+	// Analytic is the reference's "analytic" predictor (Tweedie τ-leaping): the
+	// staggered score times the transposed transition over dσ = σ(t) - σ(t-Δt).
+	// It is the zero value.
+	Analytic Predictor = iota
+	// Euler is the reference's "euler" predictor: jump i → j with probability
+	// Δt·σ'(t)·Q(j, i)·score_j.
+	Euler
+	// None leaves the tokens unchanged and evaluates no score; only useful with
+	// the denoiser.
+	None
+)
+
+// String returns the reference's name of p: "analytic", "euler" or "none".
+func (p Predictor) String() string {
+	switch p {
+	case Analytic:
+		return "analytic"
+	case Euler:
+		return "euler"
+	case None:
+		return "none"
+	}
+	return fmt.Sprintf("Predictor(%d)", int(p))
+}
+
+// ParsePredictor returns the predictor named name ("analytic", "euler" or
+// "none", as in the reference's configs).
+func ParsePredictor(name string) (Predictor, error) {
+	for _, p := range []Predictor{Analytic, Euler, None} {
+		if p.String() == name {
+			return p, nil
+		}
+	}
+	return 0, invalidf("unknown predictor %q (want analytic, euler or none)", name)
+}
+
+func (p Predictor) valid() bool { return p == Analytic || p == Euler || p == None }

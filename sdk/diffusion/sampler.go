@@ -1,0 +1,383 @@
+package diffusion
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// DefaultEps is the end time of sampling used when Config.Eps is 0, as in the
+// reference (t runs from 1 down to eps).
+const DefaultEps = 1e-5
+
+// Span fixes Tokens at positions Start, Start+1, … of every row ("projection"
+// in the reference's conditional sampling). A prompt is Span{0, prompt}; a
+// suffix of a length-L sequence is Span{L - len(suffix), suffix}.
+type Span struct {
+	Start  int
+	Tokens []int64
+}
+
+// Step is what a Progress callback sees after each step.
+type Step struct {
+	// Index counts the steps done so far, from 1 to Steps.
+	Index int
+	// Steps is the number of steps of the run: Config.Steps, plus 1 for the
+	// denoiser when Config.Denoise is set.
+	Steps int
+	// T is the diffusion time the tokens now belong to: t_Index of the time
+	// grid, and 0 after the denoiser.
+	T float64
+	// Batch and Length give the shape of Tokens.
+	Batch, Length int
+	// Tokens holds the current tokens of every row (Batch*Length, row-major),
+	// fixed spans imposed. It is only valid during the callback, which must
+	// not modify it.
+	Tokens []int64
+}
+
+// Row returns the current tokens of row b.
+func (s Step) Row(b int) []int64 { return s.Tokens[b*s.Length : (b+1)*s.Length : (b+1)*s.Length] }
+
+// Config describes one sampling run. The zero values of Predictor (Analytic),
+// Eps (DefaultEps) and Seed are usable; Graph, Noise, Steps, Batch and Length
+// must be set. Note that Denoise is false unless set, while the reference (and
+// the SDK built on this package) denoise by default.
+type Config struct {
+	Graph     Graph
+	Noise     Noise
+	Predictor Predictor
+	// Steps is the number of predictor steps (> 0), on the time grid
+	// t_k = linspace(1, Eps, Steps+1), Δt = (1-Eps)/Steps.
+	Steps int
+	// Eps is the last time of the grid, in (0, 1); 0 means DefaultEps.
+	Eps float64
+	// Denoise adds the reference's denoising step at t = Eps, which for the
+	// absorbing graph removes every remaining mask.
+	Denoise bool
+	// Batch is the number of sequences, Length their length.
+	Batch, Length int
+	// Seed selects the random streams: row b uses RowRand(Seed, b), so a run
+	// is reproducible bit for bit on any machine.
+	Seed uint64
+	// Fixed tokens are imposed on every row before each step, before the
+	// denoiser and on the output. Spans must not overlap; an absorbing graph's
+	// mask cannot be fixed.
+	Fixed []Span
+	// Progress, if set, is called after each step; a non-nil error stops the
+	// run, and Run returns it wrapped.
+	Progress func(Step) error
+}
+
+// Sampler runs the reverse diffusion of one Config. It holds every buffer the
+// steps need, so steps allocate nothing; Run can be called many times and
+// gives the same tokens each time (the streams are reseeded from Config.Seed).
+// A Sampler is not safe for concurrent use.
+type Sampler struct {
+	cfg   Config
+	g     graphSpec
+	grid  []float64 // Steps+1 times, from 1 to Eps
+	dt    float64
+	x     []int64   // Batch*Length current tokens
+	sigma []float32 // Batch
+	cum   []float64 // N, inverse-CDF scratch
+	srcs  []*rand.ChaCha8
+	rngs  []*rand.Rand
+
+	fixedPos []int   // sorted positions
+	fixedTok []int64 // token of each fixed position
+	isFixed  []bool  // Length
+}
+
+// NewSampler validates cfg and allocates the buffers of its runs. The errors
+// wrap ErrInvalidConfig.
+func NewSampler(cfg Config) (*Sampler, error) {
+	if cfg.Graph == nil {
+		return nil, invalidf("no graph")
+	}
+	if err := cfg.Graph.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Noise == nil {
+		return nil, invalidf("no noise schedule")
+	}
+	if err := cfg.Noise.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Predictor.valid() {
+		return nil, invalidf("unknown predictor %v", cfg.Predictor)
+	}
+	if cfg.Steps <= 0 {
+		return nil, invalidf("steps = %d, must be > 0", cfg.Steps)
+	}
+	if cfg.Eps == 0 {
+		cfg.Eps = DefaultEps
+	}
+	if !(cfg.Eps > 0 && cfg.Eps < 1) {
+		return nil, invalidf("eps = %v, must be in (0, 1)", cfg.Eps)
+	}
+	if cfg.Batch <= 0 || cfg.Length <= 0 || cfg.Batch > math.MaxInt32/cfg.Length {
+		return nil, invalidf("batch %d × length %d", cfg.Batch, cfg.Length)
+	}
+	g := cfg.Graph.spec()
+	s := &Sampler{
+		cfg:     cfg,
+		g:       g,
+		grid:    linspace(1, cfg.Eps, cfg.Steps+1),
+		dt:      (1 - cfg.Eps) / float64(cfg.Steps),
+		x:       make([]int64, cfg.Batch*cfg.Length),
+		sigma:   make([]float32, cfg.Batch),
+		cum:     make([]float64, g.n),
+		srcs:    make([]*rand.ChaCha8, cfg.Batch),
+		rngs:    make([]*rand.Rand, cfg.Batch),
+		isFixed: make([]bool, cfg.Length),
+	}
+	for b := range s.srcs {
+		s.srcs[b] = rand.NewChaCha8(rowKey(cfg.Seed, b))
+		s.rngs[b] = rand.New(s.srcs[b])
+	}
+	if err := s.compileFixed(cfg.Fixed); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// compileFixed checks the spans and flattens them into positions and tokens.
+func (s *Sampler) compileFixed(spans []Span) error {
+	limit := int64(s.g.n)
+	if s.g.absorb {
+		limit = s.g.mask
+	}
+	for k, sp := range spans {
+		if sp.Start < 0 || sp.Start > s.cfg.Length || len(sp.Tokens) > s.cfg.Length-sp.Start {
+			return invalidf("fixed span %d (start %d, %d tokens) outside length %d", k, sp.Start, len(sp.Tokens), s.cfg.Length)
+		}
+		for i, tok := range sp.Tokens {
+			pos := sp.Start + i
+			if tok < 0 || tok >= limit {
+				return invalidf("fixed token %d at position %d outside [0, %d)", tok, pos, limit)
+			}
+			if s.isFixed[pos] {
+				return invalidf("fixed spans overlap at position %d", pos)
+			}
+			s.isFixed[pos] = true
+		}
+	}
+	for pos, fixed := range s.isFixed {
+		if !fixed {
+			continue
+		}
+		s.fixedPos = append(s.fixedPos, pos)
+		for _, sp := range spans {
+			if pos >= sp.Start && pos < sp.Start+len(sp.Tokens) {
+				s.fixedTok = append(s.fixedTok, sp.Tokens[pos-sp.Start])
+			}
+		}
+	}
+	return nil
+}
+
+// Sample runs the reverse diffusion described by cfg once and returns
+// cfg.Batch*cfg.Length tokens, row-major. See Sampler.Run.
+func Sample(ctx context.Context, score ScoreFunc, cfg Config) ([]int64, error) {
+	s, err := NewSampler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.Run(ctx, score)
+}
+
+// Run samples Batch sequences and returns their Batch*Length tokens,
+// row-major, in a new slice. It starts from the graph's limit (all masks, or
+// uniformly random tokens), takes Steps predictor steps down the time grid,
+// then the denoiser if Config.Denoise is set, imposing Config.Fixed before
+// every step and on the output, exactly as the reference's pc_sampler with a
+// projection. score is called once per step (not at all for the None
+// predictor) with σ(t) as float32.
+//
+// Errors: ctx's error (wrapped) when ctx is done between steps; the
+// ScoreFunc's error (wrapped); a *ScoreError (ErrNonFinite, ErrScoreShape) when
+// a score is unusable; the Progress callback's error (wrapped).
+func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
+	if score == nil && (s.cfg.Predictor != None || s.cfg.Denoise) {
+		return nil, invalidf("nil score function")
+	}
+	s.start()
+	for k := range s.cfg.Steps {
+		if err := s.step(ctx, score, k); err != nil {
+			return nil, err
+		}
+		if err := s.report(k+1, s.grid[k+1]); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.Denoise {
+		if err := s.denoise(ctx, score); err != nil {
+			return nil, err
+		}
+		if err := s.report(s.cfg.Steps+1, 0); err != nil {
+			return nil, err
+		}
+	}
+	return slices.Clone(s.x), nil
+}
+
+// start reseeds the row streams and sets x to the graph's limit, projected.
+func (s *Sampler) start() {
+	L := s.cfg.Length
+	for b, src := range s.srcs {
+		src.Seed(rowKey(s.cfg.Seed, b))
+		row := s.x[b*L : (b+1)*L]
+		if s.g.absorb {
+			for i := range row {
+				row[i] = s.g.mask
+			}
+			continue
+		}
+		r := s.rngs[b]
+		for i := range row {
+			row[i] = int64(r.Uint64N(uint64(s.g.n)))
+		}
+	}
+	s.project()
+}
+
+// project imposes the fixed tokens on every row.
+func (s *Sampler) project() {
+	L := s.cfg.Length
+	for b := range s.cfg.Batch {
+		row := s.x[b*L : (b+1)*L]
+		for k, pos := range s.fixedPos {
+			row[pos] = s.fixedTok[k]
+		}
+	}
+}
+
+// step takes predictor step k (0-based) from t_k to t_k - Δt and projects.
+func (s *Sampler) step(ctx context.Context, score ScoreFunc, k int) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("diffusion: before step %d: %w", k+1, err)
+	}
+	if s.cfg.Predictor == None {
+		return nil
+	}
+	t := s.grid[k]
+	sigma := s.cfg.Noise.Total(t)
+	var m stepMath
+	if s.cfg.Predictor == Euler {
+		m = newEulerMath(s.g, s.dt*s.cfg.Noise.Rate(t))
+	} else {
+		m = newAnalyticMath(s.g, sigma-s.cfg.Noise.Total(t-s.dt), false)
+	}
+	return s.apply(ctx, score, k+1, sigma, &m)
+}
+
+// denoise takes the denoising step at t = Eps and projects.
+func (s *Sampler) denoise(ctx context.Context, score ScoreFunc) error {
+	idx := s.cfg.Steps + 1
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("diffusion: before step %d (denoiser): %w", idx, err)
+	}
+	sigma := s.cfg.Noise.Total(s.cfg.Eps)
+	m := newAnalyticMath(s.g, sigma, true)
+	return s.apply(ctx, score, idx, sigma, &m)
+}
+
+// apply evaluates the score at sigma, moves every free position with m and
+// projects. idx is the 1-based step index for errors.
+func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma float64, m *stepMath) error {
+	B, L := s.cfg.Batch, s.cfg.Length
+	for b := range s.sigma {
+		s.sigma[b] = float32(sigma)
+	}
+	sc, err := score.Score(ctx, s.x, s.sigma, B, L)
+	if err != nil {
+		return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+	}
+	if err := sc.check(B, L, s.g.n); err != nil {
+		return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
+	}
+	for b := range B {
+		r := s.rngs[b]
+		x := s.x[b*L : (b+1)*L]
+		lses := sc.LSE[b*L : (b+1)*L]
+		for i, xi := range x {
+			lse := float64(lses[i])
+			if math.IsNaN(lse) || math.IsInf(lse, 0) {
+				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
+			}
+			if s.isFixed[i] || (s.g.absorb && xi != s.g.mask) {
+				continue
+			}
+			next, fault, ok := m.draw(r, xi, sc.Row(b, i), lse, s.cum)
+			if !ok {
+				detail := "sum of transition weights"
+				if fault.index >= 0 {
+					detail = fmt.Sprintf("log score of state %d", fault.index)
+				}
+				return &ScoreError{Step: idx, Row: b, Position: i, Value: fault.value, Detail: detail, Err: ErrNonFinite}
+			}
+			x[i] = next
+		}
+	}
+	s.project()
+	return nil
+}
+
+// report calls the Progress callback, if any.
+func (s *Sampler) report(idx int, t float64) error {
+	if s.cfg.Progress == nil {
+		return nil
+	}
+	total := s.cfg.Steps
+	if s.cfg.Denoise {
+		total++
+	}
+	err := s.cfg.Progress(Step{Index: idx, Steps: total, T: t, Batch: s.cfg.Batch, Length: s.cfg.Length, Tokens: s.x})
+	if err != nil {
+		return fmt.Errorf("diffusion: stopped by progress callback after step %d: %w", idx, err)
+	}
+	return nil
+}
+
+// linspace returns n points from start to end as torch.linspace computes
+// them in float64 (forward from start for the first half, backward from end
+// for the second), so t_0 = start and t_{n-1} = end exactly.
+func linspace(start, end float64, n int) []float64 {
+	out := make([]float64, n)
+	if n == 1 {
+		out[0] = start
+		return out
+	}
+	step := (end - start) / float64(n-1)
+	half := n / 2
+	for i := range out {
+		if i < half {
+			out[i] = start + step*float64(i)
+		} else {
+			out[i] = end - step*float64(n-1-i)
+		}
+	}
+	return out
+}
+
+// rowKey is the ChaCha8 seed of row b of a run with the given seed.
+func rowKey(seed uint64, row int) [32]byte {
+	var k [32]byte
+	binary.LittleEndian.PutUint64(k[0:], seed)
+	binary.LittleEndian.PutUint64(k[8:], uint64(row))
+	copy(k[16:], "sedd-go/diffusn1")
+	return k
+}
+
+// RowRand returns the random stream of row b of a run seeded with seed: a
+// math/rand/v2 ChaCha8 generator whose output is the same on every platform.
+// The Sampler uses it (one uniform per free masked or uniform-graph position
+// and step, in position order, plus one per moving position); the likelihood
+// evaluation uses it for Corrupt.
+func RowRand(seed uint64, row int) *rand.Rand {
+	return rand.New(rand.NewChaCha8(rowKey(seed, row)))
+}
