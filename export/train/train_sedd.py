@@ -1,0 +1,255 @@
+"""Train a small SEDD model (absorb graph, log-linear noise) on the token splits from bpe.py.
+
+The loss is the reference's score entropy (losses.py / graph_lib.Absorbing.score_entropy):
+t ~ U(sampling_eps, 1), σ = -log(1 - (1 - eps) t), dσ = (1 - eps) / (1 - (1 - eps) t),
+each token masked with probability 1 - e^{-σ}, loss = Σ_i dσ · score_entropy_i, mean over the
+batch. AdamW, linear warm-up then cosine decay, gradient clipping at 1, EMA with the reference's
+num_updates warm-up. The run directory uses the reference's layout:
+
+  RUN/.hydra/config.yaml                 full config (tokens, graph, noise, model, training, data, optim)
+  RUN/checkpoints-meta/checkpoint.pth    {model, ema, optimizer, step}, rewritten every few minutes
+  RUN/tokenizer.json                     the tokenizer the data was encoded with
+  RUN/train.log                          training and validation losses
+
+Usage:
+  python3 export/train/train_sedd.py --run runs/brown-sedd-small --steps 6000
+  python3 export/train/train_sedd.py --bench 20      # time 20 steps and exit
+"""
+
+import argparse
+import math
+import os
+import shutil
+import time
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+import common  # noqa: F401  (puts export/ on sys.path)
+from common import EMA, Log, RandomBlocks, fixed_blocks, load_ids, lr_at
+from seddpy.model import SEDD, log_expm1_sigma
+
+NOISE_EPS = 1e-3
+SAMPLING_EPS = 1e-3
+
+
+def loglinear(t, eps=NOISE_EPS):
+    """Total noise σ(t) and rate dσ/dt of the reference's log-linear schedule."""
+    sigma = -torch.log1p(-(1 - eps) * t)
+    dsigma = (1 - eps) / (1 - (1 - eps) * t)
+    return sigma, dsigma
+
+
+def perturb(x0, sigma, mask_id, gen=None):
+    """Absorb forward process: each token becomes the mask with probability 1 - e^{-σ}."""
+    move = torch.rand(x0.shape, generator=gen) < (1 - torch.exp(-sigma))[:, None]
+    return torch.where(move, torch.full_like(x0, mask_id), x0)
+
+
+def masked_log_score(model, xt, sigma, mask_id):
+    """model(xt, sigma) at the masked positions only: ([M, N] log-scores, mask, batch row of each).
+
+    The output layer is per position, so it runs on the masked rows alone: the score
+    entropy of the absorb graph is zero elsewhere, and the [B, L, N] output is the largest
+    cost of a CPU step. Same submodules and maths as SEDD.forward (test_train checks it)."""
+    x = model.vocab_embed(xt)
+    c = F.silu(model.sigma_map(sigma))
+    cos, sin = model.rotary_emb(x)
+    for block in model.blocks:
+        x = block(x, cos, sin, c)
+    masked = xt == mask_id
+    rows = masked.nonzero(as_tuple=True)[0]
+    h = x[masked][:, None, :]  # [M, 1, D]
+    out = model.output_layer(h, c[rows])[:, 0, :]  # [M, N]
+    if model.scale_by_sigma:
+        out = out - log_expm1_sigma(sigma)[rows][:, None] - math.log(out.shape[-1] - 1)
+    # SEDD.forward sets the entry of the input token (here the mask) to exactly zero.
+    return torch.cat([out[:, :mask_id], torch.zeros_like(out[:, mask_id:])], dim=-1), masked, rows
+
+
+def sedd_loss(model, x0, mask_id, t=None, gen=None):
+    """Per-sequence loss Σ_i dσ · score_entropy_i (the reference's loss_fn), shape [B].
+
+    Score entropy at a masked position with clean token y and r = 1 / (e^σ - 1):
+    Σ_{j ≠ mask} exp(s_j) - r · s_y + r (log r - 1); zero at unmasked positions."""
+    if t is None:
+        t = (1 - SAMPLING_EPS) * torch.rand(x0.shape[0], generator=gen) + SAMPLING_EPS
+    sigma, dsigma = loglinear(t)
+    xt = perturb(x0, sigma, mask_id, gen)
+    s, masked, rows = masked_log_score(model, xt, sigma, mask_id)
+    esigm1 = torch.where(sigma < 0.5, torch.expm1(sigma), torch.exp(sigma) - 1)
+    r = (1.0 / esigm1)[rows]
+    y = x0[masked]
+    neg = r * s.gather(-1, y[:, None]).squeeze(-1)
+    pos = s[:, :mask_id].exp().sum(-1)
+    const = r * (torch.log(r) - 1)
+    per_pos = dsigma[rows] * (pos - neg + const)
+    return torch.zeros(x0.shape[0], dtype=per_pos.dtype).index_add(0, rows, per_pos)
+
+
+@torch.no_grad()
+def eval_loss(model, blocks, mask_id, n_t=8, batch=32, seed=1234):
+    """Mean loss per token over the given blocks with n_t stratified t each (fixed seed)."""
+    gen = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    for k in range(n_t):
+        for i in range(0, len(blocks), batch):
+            x0 = blocks[i : i + batch]
+            u = (k + torch.rand(x0.shape[0], generator=gen)) / n_t
+            t = (1 - SAMPLING_EPS) * u + SAMPLING_EPS
+            total += sedd_loss(model, x0, mask_id, t=t, gen=gen).sum().item()
+            count += x0.numel()
+    return total / count
+
+
+def make_config(args, tokens):
+    return {
+        "ngpus": 0,
+        "tokens": tokens,
+        "training": {
+            "batch_size": args.batch, "accum": 1, "n_iters": args.steps, "ema": args.ema,
+            "seed": args.seed, "weight": "standard", "snapshot_freq_minutes": args.save_minutes,
+        },
+        "data": {
+            "train": "brown+nlp-corpus (export/train/data.py, split train)",
+            "valid": "brown+nlp-corpus (split valid)",
+            "cache_dir": args.data,
+            "blocks": "random offsets into the <|endoftext|>-joined token stream",
+        },
+        "graph": {"type": "absorb", "file": args.data, "report_all": False},
+        "noise": {"type": "loglinear", "eps": NOISE_EPS, "sigma_min": 1e-4, "sigma_max": 20},
+        "sampling": {"predictor": "analytic", "steps": 128, "noise_removal": True},
+        "model": {
+            "name": "brown-sedd-small", "type": "ddit", "hidden_size": args.hidden, "cond_dim": args.cond,
+            "length": args.length, "n_blocks": args.blocks, "n_heads": args.heads,
+            "scale_by_sigma": True, "dropout": 0.0,
+        },
+        "optim": {
+            "weight_decay": args.weight_decay, "optimizer": "AdamW", "lr": args.lr, "beta1": 0.9,
+            "beta2": 0.999, "eps": 1e-8, "warmup": args.warmup, "grad_clip": 1.0,
+            "schedule": "cosine to 0.1 lr",
+        },
+    }
+
+
+def save(run, model, ema, opt, step):
+    path = os.path.join(run, "checkpoints-meta", "checkpoint.pth")
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--run", default="runs/brown-sedd-small")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--cond", type=int, default=128)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=2100)
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="wall-clock budget: the schedule runs on max(step/steps, elapsed/budget) and stops at 1")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--save-minutes", type=float, default=4.0)
+    ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tok_path = os.path.join(args.data, "tokenizer.json")
+    train_ids = load_ids(args.data, "train")
+    tokens = int(train_ids.max()) + 1  # <|endoftext|> is the last id
+    mask_id = tokens
+    cfg = make_config(args, tokens)
+    model = SEDD(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
+    data = RandomBlocks(train_ids, args.length, args.batch, args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+
+    if args.bench:
+        model.train()
+        for i in range(args.bench + 2):
+            if i == 2:
+                t0 = time.time()
+            loss = sedd_loss(model, data.next(), mask_id, gen=gen).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        dt = (time.time() - t0) / args.bench
+        print(f"params {n_params}, batch {args.batch}x{args.length}: {dt:.3f} s/step, "
+              f"{args.batch * args.length / dt:.0f} tokens/s")
+        return
+
+    os.makedirs(os.path.join(args.run, ".hydra"), exist_ok=True)
+    os.makedirs(os.path.join(args.run, "checkpoints-meta"), exist_ok=True)
+    with open(os.path.join(args.run, ".hydra", "config.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    shutil.copyfile(tok_path, os.path.join(args.run, "tokenizer.json"))
+    log = Log(os.path.join(args.run, "train.log"))
+    log(f"params {n_params} tokens {tokens} config {cfg['model']} batch {args.batch} steps {args.steps}")
+
+    valid = fixed_blocks(load_ids(args.data, "valid"), args.length)[:64]
+    ema = EMA(model.parameters(), args.ema)
+    ema_model = SEDD(cfg)
+    t_start = time.time()
+    last_save = t_start
+    run_loss, run_n = 0.0, 0
+    step = 0
+    while True:
+        step += 1
+        progress = (step - 1) / args.steps
+        if args.minutes > 0:
+            progress = max(progress, (time.time() - t_start) / (args.minutes * 60))
+        last = progress >= 1.0 or step >= args.steps
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step - 1, min(progress, 1.0), args.lr, args.warmup)
+        x0 = data.next()
+        loss = sedd_loss(model, x0, mask_id, gen=gen).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema.update(model.parameters())
+        run_loss += loss.item()
+        run_n += 1
+        if step % args.log_every == 0:
+            el = time.time() - t_start
+            log(f"step {step} loss/token {run_loss / run_n / args.length:.4f} gnorm {gnorm:.2f} "
+                f"lr {opt.param_groups[0]['lr']:.2e} elapsed {el / 60:.1f} min tokens {step * args.batch * args.length}")
+            run_loss, run_n = 0.0, 0
+        if step % args.eval_every == 0 or last:
+            ema_model.load_state_dict(model.state_dict())
+            ema.copy_to(ema_model.parameters())
+            ema_model.eval()
+            v = eval_loss(ema_model, valid, mask_id)
+            log(f"step {step} valid(ema) loss/token {v:.4f} bound ppl {math.exp(v):.1f}")
+            if last:
+                model.eval()
+                v = eval_loss(model, valid, mask_id)
+                model.train()
+                log(f"step {step} valid(raw, no ema) loss/token {v:.4f} bound ppl {math.exp(v):.1f}")
+        if time.time() - last_save > args.save_minutes * 60 or last:
+            save(args.run, model, ema, opt, step)
+            last_save = time.time()
+            log(f"step {step} saved checkpoint")
+        if last:
+            break
+    log(f"done: {step} steps, {step * args.batch * args.length} tokens, "
+        f"{(time.time() - t_start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
