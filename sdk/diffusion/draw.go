@@ -137,6 +137,9 @@ func (m *stepMath) drawUniformTweedie(r *rand.Rand, x int64, row []float32, lse 
 		}
 		cum[j] = total
 	}
+	if total == 0 {
+		return x, rowFault{}, true // see tweedieWeights: rounding left no positive weight
+	}
 	return searchCum(cum, u*total)
 }
 

@@ -33,7 +33,7 @@ func TransitionProbs(dst []float64, g Graph, noise Noise, p Predictor, t, dt flo
 	default:
 		return invalidf("unknown predictor %v", p)
 	}
-	return normalise(dst)
+	return normalise(dst, sp, x)
 }
 
 // DenoiseProbs writes to dst the exact distribution of the final denoising
@@ -46,7 +46,7 @@ func DenoiseProbs(dst []float64, g Graph, noise Noise, eps float64, x int64, log
 		return err
 	}
 	tweedieWeights(dst, sp, noise.Total(eps), x, logScore, true)
-	return normalise(dst)
+	return normalise(dst, sp, x)
 }
 
 func checkDense(dst []float64, g Graph, noise Noise, x int64, logScore []float32) (graphSpec, error) {
@@ -110,6 +110,12 @@ func eulerWeights(dst []float64, sp graphSpec, scale float64, x int64, logScore 
 // tweedieWeights writes staggered_score(score, d) · transp_transition(x, d), the
 // weights of the analytic predictor (dσ = d) and of the denoiser (d = σ(eps),
 // dropMask set).
+//
+// On the uniform graph the weight of j ≠ x is proportional to
+// e^{d}·(e_j - Σe/N) + Σe/N: for large d it amplifies the rounding of float32
+// scores by e^{d}, and all weights can come out ≤ 0 although exact arithmetic
+// always leaves one positive. The position then keeps its token (normalise);
+// the reference's argmax would pick an arbitrary state.
 func tweedieWeights(dst []float64, sp graphSpec, d float64, x int64, logScore []float32, dropMask bool) {
 	clear(dst)
 	if sp.absorb {
@@ -145,8 +151,10 @@ func tweedieWeights(dst []float64, sp graphSpec, d float64, x int64, logScore []
 	dst[x] = (shift + 1/epow) * (1 - (n-1)*off)
 }
 
-// normalise clamps negative weights to 0 and scales dst to sum 1.
-func normalise(dst []float64) error {
+// normalise clamps negative weights to 0 and scales dst to sum 1. On the
+// uniform graph, weights that are all ≤ 0 (see tweedieWeights) become one-hot
+// on x.
+func normalise(dst []float64, sp graphSpec, x int64) error {
 	var sum float64
 	for j, v := range dst {
 		if v < 0 {
@@ -154,6 +162,10 @@ func normalise(dst []float64) error {
 		} else {
 			sum += v
 		}
+	}
+	if sum == 0 && !sp.absorb {
+		dst[x] = 1
+		return nil
 	}
 	if !(sum > 0) || math.IsInf(sum, 1) {
 		return fmt.Errorf("%w: transition weights sum to %v", ErrNonFinite, sum)
