@@ -1,0 +1,122 @@
+"""Tests for the training code: run with `python3 -m pytest export/train/test_train.py`."""
+
+import math
+
+import pytest
+import torch
+
+import common  # noqa: F401
+import data
+from bpe import Tokenizer, train
+from seddpy.model import SEDD
+from train_ar import CausalLM
+from train_sedd import loglinear, masked_log_score, perturb, sedd_loss
+
+CFG = {"tokens": 50, "graph": {"type": "absorb"},
+       "model": {"hidden_size": 32, "cond_dim": 16, "n_blocks": 2, "n_heads": 2, "scale_by_sigma": True}}
+
+
+def random_sedd(seed=0):
+    torch.manual_seed(seed)
+    m = SEDD(CFG)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    return m
+
+
+def test_masked_log_score_matches_forward():
+    m = random_sedd()
+    x = torch.randint(0, 51, (3, 20))
+    sigma = torch.tensor([0.01, 0.7, 4.0])
+    s, masked, rows = masked_log_score(m, x, sigma, 50)
+    full = m(x, sigma)[masked]
+    assert s.shape == full.shape
+    assert torch.allclose(s, full, atol=1e-5, rtol=1e-5)
+    assert rows.tolist() == masked.nonzero()[:, 0].tolist()
+
+
+def test_sedd_loss_matches_direct_sum():
+    """The per-sequence loss equals σ'(t) Σ_i ℓ_i written out position by position."""
+    m = random_sedd(1)
+    x0 = torch.randint(0, 50, (3, 20))
+    t = torch.tensor([0.2, 0.6, 0.95])
+    got = sedd_loss(m, x0, 50, t=t, gen=torch.Generator().manual_seed(5))
+    sigma, dsigma = loglinear(t)
+    xt = perturb(x0, sigma, 50, torch.Generator().manual_seed(5))
+    full = m(xt, sigma).double()
+    want = torch.zeros(3, dtype=torch.float64)
+    for b in range(3):
+        r = 1.0 / math.expm1(float(sigma[b]))
+        for i in range(20):
+            if xt[b, i] == 50:
+                s = full[b, i]
+                want[b] += float(dsigma[b]) * (s[:50].exp().sum() - r * s[x0[b, i]] + r * (math.log(r) - 1))
+    assert torch.allclose(got.double(), want, rtol=1e-5)
+
+
+def test_sedd_loss_is_zero_without_masks():
+    m = random_sedd(2)
+    x0 = torch.randint(0, 50, (2, 10))
+    # t tiny: σ ≈ 1e-6, so no position is masked with this seed
+    loss = sedd_loss(m, x0, 50, t=torch.full((2,), 1e-6), gen=torch.Generator().manual_seed(0))
+    assert loss.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("words,want", [
+    (["``", "Hello", ",", "world", "''", "."], '"Hello, world".'),
+    (["He", "said", "``", "no", "''", "to", "them", "."], 'He said "no" to them.'),
+    (["(", "a", ")", "b", "n't", ";"], "(a) bn't;"),
+    (["Jr.", "."], "Jr."),
+])
+def test_detokenize(words, want):
+    assert data.detokenize(words) == want
+
+
+def test_strip_tag_keeps_slashes_in_words():
+    assert data.strip_tag("1/2/cd") == "1/2"
+    assert data.strip_tag("The/at") == "The"
+
+
+def test_bpe_is_deterministic_and_round_trips():
+    texts = ["the cat sat on the mat. the cat ran!", "Thé naïve café 😀, 12 345 and\n\n  spaces  "] * 3
+    a, b = train(texts, 300), train(list(texts), 300)
+    assert a == b
+    tok = Tokenizer(a)
+    assert tok.vocab_size == 300
+    for t in texts + ["unseen wörds \x00\x7f 𝔘"]:
+        assert tok.decode(tok.encode(t)) == t
+    assert tok.strings[tok.encode(" the")[0]] == "Ġthe"
+
+
+def test_tokenizer_json_reloads(tmp_path):
+    tok = Tokenizer(train(["one two three two one three two"] * 4, 270))
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    again = Tokenizer.from_file(str(path))
+    assert again.merges == tok.merges
+    j = tok.to_json()
+    # the text runs out of pairs before 270: fewer merges, <|endoftext|> still last
+    assert tok.eot == 256 + len(tok.merges) == tok.vocab_size - 1
+    assert j["added_tokens"][0]["id"] == tok.eot
+    assert j["model"]["vocab"]["<|endoftext|>"] == tok.eot
+
+
+def test_causal_lm_does_not_look_ahead():
+    torch.manual_seed(0)
+    m = CausalLM(40, 32, 2, 2).eval()
+    x = torch.randint(0, 40, (2, 12))
+    y = x.clone()
+    y[:, 7:] = (y[:, 7:] + 1) % 40
+    with torch.no_grad():
+        a, b = m(x), m(y)
+    assert torch.allclose(a[:, :7], b[:, :7], atol=1e-6)
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_split_is_stable():
+    assert data.split_of("brown/ca01") == data.split_of("brown/ca01")
+    counts = {"train": 0, "valid": 0, "test": 0}
+    for i in range(2000):
+        counts[data.split_of(f"doc/{i}")] += 1
+    assert 1650 < counts["train"] < 1950 and counts["test"] > 50 and counts["valid"] > 50
