@@ -16,9 +16,9 @@ const (
 
 // stepMath holds the per-step constants of the fast draws. The draws follow
 // the same distributions as TransitionProbs and DenoiseProbs but read only the
-// log-sum-exp of a position unless the position actually moves (absorbing
-// graph, euler on the uniform graph), or skip the exponential of every weight
-// that is certainly clamped to 0 (analytic and denoise on the uniform graph).
+// log-sum-exp of a position unless the position may move (always on the
+// absorbing graph and for euler; for analytic and denoise on the uniform graph
+// unless a bound on the move mass already decides that it stays).
 type stepMath struct {
 	kind stepKind
 	g    graphSpec
@@ -109,38 +109,46 @@ func drawExp(r *rand.Rand, row []float32, skip int64, lse float64, cum []float64
 
 // drawUniformTweedie draws from staggered_score · transp_transition on the
 // uniform graph. With A = e^{d}, S = exp(lse), B = (1-A)(1+S)/N, the weight of
-// j ≠ x is c·(A·e^{s_j} + B), positive only when s_j > log(c·(1+S)); the weight
-// of x is stayT·(A + B). Negative weights count as 0.
+// x is stayT·(A + B) and that of j ≠ x is c·(A·e^{s_j} + B), positive only when
+// s_j > log(c·(1+S)); negative weights count as 0. The inverse CDF orders x
+// first. Since B ≤ 0, the total move weight is at most c·A·S, so a uniform
+// below stay/(stay + c·A·S) means "stay" whatever the row holds: most
+// positions are decided in O(1), and only the others read their row, where
+// the exponential is skipped for every weight that is certainly clamped.
 func (m *stepMath) drawUniformTweedie(r *rand.Rand, x int64, row []float32, lse float64, cum []float64) (int64, rowFault, bool) {
 	u := r.Float64()
 	n := m.g.n
 	log1pS := softplus(lse) // log(1 + S)
-	tot := math.Exp(log1pS)
-	b := -m.jump * tot / float64(n) // (1 - e^{d})(1 + S)/N
+	b := -m.jump * math.Exp(log1pS) / float64(n)
+	stay := max(0, m.stayT*(m.a+b))
+	if u*(stay+m.c*m.a*math.Exp(lse)) < stay {
+		return x, rowFault{}, true
+	}
 	thr := m.logC + log1pS
 	ac, bc := m.a*m.c, b*m.c
-	stay := max(0, m.stayT*(m.a+b))
 	cum = cum[:n]
-	var total float64
+	var moves float64
 	for j, v := range row[:n] {
 		s := float64(v)
 		if badLogScore(s) {
 			return 0, rowFault{j, s}, false
 		}
-		switch {
-		case int64(j) == x:
-			total += stay
-		case s > thr:
+		if int64(j) != x && s > thr {
 			if w := ac*math.Exp(s) + bc; w > 0 {
-				total += w
+				moves += w
 			}
 		}
-		cum[j] = total
+		cum[j] = moves
 	}
+	total := stay + moves
 	if total == 0 {
 		return x, rowFault{}, true // see tweedieWeights: rounding left no positive weight
 	}
-	return searchCum(cum, u*total)
+	target := u * total
+	if target < stay || moves == 0 {
+		return x, rowFault{}, true
+	}
+	return searchCum(cum, target-stay)
 }
 
 // softplus returns log(1 + e^l) without overflow.
