@@ -1,0 +1,101 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/sedd-go/sedd/sdk/internal/golden"
+)
+
+// DefaultTolerance bounds max|ONNX − PyTorch| relative to max(1, max|PyTorch|)
+// for each golden case, on both outputs.
+const DefaultTolerance = 1e-4
+
+// ErrVerify marks a model whose ONNX outputs differ from its golden PyTorch
+// outputs beyond the tolerance, or whose golden files are missing.
+var ErrVerify = errors.New("model does not match its golden outputs")
+
+// VerifyCase is the outcome of one golden case.
+type VerifyCase struct {
+	Name          string
+	Batch, Length int
+	// MaxAbsLogScore and MaxAbsLSE are max|ONNX − PyTorch| over the case;
+	// RelLogScore and RelLSE divide them by max(1, max|PyTorch|).
+	MaxAbsLogScore, RelLogScore float64
+	MaxAbsLSE, RelLSE           float64
+	// NonZeroAtInput counts log_score entries at the input tokens that are not
+	// exactly 0 (the network must scatter zeros there).
+	NonZeroAtInput int
+	OK             bool
+}
+
+// VerifyReport is the outcome of Model.Verify.
+type VerifyReport struct {
+	Tolerance float64
+	Cases     []VerifyCase
+	// MaxRel is the largest relative error over all cases and both outputs.
+	MaxRel float64
+	OK     bool
+}
+
+// Verify runs every golden input of the model directory through ONNX Runtime
+// and compares with the PyTorch outputs stored at export. tol ≤ 0 means
+// DefaultTolerance (or the manifest's verify.tolerance when set). The report is
+// returned even when a case fails; the error then matches ErrVerify.
+func (m *Model) Verify(ctx context.Context, tol float64) (*VerifyReport, error) {
+	if err := m.enter(); err != nil {
+		return nil, err
+	}
+	defer m.leave()
+	if tol <= 0 {
+		tol = DefaultTolerance
+		if m.man.Verify != nil && m.man.Verify.Tolerance > 0 {
+			tol = m.man.Verify.Tolerance
+		}
+	}
+	name := "golden.json"
+	if m.man.Verify != nil && m.man.Verify.Golden != "" {
+		name = m.man.Verify.Golden
+	}
+	cases, err := golden.Load(filepath.Join(m.dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no cases", ErrVerify, name)
+	}
+	sc, err := m.scorer()
+	if err != nil {
+		return nil, err
+	}
+	defer m.release(sc)
+	rep := &VerifyReport{Tolerance: tol, OK: true}
+	for _, c := range cases {
+		if c.N != m.man.N() {
+			return nil, fmt.Errorf("%w: case %s has %d states per position, the model %d", ErrVerify, c.Name, c.N, m.man.N())
+		}
+		out, err := sc.Score(ctx, c.Indices, c.Sigma, c.Batch, c.Length)
+		if err != nil {
+			return nil, fmt.Errorf("golden case %s: %w", c.Name, err)
+		}
+		res, err := golden.Check(c, out.LogScore, out.LSE)
+		if err != nil {
+			return nil, fmt.Errorf("%w: case %s: %v", ErrVerify, c.Name, err)
+		}
+		vc := VerifyCase{
+			Name: c.Name, Batch: c.Batch, Length: c.Length,
+			MaxAbsLogScore: res.LogScore.MaxAbs, RelLogScore: res.LogScore.Rel(),
+			MaxAbsLSE: res.LSE.MaxAbs, RelLSE: res.LSE.Rel(),
+			NonZeroAtInput: res.NonZeroAtInput, OK: res.OK(tol),
+		}
+		rep.MaxRel = max(rep.MaxRel, vc.RelLogScore, vc.RelLSE)
+		rep.OK = rep.OK && vc.OK
+		rep.Cases = append(rep.Cases, vc)
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("%w: max relative error %.3g exceeds %.3g (or log_score is not 0 at an input token)", ErrVerify, rep.MaxRel, tol)
+	}
+	return rep, nil
+}
