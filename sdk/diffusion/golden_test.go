@@ -132,8 +132,7 @@ func TestNoiseGolden(t *testing.T) {
 
 // TestTransitionProbsGolden compares the dense transition probabilities of
 // every position (after projecting x onto the fixed tokens) with the
-// reference. The tolerance is relative 1e-9 plus 1e-14 absolute for entries
-// that are differences of O(1) numbers (stay probabilities near 0).
+// reference, to a relative error of 1e-9 (measured: below 2e-14).
 func TestTransitionProbsGolden(t *testing.T) {
 	negatives := 0
 	for _, c := range loadRefmath(t).Transitions {
@@ -176,7 +175,7 @@ func TestTransitionProbsGolden(t *testing.T) {
 					}
 				}
 				for j := range n {
-					if !closeRel(got[j], c.Probs[i][j], 1e-9, 1e-14) {
+					if !closeRel(got[j], c.Probs[i][j], 1e-9, 0) {
 						t.Errorf("position %d (x=%d), state %d: got %.17g, want %.17g", i, x, j, got[j], c.Probs[i][j])
 					}
 				}

@@ -343,9 +343,10 @@ func (s *Sampler) report(idx int, t float64) error {
 	return nil
 }
 
-// linspace returns n points from start to end as torch.linspace computes
-// them in float64 (forward from start for the first half, backward from end
-// for the second), so t_0 = start and t_{n-1} = end exactly.
+// linspace returns n evenly spaced points from start to end, computed forward
+// from start for the first half and backward from end for the second (like
+// torch.linspace's scalar kernel), so that t_0 = start and t_{n-1} = end
+// exactly. (The reference builds its grid in float32; ours is float64.)
 func linspace(start, end float64, n int) []float64 {
 	out := make([]float64, n)
 	if n == 1 {
@@ -373,8 +374,9 @@ func rowKey(seed uint64, row int) [32]byte {
 	return k
 }
 
-// RowRand returns the random stream of row b of a run seeded with seed: a
-// math/rand/v2 ChaCha8 generator whose output is the same on every platform.
+// RowRand returns the random stream of batch row row of a run seeded with
+// seed: a math/rand/v2 ChaCha8 generator whose output is the same on every
+// platform.
 // The Sampler uses it (one uniform per free masked or uniform-graph position
 // and step, in position order, plus one per moving position); the likelihood
 // evaluation uses it for Corrupt.
