@@ -9,7 +9,8 @@ import (
 // ratios log p(x with x_i := j) / p(x) for every row b, position i and state j,
 // and their log-sum-exp over j ≠ x_i. The entry LogScore[b][i][x_i] is 0.
 //
-// Scores is a view: the slices belong to whoever returned it.
+// Scores is a view: the slices belong to whoever returned it, and nothing in
+// this package writes to them, so concurrent readers are safe.
 type Scores struct {
 	Batch, Length, N int
 	LogScore         []float32 // Batch*Length*N, row-major [b][i][j]
@@ -36,7 +37,9 @@ func (s Scores) check(batch, length, n int) error {
 // ScoreFunc evaluates the score network. x holds batch*length token ids, sigma
 // one σ per row. The returned slices are owned by the ScoreFunc and valid until
 // its next call. Score must not modify x or sigma or keep them after it returns,
-// and should stop early when ctx is done.
+// and should stop early when ctx is done. A Sampler calls it from one goroutine
+// at a time; sharing one ScoreFunc between Samplers running concurrently needs
+// an implementation that is safe for that.
 type ScoreFunc interface {
 	Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error)
 }
