@@ -1,0 +1,352 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/manifest"
+)
+
+const (
+	tinyAbsorb  = "testdata/tiny-absorb"
+	tinyUniform = "testdata/tiny-uniform"
+)
+
+func open(t testing.TB, dir string, opts ...sdk.Option) *sdk.Model {
+	t.Helper()
+	m, err := sdk.Open(dir, append([]sdk.Option{sdk.WithThreads(1)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestVerifyFixtures(t *testing.T) {
+	for _, dir := range []string{tinyAbsorb, tinyUniform} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m := open(t, dir)
+			rep, err := m.Verify(context.Background(), 0)
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if !rep.OK || len(rep.Cases) == 0 || rep.MaxRel > sdk.DefaultTolerance {
+				t.Fatalf("Verify report not OK: %+v", rep)
+			}
+		})
+	}
+}
+
+// TestSampleConditioning runs the real network through ONNX Runtime and checks
+// that fixed tokens survive, masks are gone after denoising, and a seed
+// reproduces the tokens.
+func TestSampleConditioning(t *testing.T) {
+	tests := []struct {
+		name  string
+		dir   string
+		req   sdk.SampleRequest
+		fixed map[int]string // position → text expected there (bytes tokenizer: one token per byte)
+	}{
+		{"unconditional absorb analytic", tinyAbsorb, sdk.SampleRequest{Steps: 8, Batch: 2, Seed: 1}, nil},
+		{"unconditional absorb euler", tinyAbsorb, sdk.SampleRequest{Steps: 8, Predictor: sdk.Euler, Seed: 2}, nil},
+		{"prefix", tinyAbsorb, sdk.SampleRequest{Steps: 8, Batch: 3, Prefix: "Once", Seed: 3}, map[int]string{0: "Once"}},
+		{"suffix", tinyAbsorb, sdk.SampleRequest{Steps: 8, Suffix: "end.", Seed: 4}, map[int]string{28: "end."}},
+		{"middle span", tinyAbsorb, sdk.SampleRequest{Steps: 8, Fixed: []sdk.Fixed{{Pos: 10, Text: "mid"}}, Seed: 5}, map[int]string{10: "mid"}},
+		{"prefix suffix and span", tinyAbsorb, sdk.SampleRequest{Steps: 4, Prefix: "A", Suffix: "Z", Fixed: []sdk.Fixed{{Pos: 16, Tokens: []int{'q'}}}, Seed: 6},
+			map[int]string{0: "A", 31: "Z", 16: "q"}},
+		{"uniform analytic with prefix", tinyUniform, sdk.SampleRequest{Steps: 8, Batch: 2, Prefix: "Hi", Seed: 7}, map[int]string{0: "Hi"}},
+		{"uniform euler", tinyUniform, sdk.SampleRequest{Steps: 8, Predictor: sdk.Euler, Suffix: "!", Seed: 8}, map[int]string{31: "!"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := open(t, tt.dir)
+			res, err := m.Sample(context.Background(), tt.req)
+			if err != nil {
+				t.Fatalf("Sample: %v", err)
+			}
+			batch := max(tt.req.Batch, 1)
+			if len(res.Samples) != batch {
+				t.Fatalf("got %d samples, want %d", len(res.Samples), batch)
+			}
+			if res.NFE != tt.req.Steps+1 {
+				t.Errorf("NFE = %d, want %d (steps + denoiser)", res.NFE, tt.req.Steps+1)
+			}
+			for _, s := range res.Samples {
+				if len(s.Tokens) != m.Manifest().Length {
+					t.Fatalf("sample has %d tokens, want %d", len(s.Tokens), m.Manifest().Length)
+				}
+				for i, tok := range s.Tokens {
+					if tok < 0 || tok >= m.Manifest().Tokens {
+						t.Fatalf("token %d at %d is not a vocabulary token (mask left after denoising?)", tok, i)
+					}
+				}
+				for pos, text := range tt.fixed {
+					for i := range len(text) {
+						if s.Tokens[pos+i] != int(text[i]) {
+							t.Fatalf("sample %d: position %d = %d, want fixed %q", s.Index, pos+i, s.Tokens[pos+i], text[i])
+						}
+					}
+				}
+			}
+			again, err := m.Sample(context.Background(), tt.req)
+			if err != nil {
+				t.Fatalf("Sample again: %v", err)
+			}
+			for i := range res.Samples {
+				if !slices.Equal(res.Samples[i].Tokens, again.Samples[i].Tokens) {
+					t.Fatalf("same seed gave different tokens:\n%v\n%v", res.Samples[i].Tokens, again.Samples[i].Tokens)
+				}
+			}
+		})
+	}
+}
+
+func TestSampleWithoutDenoiseKeepsMasksPossible(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	// One step from t=1 with no denoiser leaves most positions masked.
+	res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 1, NoDenoise: true, Eps: 0.9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := 0
+	for _, tok := range res.Samples[0].Tokens {
+		if int64(tok) == m.Mask() {
+			masks++
+		}
+	}
+	if masks == 0 {
+		t.Fatalf("no masks after one short step without denoising: %v", res.Samples[0].Tokens)
+	}
+	if res.NFE != 1 {
+		t.Fatalf("NFE = %d, want 1", res.NFE)
+	}
+}
+
+func TestInfillKeepsLiterals(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	res, err := m.Infill(context.Background(), "ab[MASK:3]cd[MASK]e", sdk.SampleRequest{Steps: 8, Batch: 2, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Samples {
+		if len(s.Tokens) != 9 {
+			t.Fatalf("infill returned %d tokens, want the template's 9", len(s.Tokens))
+		}
+		for pos, want := range map[int]byte{0: 'a', 1: 'b', 5: 'c', 6: 'd', 8: 'e'} {
+			if s.Tokens[pos] != int(want) {
+				t.Fatalf("literal %q at %d replaced by %d: %v", want, pos, s.Tokens[pos], s.Tokens)
+			}
+		}
+	}
+}
+
+func TestProgressAndStop(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	var steps []int
+	stop := errors.New("enough")
+	_, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 10, Progress: func(p sdk.Progress) error {
+		steps = append(steps, p.Step)
+		if p.Steps != 11 || p.Length != 32 || len(p.Tokens) != 32 {
+			t.Errorf("progress shape: %+v", p)
+		}
+		if p.Step == 3 {
+			return stop
+		}
+		return nil
+	}})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Sample error = %v, want the callback's error", err)
+	}
+	if !slices.Equal(steps, []int{1, 2, 3}) {
+		t.Fatalf("progress saw steps %v, want [1 2 3]", steps)
+	}
+	// The model stays usable.
+	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 2}); err != nil {
+		t.Fatalf("Sample after a stopped run: %v", err)
+	}
+}
+
+func TestCancelStopsWithinOneEvaluation(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	_, err := m.Sample(ctx, sdk.SampleRequest{Steps: 50, Progress: func(p sdk.Progress) error {
+		calls++
+		if p.Step == 5 {
+			cancel()
+		}
+		return nil
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sample error = %v, want context.Canceled", err)
+	}
+	if calls > 6 {
+		t.Fatalf("run went on for %d steps after cancel at step 5", calls-5)
+	}
+	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 2}); err != nil {
+		t.Fatalf("Sample after cancel: %v", err)
+	}
+}
+
+// TestConcurrentSamplesMatchSequential shares one Model between goroutines.
+func TestConcurrentSamplesMatchSequential(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	const n = 6
+	want := make([][]int, n)
+	for i := range n {
+		res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 6, Seed: uint64(100 + i), Prefix: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = res.Samples[0].Tokens
+	}
+	got := make([][]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 6, Seed: uint64(100 + i), Prefix: "x"})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			got[i] = res.Samples[0].Tokens
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("goroutine %d: %v", i, errs[i])
+		}
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("seed %d: concurrent tokens differ from sequential", 100+i)
+		}
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	long := string(make([]byte, 40))
+	tests := []struct {
+		name string
+		req  sdk.SampleRequest
+		want error
+	}{
+		{"negative steps", sdk.SampleRequest{Steps: -1}, sdk.ErrBadRequest},
+		{"eps above 1", sdk.SampleRequest{Eps: 2}, sdk.ErrBadRequest},
+		{"eps negative", sdk.SampleRequest{Eps: -0.1}, sdk.ErrBadRequest},
+		{"negative batch", sdk.SampleRequest{Batch: -2}, sdk.ErrBadRequest},
+		{"negative length", sdk.SampleRequest{Length: -2}, sdk.ErrBadRequest},
+		{"prefix longer than the model", sdk.SampleRequest{Prefix: "x" + long}, sdk.ErrTooLong},
+		{"prefix and suffix together too long", sdk.SampleRequest{Prefix: long[:20], Suffix: long[:20]}, sdk.ErrTooLong},
+		{"span past the end", sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 30, Text: "abc"}}}, sdk.ErrTooLong},
+		{"token out of range", sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Tokens: []int{256}}}}, sdk.ErrBadRequest},
+		{"invalid UTF-8", sdk.SampleRequest{Prefix: "\xff\xfe"}, sdk.ErrBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Sample(context.Background(), tt.req)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Sample error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := m.Infill(context.Background(), "[MASK:40]", sdk.SampleRequest{}); !errors.Is(err, sdk.ErrTooLong) {
+		t.Fatalf("Infill of a template longer than the model: %v, want ErrTooLong", err)
+	}
+	if _, err := m.Infill(context.Background(), "a [MASK:", sdk.SampleRequest{}); !errors.Is(err, sdk.ErrBadTemplate) {
+		t.Fatalf("Infill of a bad template: %v, want ErrBadTemplate", err)
+	}
+}
+
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func TestOpenRefusesBrokenDirectories(t *testing.T) {
+	tests := []struct {
+		name   string
+		breaks func(t *testing.T, dir string)
+		want   error
+	}{
+		{"missing sedd.json", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "sedd.json")) }, os.ErrNotExist},
+		{"unknown format", func(t *testing.T, dir string) {
+			rewrite(t, filepath.Join(dir, "sedd.json"), `"format": 1`, `"format": 7`)
+		}, manifest.ErrFormat},
+		{"flipped byte in model.onnx", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "model.onnx")
+			data, _ := os.ReadFile(p)
+			data[len(data)/2] ^= 0xff
+			os.WriteFile(p, data, 0o644)
+		}, sdk.ErrChecksum},
+		{"missing tokenizer", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "tokenizer.json")) }, os.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, tinyAbsorb)
+			tt.breaks(t, dir)
+			m, err := sdk.Open(dir, sdk.WithThreads(1))
+			if err == nil {
+				m.Close()
+				t.Fatal("Open succeeded on a broken model directory")
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Open error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := sdk.Open(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open of a missing dir: %v", err)
+	}
+}
+
+func rewrite(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	if !strings.Contains(s, old) {
+		t.Fatalf("%s does not contain %q", path, old)
+	}
+	os.WriteFile(path, []byte(strings.Replace(s, old, new, 1)), 0o644)
+}
+
+func TestCloseTwiceAndUseAfterClose(t *testing.T) {
+	m, err := sdk.Open(tinyAbsorb, sdk.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := m.Sample(context.Background(), sdk.SampleRequest{}); !errors.Is(err, sdk.ErrClosed) {
+		t.Fatalf("Sample after Close: %v, want ErrClosed", err)
+	}
+}
