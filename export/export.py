@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""Export a SEDD checkpoint to a model directory the Go SDK opens (docs/ONNX-CONTRACT.md).
+
+  /usr/bin/python3 export/export.py --checkpoint DIR --out models/NAME
+  /usr/bin/python3 export/export.py --random-init tiny --graph uniform --seed 2 --out DIR
+
+DIR is a HuggingFace-layout directory (config.json + model.safetensors or pytorch_model.bin,
+as louaaron/sedd-small publishes) or a training-run directory (.hydra/config.yaml +
+checkpoints-meta/checkpoint.pth; the EMA weights are exported). Writes model.onnx, sedd.json,
+tokenizer.json, golden.json, golden.bin and README.md into --out. Timing and sizes go to stderr.
+Exit status 2 for bad arguments or unusable inputs.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from seddpy import checkpoints, golden, manifest, onnx_export, tokenizers  # noqa: E402
+
+OUTPUT_FILES = ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md")
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit status 2)."""
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _mib(n):
+    return f"{n / 2**20:.1f} MiB"
+
+
+def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed=0, log=_log):
+    """Writes the model directory for a checkpoints.Loaded into out_dir and returns the sedd.json
+    document. tokenizer is "gpt2", "bytes", a tokenizer.json path or None (see
+    tokenizers.resolve); golden_length overrides the trained length used for golden cases."""
+    cfg = loaded.config
+    tokens = int(cfg["tokens"])
+    kind, tok_doc = tokenizers.resolve(tokenizer, tokens, loaded.tokenizer_path)
+    os.makedirs(out_dir, exist_ok=True)
+
+    t = time.time()
+    info = onnx_export.export_onnx(loaded.model, out_dir)
+    log(f"model.onnx: {_mib(info['size'])} in {time.time() - t:.1f} s "
+        f"(opset {info['opset']}, {info['stripped_inputs']} empty node inputs stripped"
+        + (f", external data {info['external_data']}" if info["external_data"] else "") + ")")
+
+    tokenizers.write_tokenizer(tok_doc, os.path.join(out_dir, "tokenizer.json"))
+
+    t = time.time()
+    length = int(golden_length or cfg["model"]["length"])
+    cases = golden.make_cases(loaded.model, length, seed=seed)
+    ginfo = golden.write_golden(cases, out_dir)
+    log(f"golden: {ginfo['cases']} cases, golden.bin {_mib(ginfo['size'])} in {time.time() - t:.1f} s")
+
+    doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo)
+    manifest.write_manifest(doc, out_dir)
+    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write(model_card(doc, cfg))
+    return doc
+
+
+def _data_line(cfg, source):
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    if source["kind"] == "random-init":
+        return "none: the weights are random (seed {}), for tests of the export and the SDK only.".format(source.get("seed"))
+    if data.get("train"):
+        valid = f"; validation: {data['valid']}" if data.get("valid") else ""
+        return f"training: {data['train']}{valid} (from the checkpoint's config)."
+    return "not recorded in the checkpoint."
+
+
+def _licence_line(source):
+    if source["kind"] == "random-init":
+        return "the same as this repository's code (random weights carry no third-party rights)."
+    if source["kind"] == "huggingface":
+        return ("that of the source checkpoint (see its model card). The reference SEDD code that "
+                "defines the network is MIT-licensed; the GPT-2 tokenizer files are OpenAI's, MIT-licensed.")
+    return "that of the training run's data and code; not recorded in the checkpoint."
+
+
+def model_card(doc, cfg):
+    """README.md of a model directory: what the export is, from what, and what is not measured."""
+    src = doc["source"]
+    m = doc["model"]
+    noise = doc["noise"]
+    noise_text = (f"log-linear, eps {noise['eps']:g}" if noise["type"] == "loglinear"
+                  else f"geometric, sigma_min {noise['sigma_min']:g}, sigma_max {noise['sigma_max']:g}")
+    step = f", step {src['step']}" if src.get("step") is not None else ""
+    where = f" `{src['path']}`" if src.get("path") else ""
+    lines = [
+        f"# {doc['name']}",
+        "",
+        "A SEDD (Score Entropy Discrete Diffusion) score network exported to ONNX for the sedd-go runtime.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source | {src['kind']}{where}{step} |",
+        f"| graph | {doc['graph']} (N = {doc['tokens'] + (1 if doc['graph'] == 'absorb' else 0)} outputs per position) |",
+        f"| noise | {noise_text} |",
+        f"| tokens | {doc['tokens']} ({doc['tokenizer']['kind']} tokenizer) |",
+        f"| trained length | {doc['length']} |",
+        f"| network | DDiT, hidden {m['hidden_size']}, {m['n_blocks']} blocks, {m['n_heads']} heads, cond {m['cond_dim']}, "
+        f"scale_by_sigma {m['scale_by_sigma']} |",
+        f"| parameters | {m['params']:,} |",
+        f"| model.onnx | {doc['onnx']['size']:,} bytes, opset {doc['onnx']['opset']}, sha256 `{doc['onnx']['sha256']}` |",
+        "",
+        f"Data: {_data_line(cfg, src)}",
+        "",
+        f"Licence: {_licence_line(src)}",
+        "",
+        "## Quality",
+        "",
+        "- Perplexity bound: not measured.",
+        "- Generative perplexity: not measured.",
+        "- max |ONNX − PyTorch| on the golden cases: not measured at export (no ONNX Runtime for Python "
+        "there); run `sedd verify` on this directory.",
+        "",
+        "## Files",
+        "",
+        "`model.onnx` (score network), `sedd.json` (manifest), `tokenizer.json`, `golden.json` + "
+        "`golden.bin` (PyTorch outputs for `sedd verify`), this README.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="DIR", help="HuggingFace-layout or training-run directory")
+    src.add_argument("--random-init", choices=sorted(checkpoints.SHAPES), help="random weights of a named shape")
+    ap.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    ap.add_argument("--graph", choices=["absorb", "uniform"], help="graph of --random-init (default absorb)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and golden inputs (default 0)")
+    ap.add_argument("--tokenizer", metavar="gpt2|bytes|PATH",
+                    help="tokenizer (default: the checkpoint's tokenizer.json, else bytes for 256 tokens, gpt2 for 50257)")
+    ap.add_argument("--name", help="model name in sedd.json (default: from the source)")
+    ap.add_argument("--length", type=int, metavar="N", help="trained length for the golden cases (default: the config's)")
+    ap.add_argument("--weights", choices=["ema", "model"], default="ema",
+                    help="training-run directories: EMA weights (default) or the raw model weights")
+    args = ap.parse_args(argv)
+    if args.checkpoint and args.graph:
+        ap.error("--graph applies to --random-init only; a checkpoint's graph comes from its config")
+    if args.length is not None and args.length <= 0:
+        ap.error("--length must be > 0")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        ap.error(f"--out {args.out} exists and is not a directory")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    try:
+        if args.random_init:
+            loaded = checkpoints.load_random(args.random_init, args.seed, args.graph or "absorb")
+            name = args.name or f"{args.random_init}-{args.graph or 'absorb'}-random"
+        else:
+            loaded = checkpoints.load_checkpoint(args.checkpoint, use_ema=args.weights == "ema")
+            name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
+        _log(f"loaded {loaded.source['kind']} in {time.time() - start:.1f} s: "
+             f"{checkpoints.count_params(loaded.model):,} parameters")
+        export_model(loaded, args.out, name, tokenizer=args.tokenizer, golden_length=args.length, seed=args.seed)
+    except (checkpoints.CheckpointError, tokenizers.TokenizerError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 2
+    total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
+                if os.path.isfile(os.path.join(args.out, f)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _log(f"wrote {args.out}: {_mib(total)} in {time.time() - start:.1f} s, peak RSS {_mib(peak)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

