@@ -125,6 +125,10 @@ def export_onnx(sedd, out_dir, opset=OPSET, file_name="model.onnx"):
         # load_external_data pulls it back in so that we decide the layout below.
         proto = onnx.load(raw, load_external_data=True)
     removed = strip_empty_trailing_inputs(proto.graph)
+    for node in proto.graph.node:
+        if node.op_type == "LayerNormalization" and (len(node.input) < 2 or node.input[1] == ""):
+            raise ValueError(f"{node.name}: LayerNormalization without a scale input; this torch "
+                             f"({torch.__version__}) needs the layer-norm patch in onnx_export.py")
     proto.producer_name = "sedd-go export"
     external = []
     big = proto.ByteSize() >= PROTOBUF_LIMIT if _fits_bytesize(proto) else True
