@@ -39,7 +39,7 @@ func needLibrary(t *testing.T) Library {
 func fixture(t *testing.T, dir string) (*manifest.Manifest, []golden.Case) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, manifest.FileName)); err != nil {
-		t.Skipf("fixture %s is missing (export it with export/export.py): %v", dir, err)
+		t.Fatalf("fixture %s is missing (it is committed; export/export.py rewrites it): %v", dir, err)
 	}
 	m, err := manifest.Load(dir)
 	if err != nil {
