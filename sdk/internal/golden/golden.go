@@ -71,9 +71,19 @@ type rawFile struct {
 	Cases  []rawCase `json:"cases"`
 }
 
-// Load reads a golden.json file and the data file it names, which is looked up
-// in the same directory.
+// Load reads a golden.json file of a score network and the data file it
+// names, which is looked up in the same directory.
 func Load(jsonPath string) ([]Case, error) {
+	return load(jsonPath, Parse)
+}
+
+// LoadLogits reads a golden.json file of a causal-lm evaluator and its data
+// file.
+func LoadLogits(jsonPath string) ([]LogitsCase, error) {
+	return load(jsonPath, ParseLogits)
+}
+
+func load[C any](jsonPath string, parse func(doc, bin []byte) ([]C, error)) ([]C, error) {
 	doc, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return nil, err
@@ -91,7 +101,7 @@ func Load(jsonPath string) ([]Case, error) {
 	if err != nil {
 		return nil, err
 	}
-	cases, err := Parse(doc, bin)
+	cases, err := parse(doc, bin)
 	if err != nil {
 		return nil, fmt.Errorf("golden: %s: %w", jsonPath, err)
 	}
@@ -185,6 +195,80 @@ func floats(field string, s *span, bin []byte) ([]float32, error) {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return out, nil
+}
+
+// LogitsCase is one PyTorch input/output pair of a causal-lm evaluator.
+type LogitsCase struct {
+	Name          string
+	Batch, Length int
+	// Vocab is the last dimension of Logits.
+	Vocab int
+	// InputIDs holds Batch*Length token ids, row-major.
+	InputIDs []int64
+	// Logits holds Batch*Length*Vocab next-token logits, row-major.
+	Logits []float32
+}
+
+// ParseLogits decodes and validates the golden.json contents of a causal-lm
+// evaluator (cases with input_ids and logits) with its data file.
+func ParseLogits(doc, bin []byte) ([]LogitsCase, error) {
+	var f struct {
+		Format *int `json:"format"`
+		Cases  []struct {
+			Name     string  `json:"name"`
+			Batch    int     `json:"batch"`
+			Length   int     `json:"length"`
+			InputIDs []int64 `json:"input_ids"`
+			Logits   *span   `json:"logits"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(doc, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if f.Format == nil {
+		return nil, fmt.Errorf("%w: no format field", ErrCorrupt)
+	}
+	if *f.Format != Format {
+		return nil, fmt.Errorf("%w: version %d, this SDK reads version %d", ErrFormat, *f.Format, Format)
+	}
+	if len(f.Cases) == 0 {
+		return nil, fmt.Errorf("%w: no cases", ErrCorrupt)
+	}
+	var cases []LogitsCase
+	for i, rc := range f.Cases {
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("case %d (%q): %w: %s", i, rc.Name, ErrCorrupt, fmt.Sprintf(format, args...))
+		}
+		if rc.Batch <= 0 || rc.Length <= 0 || rc.Batch > math.MaxInt32 || rc.Length > math.MaxInt32 {
+			return nil, fail("batch %d, length %d", rc.Batch, rc.Length)
+		}
+		rows := int64(rc.Batch) * int64(rc.Length)
+		if int64(len(rc.InputIDs)) != rows {
+			return nil, fail("%d input ids for batch %d × length %d", len(rc.InputIDs), rc.Batch, rc.Length)
+		}
+		if rc.Logits == nil {
+			return nil, fail("logits missing")
+		}
+		logits, err := floats("logits", rc.Logits, bin)
+		if err != nil {
+			return nil, fmt.Errorf("case %d (%q): %w", i, rc.Name, err)
+		}
+		if int64(len(logits))%rows != 0 {
+			return nil, fail("logits has %d values, not a multiple of %d positions", len(logits), rows)
+		}
+		vocab := int(int64(len(logits)) / rows)
+		if len(cases) > 0 && vocab != cases[0].Vocab {
+			return nil, fail("vocabulary %d differs from %d of earlier cases", vocab, cases[0].Vocab)
+		}
+		for k, x := range rc.InputIDs {
+			if x < 0 || x >= int64(vocab) {
+				return nil, fail("input_ids[%d] = %d outside [0, %d)", k, x, vocab)
+			}
+		}
+		cases = append(cases, LogitsCase{Name: rc.Name, Batch: rc.Batch, Length: rc.Length, Vocab: vocab,
+			InputIDs: rc.InputIDs, Logits: logits})
+	}
+	return cases, nil
 }
 
 // Diff measures how far one output is from its golden value.

@@ -207,3 +207,37 @@ func TestCommittedFixtures(t *testing.T) {
 		}
 	}
 }
+
+func TestParseLogits(t *testing.T) {
+	bin := make([]byte, 4*2*3)
+	for i := range 6 {
+		binary.LittleEndian.PutUint32(bin[4*i:], math.Float32bits(float32(i)-2.5))
+	}
+	doc := func(ids string, count int) []byte {
+		return []byte(`{"format": 1, "data": "golden.bin", "cases": [{"name": "b1-l2", "batch": 1, "length": 2,
+			"input_ids": ` + ids + `, "logits": {"offset": 0, "count": ` + string(rune('0'+count)) + `}}]}`)
+	}
+	cases, err := ParseLogits(doc("[2, 0]", 6), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cases[0]; c.Vocab != 3 || c.Logits[5] != 2.5 || c.InputIDs[0] != 2 {
+		t.Errorf("case decoded wrongly: %+v", c)
+	}
+	tests := []struct {
+		name string
+		doc  []byte
+	}{
+		{"id out of range", doc("[3, 0]", 6)},
+		{"wrong id count", doc("[0]", 6)},
+		{"logits not a multiple of positions", doc("[0, 1]", 5)},
+		{"logits past the end", doc("[0, 1]", 8)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ParseLogits(tt.doc, bin); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("ParseLogits error = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
