@@ -372,3 +372,7 @@ func TestProgressAndCancel(t *testing.T) {
 		t.Errorf("got %v, want %v", err, scoreErr)
 	}
 }
+
+func evaluateForTest(f diffusion.ScoreFunc, seqs [][]int64) (*Result, error) {
+	return Evaluate(context.Background(), f, seqs, Config{Graph: absorb5, Noise: loglin, Timesteps: 2, BatchSize: 8})
+}
