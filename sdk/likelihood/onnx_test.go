@@ -1,4 +1,8 @@
+//go:build cgo
+
 package likelihood_test
+
+// This file needs sdk/runtime, which needs cgo; the package itself does not.
 
 import (
 	"context"
