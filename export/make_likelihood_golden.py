@@ -7,15 +7,15 @@ log_score_lse a model returns (exp(lse) = sum_{j != x_t} exp(s_j)), exactly as t
 reads it, so Go must match to 1e-9 relative; entropy_summed holds the same values with the sum
 done in float64 from the scores (graph_lib.py as written), which agree to float32 precision.
 
-tiny-absorb-estimate.json: the PyTorch estimate of the bound of a fixed text under the tiny
-exported model (sdk/testdata/tiny-absorb). The committed export holds ONNX weights only, so
-the network is rebuilt from the random-init shape and seed its sedd.json names (source field)
-and checked against the export's own golden outputs first. The text is cut into windows of
-the model length (last short window kept at its own length) and each window is estimated
-with K stratified timesteps; the Go test evaluates the same windows through ONNX Runtime and
-compares within three combined standard errors.
+tiny-absorb-estimate.json, tiny-uniform-estimate.json: the PyTorch estimate of the bound of a
+fixed text under each tiny exported model (sdk/testdata/tiny-absorb, sdk/testdata/tiny-uniform).
+The committed exports hold ONNX weights only, so each network is rebuilt from the random-init
+shape and seed its sedd.json names (source field) and checked against the export's own golden
+outputs first. The text is cut into windows of the model length (last short window kept at its
+own length) and each window is estimated with K stratified timesteps; the Go test evaluates
+the same windows through ONNX Runtime and compares within three combined standard errors.
 
-    /usr/bin/python3 export/make_likelihood_golden.py            # rewrite both files
+    /usr/bin/python3 export/make_likelihood_golden.py            # rewrite the files
     /usr/bin/python3 export/make_likelihood_golden.py --check    # fail if they would change
 """
 
@@ -37,7 +37,7 @@ from seddpy import refmath as rm  # noqa: E402
 D = torch.float64
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 OUT_DIR = os.path.join(ROOT, "sdk", "likelihood", "testdata")
-MODEL_DIR = os.path.join(ROOT, "sdk", "testdata", "tiny-absorb")
+MODEL_DIRS = [os.path.join(ROOT, "sdk", "testdata", "tiny-absorb"), os.path.join(ROOT, "sdk", "testdata", "tiny-uniform")]
 
 NOISES = {
     "loglinear": ({"type": "loglinear", "eps": 1e-3}, rm.LogLinearNoise(1e-3)),
@@ -195,16 +195,18 @@ def same(a, b, rel):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=OUT_DIR)
-    ap.add_argument("--model-dir", default=MODEL_DIR, help="tiny absorbing random-init export")
+    ap.add_argument("--model-dir", action="append", help="tiny random-init export (repeatable; default: both committed ones)")
     ap.add_argument("--check", action="store_true", help="fail if the committed files differ")
     args = ap.parse_args()
     torch.set_num_threads(1)
     files = {"score_entropy.json": {"format": 1, "generator": "export/make_likelihood_golden.py (seddpy.likelihood, float64)",
                                     "cases": entropy_cases()}}
-    if os.path.exists(os.path.join(args.model_dir, "sedd.json")):
-        files["tiny-absorb-estimate.json"] = tiny_estimate(args.model_dir)
-    else:
-        print(f"no export at {args.model_dir}: skipping tiny-absorb-estimate.json", file=sys.stderr)
+    for model_dir in args.model_dir or MODEL_DIRS:
+        name = os.path.basename(os.path.normpath(model_dir)) + "-estimate.json"
+        if os.path.exists(os.path.join(model_dir, "sedd.json")):
+            files[name] = tiny_estimate(model_dir)
+        else:
+            print(f"no export at {model_dir}: skipping {name}", file=sys.stderr)
     stale = []
     for name, doc in files.items():
         path = os.path.join(args.out_dir, name)

@@ -40,15 +40,21 @@ type torchEstimate struct {
 	StdErr float64 `json:"stderr"`
 }
 
-// TestONNXMatchesPyTorch evaluates the text of the PyTorch estimate through
-// ONNX Runtime on the tiny absorbing export (independent random draws) and
-// checks that the two estimates agree within three combined standard errors,
-// for the whole text and (at four) for each window.
+// TestONNXMatchesPyTorch evaluates the text of each PyTorch estimate through
+// ONNX Runtime on the same tiny export (with independent random draws) and
+// checks that the two estimates agree within three combined standard errors
+// for the whole text, and within four for each window.
 func TestONNXMatchesPyTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a few thousand forward passes")
 	}
-	data, err := os.ReadFile("testdata/tiny-absorb-estimate.json")
+	for _, name := range []string{"tiny-absorb", "tiny-uniform"} {
+		t.Run(name, func(t *testing.T) { compareWithPyTorch(t, "testdata/"+name+"-estimate.json") })
+	}
+}
+
+func compareWithPyTorch(t *testing.T, path string) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +81,16 @@ func TestONNXMatchesPyTorch(t *testing.T) {
 	}
 	defer scorer.Close()
 
-	if m.Graph != manifest.GraphAbsorb || m.Noise.Type != manifest.NoiseLogLinear || string(ref.Text) != string(bytesOf(ref.Tokens)) {
-		t.Fatalf("fixture and estimate do not describe the same setup: graph %s, noise %s", m.Graph, m.Noise.Type)
+	var g diffusion.Graph = diffusion.Uniform{Tokens: m.Tokens}
+	if m.Graph == manifest.GraphAbsorb {
+		g = diffusion.Absorbing{Tokens: m.Tokens}
+	}
+	var noise diffusion.Noise = diffusion.LogLinear{Eps: m.Noise.Eps}
+	if m.Noise.Type == manifest.NoiseGeometric {
+		noise = diffusion.Geometric{SigmaMin: m.Noise.SigmaMin, SigmaMax: m.Noise.SigmaMax}
+	}
+	if ref.Text != string(bytesOf(ref.Tokens)) || ref.Length != m.Length || ref.LastWindow != "keep" || ref.Sampling != "stratified" {
+		t.Fatalf("%s does not describe the text, windows and sampling this test uses", path)
 	}
 	windows, err := likelihood.Windows(ref.Tokens, m.Length, likelihood.KeepShort)
 	if err != nil {
@@ -86,8 +100,8 @@ func TestONNXMatchesPyTorch(t *testing.T) {
 		t.Fatalf("%d windows, PyTorch used %d", len(windows), len(ref.Windows))
 	}
 	res, err := likelihood.Evaluate(context.Background(), scorer, windows, likelihood.Config{
-		Graph:     diffusion.Absorbing{Tokens: m.Tokens},
-		Noise:     diffusion.LogLinear{Eps: m.Noise.Eps},
+		Graph:     g,
+		Noise:     noise,
 		Timesteps: ref.Timesteps,
 		Eps:       ref.Eps,
 		Seed:      1,
