@@ -129,10 +129,12 @@ type Session struct {
 	provider string
 	fellBack error
 
+	inputNames, outputNames []string
+
 	mu      sync.RWMutex // held for reading during Run, for writing by Close
 	closed  bool
 	ort     *ort.DynamicAdvancedSession
-	scorers map[*Scorer]struct{} // live scorers, whose IoBindings die with the session
+	runners map[*runner]struct{} // live runners, whose IoBindings die with the session
 }
 
 // Open loads the score network of the model directory dir described by m,
@@ -159,14 +161,21 @@ func Open(dir string, m *manifest.Manifest, opts ...Option) (*Session, error) {
 // other than the contract's, or contain empty node inputs known to crash ONNX
 // Runtime.
 func OpenFile(path string, n int, opts ...Option) (*Session, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("runtime: vocabulary dimension %d: must be > 0", n)
+	}
+	return openSession(path, n, []string{InputIndices, InputSigma}, []string{OutputLogScore, OutputLSE},
+		func(g *GraphInfo) error { return CheckScoreGraph(g, n) }, opts)
+}
+
+// openSession scans and checks the model file, then creates the ONNX Runtime
+// session with the given input and output names.
+func openSession(path string, n int, inputs, outputs []string, check func(*GraphInfo) error, opts []Option) (*Session, error) {
 	c := config{intraOp: goruntime.NumCPU(), interOp: 1}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
 		}
-	}
-	if n <= 0 {
-		return nil, fmt.Errorf("runtime: vocabulary dimension %d: must be > 0", n)
 	}
 	g, err := ScanONNX(path)
 	if err != nil {
@@ -176,7 +185,7 @@ func OpenFile(path string, n int, opts ...Option) (*Session, error) {
 		err.(*GraphError).Path = path
 		return nil, err
 	}
-	if err := CheckScoreGraph(g, n); err != nil {
+	if err := check(g); err != nil {
 		err.(*GraphError).Path = path
 		return nil, err
 	}
@@ -184,14 +193,14 @@ func OpenFile(path string, n int, opts ...Option) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{env: env, path: path, graph: g, n: n, provider: "cpu", scorers: map[*Scorer]struct{}{}}
+	s := &Session{env: env, path: path, graph: g, n: n, provider: "cpu",
+		inputNames: inputs, outputNames: outputs, runners: map[*runner]struct{}{}}
 	so, err := s.sessionOptions(&c)
 	if err != nil {
 		env.Release()
 		return nil, err
 	}
-	s.ort, err = ort.NewDynamicAdvancedSession(path,
-		[]string{InputIndices, InputSigma}, []string{OutputLogScore, OutputLSE}, so)
+	s.ort, err = ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	so.Destroy() // before any Release: the last Release unloads the library
 	if err != nil {
 		env.Release()
@@ -351,8 +360,8 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
-	for sc := range s.scorers {
-		sc.dropBinding()
+	for r := range s.runners {
+		r.dropBinding()
 	}
 	err := s.ort.Destroy()
 	s.ort = nil
