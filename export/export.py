@@ -148,6 +148,8 @@ def parse_args(argv):
     ap.add_argument("--length", type=int, metavar="N", help="trained length for the golden cases (default: the config's)")
     ap.add_argument("--weights", choices=["ema", "model"], default="ema",
                     help="training-run directories: EMA weights (default) or the raw model weights")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="let .pth/.bin checkpoints unpickle arbitrary objects (only for files you trust)")
     args = ap.parse_args(argv)
     if args.checkpoint and args.graph:
         ap.error("--graph applies to --random-init only; a checkpoint's graph comes from its config")
@@ -166,7 +168,8 @@ def main(argv=None):
             loaded = checkpoints.load_random(args.random_init, args.seed, args.graph or "absorb")
             name = args.name or f"{args.random_init}-{args.graph or 'absorb'}-random"
         else:
-            loaded = checkpoints.load_checkpoint(args.checkpoint, use_ema=args.weights == "ema")
+            loaded = checkpoints.load_checkpoint(args.checkpoint, use_ema=args.weights == "ema",
+                                                 trust_pickle=args.trust_pickle)
             name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
         _log(f"loaded {loaded.source['kind']} in {time.time() - start:.1f} s: "
              f"{checkpoints.count_params(loaded.model):,} parameters")

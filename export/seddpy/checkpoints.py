@@ -17,8 +17,10 @@ noise, model.*), so that seddpy.model.SEDD(config) builds the network.
 import copy
 import glob
 import hashlib
+import inspect
 import json
 import os
+import pickle
 import re
 
 import torch
@@ -204,6 +206,87 @@ def apply_ema(model, ema_state):
     return model
 
 
+class _TensorUnpickler(pickle.Unpickler):
+    """An unpickler that builds tensors, storages and plain containers and nothing else, so a
+    checkpoint cannot run code. (torch 1.13's weights_only=True cannot even read a float.)"""
+
+    TORCH_NAMES = {
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_parameter_with_state"),
+        ("torch._tensor", "_rebuild_from_type_v2"),
+        ("torch.nn.parameter", "Parameter"),
+        ("torch", "Tensor"),
+        ("torch", "Size"),
+        ("torch.storage", "UntypedStorage"),
+        ("torch.storage", "TypedStorage"),
+        ("torch", "device"),
+        ("collections", "OrderedDict"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.TORCH_NAMES:
+            return super().find_class(module, name)
+        if module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype)):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+class _TensorPickle:
+    """The pickle_module handed to torch.load: pickle with _TensorUnpickler."""
+
+    Unpickler = _TensorUnpickler
+    __name__ = "seddpy_tensor_pickle"
+
+    @staticmethod
+    def load(f, **kwargs):
+        return _TensorUnpickler(f, **kwargs).load()
+
+
+def _refused(path, e):
+    return CheckpointError(
+        f"{path}: {str(e).splitlines()[0][:300]}: the file holds objects other than tensors and plain "
+        "containers; if you trust it, load it with trust_pickle (export.py --trust-pickle)"
+    )
+
+
+def torch_load(path, trust_pickle=False):
+    """torch.load onto the CPU. Unless trust_pickle, only tensors, storages and plain
+    containers are unpickled, so a checkpoint cannot run code; a file that needs more raises
+    CheckpointError saying so.
+
+    torch >= 2 does this with weights_only=True. torch 1.13's weights_only unpickler cannot read
+    a float and its torch.load ignores pickle_module, so there the zip archive is read through
+    torch.serialization._load with _TensorUnpickler."""
+    has_weights_only = "weights_only" in inspect.signature(torch.load).parameters
+    try:
+        if trust_pickle:
+            return torch.load(path, map_location="cpu", **({"weights_only": False} if has_weights_only else {}))
+        if int(torch.__version__.split(".")[0]) >= 2:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            if not torch.serialization._is_zipfile(f):
+                f.seek(0)
+                if f.read(2) != b"\x80\x02":
+                    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+                raise CheckpointError(
+                    f"{path}: legacy (non-zip) torch.save format, which this torch cannot read safely; "
+                    "if you trust the file, load it with trust_pickle (export.py --trust-pickle)"
+                )
+            with torch.serialization._open_zipfile_reader(f) as archive:
+                return torch.serialization._load(archive, "cpu", _TensorPickle, encoding="utf-8")
+    except pickle.UnpicklingError as e:
+        if "refusing to unpickle" in str(e) or "Weights only load failed" in str(e):
+            raise _refused(path, e) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {e}") from None
+    except (RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {str(e).splitlines()[0][:200]}") from None
+
+
 def file_sha256(path):
     """Lower-case hex SHA-256 of a file."""
     h = hashlib.sha256()
@@ -238,8 +321,9 @@ def _unwrap_hf_config(cfg):
     return cfg
 
 
-def load_hf_dir(path):
-    """Loads a HuggingFace-layout directory: config.json + model.safetensors (or pytorch_model.bin)."""
+def load_hf_dir(path, trust_pickle=False):
+    """Loads a HuggingFace-layout directory: config.json + model.safetensors (or pytorch_model.bin,
+    unpickled safely unless trust_pickle)."""
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise CheckpointError(f"{path}: no config.json")
@@ -258,7 +342,7 @@ def load_hf_dir(path):
         except safetensors_io.SafetensorsError as e:
             raise CheckpointError(str(e)) from None
     else:
-        state = torch.load(weights, map_location="cpu")
+        state = torch_load(weights, trust_pickle)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
     try:
@@ -291,9 +375,10 @@ def _run_checkpoint(path):
     raise CheckpointError(f"{path}: no {RUN_CHECKPOINT} and no checkpoints/checkpoint_N.pth")
 
 
-def load_run_dir(path, use_ema=True):
+def load_run_dir(path, use_ema=True, trust_pickle=False):
     """Loads a reference training-run directory (.hydra/config.yaml + checkpoints-meta/
-    checkpoint.pth) with the EMA weights (use_ema False takes the raw model weights)."""
+    checkpoint.pth) with the EMA weights (use_ema False takes the raw model weights);
+    trust_pickle as for torch_load."""
     cfg_path = os.path.join(path, RUN_CONFIG)
     if not os.path.isfile(cfg_path):
         raise CheckpointError(f"{path}: no {RUN_CONFIG}")
@@ -304,7 +389,7 @@ def load_run_dir(path, use_ema=True):
         raise CheckpointError(f"{cfg_path}: not YAML: {e}") from None
     ckpt_path = _run_checkpoint(path)
     model = build_model(cfg)
-    state = torch.load(ckpt_path, map_location="cpu")
+    state = torch_load(ckpt_path, trust_pickle)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{ckpt_path}: no 'model' entry (keys: {sorted(state)[:8] if isinstance(state, dict) else type(state).__name__})")
     try:
@@ -341,17 +426,18 @@ def load_random(shape, seed, graph="absorb"):
     return Loaded(model.eval(), cfg, source, None)
 
 
-def load_checkpoint(path, use_ema=True):
+def load_checkpoint(path, use_ema=True, trust_pickle=False):
     """Loads whichever checkpoint layout path holds: a training-run directory (with
-    .hydra/config.yaml) or a HuggingFace-layout directory (with config.json)."""
+    .hydra/config.yaml) or a HuggingFace-layout directory (with config.json). use_ema applies
+    to training runs; trust_pickle lets .pth/.bin files unpickle arbitrary objects."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a directory (give the checkpoint's directory)")
     if os.path.isfile(os.path.join(path, RUN_CONFIG)):
-        return load_run_dir(path, use_ema=use_ema)
+        return load_run_dir(path, use_ema=use_ema, trust_pickle=trust_pickle)
     if os.path.isfile(os.path.join(path, "config.json")):
-        return load_hf_dir(path)
+        return load_hf_dir(path, trust_pickle=trust_pickle)
     raise CheckpointError(
         f"{path}: neither a HuggingFace model directory (config.json + {' or '.join(HF_WEIGHTS)}) "
         f"nor a training-run directory ({RUN_CONFIG} + {RUN_CHECKPOINT})"

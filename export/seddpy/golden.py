@@ -18,7 +18,7 @@ TOLERANCE = 1e-4
 # golden.bin budget: small vocabularies get many long cases, GPT-2-sized ones a few short ones.
 SMALL_VOCAB_BUDGET = 4 * 1024 * 1024
 LARGE_VOCAB_BUDGET = 8 * 1024 * 1024
-LARGE_VOCAB = 4096
+LARGE_VOCAB = 32768
 
 
 def _plan(length, absorb):

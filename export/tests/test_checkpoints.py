@@ -151,6 +151,33 @@ def test_run_dir_with_tensor_step_and_snapshot_fallback(tmp_path):
     assert loaded.source["weights_file"] == os.path.join("checkpoints", "checkpoint_99.pth")
 
 
+def test_run_dir_with_real_optimizer_state_loads_safely(tmp_path):
+    model = checkpoints.load_random("tiny", 1).model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    model(torch.zeros(1, 4, dtype=torch.int64), torch.ones(1)).sum().backward()
+    opt.step()
+    shadow = [p.detach().clone() for p in model.parameters()]
+    write_run(str(tmp_path), model.state_dict(), shadow)
+    ckpt = os.path.join(str(tmp_path), "checkpoints-meta", "checkpoint.pth")
+    state = torch.load(ckpt)
+    state["optimizer"] = opt.state_dict()
+    torch.save(state, ckpt)
+    assert_weights(checkpoints.load_checkpoint(str(tmp_path)).model, model.state_dict())
+
+
+def test_pickled_objects_need_trust(tmp_path):
+    import argparse
+
+    state = tiny_state()
+    write_hf(str(tmp_path), state, "bin")
+    torch.save({**state, "extra": argparse.Namespace(a=1)}, str(tmp_path / "pytorch_model.bin"))
+    with pytest.raises(checkpoints.CheckpointError, match="trust-pickle"):
+        checkpoints.load_checkpoint(str(tmp_path))
+    # Trusted, it unpickles and then fails on the key, not on the pickle.
+    with pytest.raises(checkpoints.CheckpointError, match="unexpected key extra"):
+        checkpoints.load_checkpoint(str(tmp_path), trust_pickle=True)
+
+
 @pytest.mark.parametrize(
     "name, edit, message",
     [
@@ -176,6 +203,8 @@ def test_run_dir_ema_mismatch(tmp_path, name, edit, message):
         ("config missing fields", {"config.json": '{"tokens": 256}', "pytorch_model.bin": ""}, "config has no graph.type"),
         ("bad graph", {"config.json": json.dumps({**checkpoints.shape_config("tiny"), "graph": {"type": "ring"}}),
                        "pytorch_model.bin": ""}, "graph.type is 'ring'"),
+        ("empty pytorch_model.bin", {"config.json": json.dumps(checkpoints.shape_config("tiny")),
+                                     "pytorch_model.bin": ""}, "not a PyTorch checkpoint"),
         ("run dir without checkpoint", {".hydra/config.yaml": "tokens: 256\n"}, "no checkpoints-meta/checkpoint.pth"),
         ("truncated safetensors", {"config.json": json.dumps(checkpoints.shape_config("tiny")),
                                    "model.safetensors": "abc"}, "shorter than the 8-byte header length"),

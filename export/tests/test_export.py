@@ -124,16 +124,23 @@ def test_golden_files(exported, graph):
     assert torch.equal(lse.reshape(-1), torch.from_numpy(c["log_score_lse"]))
 
 
-def test_golden_budget_for_gpt2_sized_vocab():
+@pytest.mark.parametrize(
+    "name, tokens, length, budget, min_cases",
+    [
+        ("our BPE vocabulary", 4095, 128, 4 * 2**20, 5),
+        ("GPT-2 vocabulary", 50257, 1024, 8 * 2**20, 4),
+    ],
+)
+def test_golden_budget(name, tokens, length, budget, min_cases):
     cfg = checkpoints.shape_config("tiny")
-    cfg["tokens"] = 50257
-    cfg["model"].update(hidden_size=8, n_heads=1, n_blocks=1, cond_dim=8, length=1024)
+    cfg["tokens"] = tokens
+    cfg["model"].update(hidden_size=8, n_heads=1, n_blocks=1, cond_dim=8, length=length)
     model = checkpoints.random_init(checkpoints.build_model(cfg), 0)
-    cases = golden.make_cases(model, 1024)
-    size = sum(4 * c["batch"] * c["length"] * (50258 + 1) for c in cases)
-    assert size <= golden.LARGE_VOCAB_BUDGET
-    assert {c["batch"] for c in cases} == {1, 2, 3} and len(cases) >= 4
-    assert any((c["indices"] == 50257).all() for c in cases)
+    cases = golden.make_cases(model, length)
+    size = sum(4 * c["batch"] * c["length"] * (tokens + 2) for c in cases)
+    assert size <= budget
+    assert {c["batch"] for c in cases} == {1, 2, 3} and len(cases) >= min_cases
+    assert any((c["indices"] == tokens).all() for c in cases)
 
 
 def test_strip_empty_trailing_inputs():
