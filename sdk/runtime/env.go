@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -43,7 +44,7 @@ func Acquire(libraryPath string) (*Env, error) {
 			if err != nil {
 				return nil, err
 			}
-			if want.Path != global.lib.Path {
+			if !sameFile(want.Path, global.lib.Path) {
 				return nil, fmt.Errorf("%w: %s is loaded, %s was asked for", ErrLibraryConflict, global.lib.Path, want.Path)
 			}
 		}
@@ -94,4 +95,18 @@ func References() int {
 	global.mu.Lock()
 	defer global.mu.Unlock()
 	return global.refs
+}
+
+// sameFile reports whether two paths name the same file (through symbolic
+// links, for example libonnxruntime.so → libonnxruntime.so.1.30.0).
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
 }

@@ -157,6 +157,15 @@ func TestEnvironmentIsReferenceCounted(t *testing.T) {
 	if References() != 2 {
 		t.Errorf("References() = %d after two Acquire, want 2", References())
 	}
+	link := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	if err := os.Symlink(lib.Path, link); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Acquire(link)
+	if err != nil {
+		t.Fatalf("Acquire through a symbolic link to the loaded library: %v", err)
+	}
+	c.Release()
 	other := fakeLib(t, filepath.Join(t.TempDir(), "libonnxruntime.so"))
 	if _, err := Acquire(other); !errors.Is(err, ErrLibraryConflict) {
 		t.Errorf("Acquire of another library while loaded: %v, want ErrLibraryConflict", err)
