@@ -10,9 +10,10 @@ import (
 // it to ONNX Runtime: the graph's inputs and outputs with their types and
 // shapes, the opset imports, and node inputs that are empty strings. It decodes
 // the protobuf wire format directly (no generated code, no dependency) and
-// streams the file through io.ReaderAt, skipping initializers, so a
-// multi-gigabyte model costs a few kilobytes of reads. Malformed input yields
-// an error wrapping ErrNotONNX, never a panic.
+// reads the file through io.ReaderAt in 64 KiB blocks, jumping over
+// initializers, so scanning a multi-gigabyte model reads little more than its
+// node list. Malformed input yields an error wrapping ErrNotONNX, never a
+// panic.
 
 // ONNX TensorProto.DataType values the runtime checks.
 const (
