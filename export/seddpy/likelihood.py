@@ -156,7 +156,8 @@ def estimate(score_fn, graph, noise, x0, k, eps=SAMPLING_EPS, sampling="stratifi
     draws = torch.zeros(k, dtype=D)
     for start in range(0, k, batch):
         tb = ts[start : start + batch]
-        sig = noise.total(tb)
+        # The network sees sigma as float32; the score entropy uses that same value.
+        sig = noise.total(tb).float().to(D)
         xt = torch.stack([corrupt(graph, x0, s, gen) for s in sig])
         log_score, _ = score_fn(xt, sig.float())
         for b in range(xt.shape[0]):

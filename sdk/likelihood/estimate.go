@@ -8,7 +8,10 @@ const z95 = 1.959963984540054
 // Bound is the estimated likelihood bound of one sequence or of a corpus.
 // StdErr fields are Monte-Carlo standard errors: they measure how far the
 // estimate may be from the exact bound of this model on this text, not how
-// the text was sampled (see the package documentation).
+// the text was sampled (see the package documentation). With too few
+// timesteps to estimate a spread (K = 1, or K = 2 antithetic) the standard
+// errors are +Inf and the interval is [0, +Inf]; encoding/json refuses such
+// values, so use K ≥ 2 (K ≥ 4 antithetic) when the result is marshalled.
 type Bound struct {
 	// Tokens is the number of tokens scored.
 	Tokens int `json:"tokens"`

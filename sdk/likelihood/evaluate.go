@@ -52,7 +52,10 @@ func checkSequences(g diffusion.Graph, seqs [][]int64) error {
 		return invalidf("no sequences")
 	}
 	limit := int64(g.States())
-	if a, ok := g.(diffusion.Absorbing); ok {
+	switch a := g.(type) {
+	case diffusion.Absorbing:
+		limit = a.Mask()
+	case *diffusion.Absorbing:
 		limit = a.Mask()
 	}
 	for s, seq := range seqs {
@@ -117,9 +120,12 @@ func (e *evaluator) time(st *stream, s, k int) float64 {
 // prepare sets the time of r and draws its corrupted sequence into r.xt.
 func (e *evaluator) prepare(r *row, st *stream) error {
 	r.t = e.time(st, r.seq, r.k)
-	r.sigma = e.cfg.Noise.Total(r.t)
+	// The network sees σ as a float32; the score entropy uses the same value,
+	// so that its constants match the scores (for scale_by_sigma models the
+	// network itself subtracts log(e^σ - 1)).
+	r.sigma32 = float32(e.cfg.Noise.Total(r.t))
+	r.sigma = float64(r.sigma32)
 	r.rate = e.cfg.Noise.Rate(r.t)
-	r.sigma32 = float32(r.sigma)
 	rng := st.reset(e.cfg.Seed, r.seq, r.k, purposeNoise)
 	return diffusion.Corrupt(r.xt, e.cfg.Graph, rng, e.seqs[r.seq], r.sigma)
 }

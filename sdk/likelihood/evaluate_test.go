@@ -376,3 +376,16 @@ func TestProgressAndCancel(t *testing.T) {
 func evaluateForTest(f diffusion.ScoreFunc, seqs [][]int64) (*Result, error) {
 	return Evaluate(context.Background(), f, seqs, Config{Graph: absorb5, Noise: loglin, Timesteps: 2, BatchSize: 8})
 }
+
+func TestPointerGraph(t *testing.T) {
+	// A *Absorbing is a Graph too; its mask is still no clean token.
+	g := &diffusion.Absorbing{Tokens: 5}
+	m := newIndependent(absorb5, 3, 5, 1)
+	_, err := Evaluate(context.Background(), m, [][]int64{{0, 5, 1}}, Config{Graph: g, Noise: loglin, Timesteps: 2})
+	if !errors.Is(err, ErrBadToken) {
+		t.Errorf("got %v, want ErrBadToken", err)
+	}
+	if _, err := Evaluate(context.Background(), m, [][]int64{{0, 4, 1}}, Config{Graph: g, Noise: loglin, Timesteps: 2}); err != nil {
+		t.Error(err)
+	}
+}
