@@ -269,3 +269,17 @@ def test_committed_fixtures(name, graph, seed):
     with torch.no_grad():
         s, _ = ScoreWithLSE(model)(torch.from_numpy(c["indices"]), torch.from_numpy(c["sigma"]))
     assert np.allclose(s.numpy().ravel(), c["log_score"], atol=1e-5)
+
+
+def test_external_data_layout(tmp_path, monkeypatch):
+    # Pretend the 2 GB protobuf limit is tiny, to exercise the layout big models get.
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT", 1)
+    model = checkpoints.load_random("tiny", 1).model
+    info = onnx_export.export_onnx(model, str(tmp_path))
+    assert info["external_data"] == ["model.onnx.data"]
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx", "model.onnx.data"]
+    assert os.path.getsize(tmp_path / "model.onnx") < os.path.getsize(tmp_path / "model.onnx.data") / 2
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    onnx.checker.check_model(proto)
+    with open(tmp_path / "model.onnx", "rb") as f:
+        assert info["sha256"] == hashlib.sha256(f.read()).hexdigest()
