@@ -146,7 +146,9 @@ func (e *evaluator) loss(r *row, sc diffusion.Scores, b int) error {
 // (losses.py) for one sequence. If dst is not nil it receives the Length
 // per-position score entropies ℓ_i (0 at the unmasked positions of the
 // absorbing graph). On the absorbing graph it reads, per masked position, the
-// log-sum-exp and the one log score at x0: O(Length). The errors wrap
+// log-sum-exp and the one log score at x0: O(Length). It uses σ(t) in
+// float64; Evaluate first rounds σ to the float32 it passes to the network.
+// The errors wrap
 // diffusion.ErrInvalidConfig, diffusion.ErrScoreShape or diffusion.ErrNonFinite.
 func DrawLoss(dst []float64, g diffusion.Graph, noise diffusion.Noise, t float64, x0, xt []int64, sc diffusion.Scores, b int) (float64, error) {
 	if noise == nil {
