@@ -102,6 +102,7 @@ def _torch_export(module, args, path, opset):
 
 
 def file_sha256(path):
+    """Lower-case hex SHA-256 of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -131,7 +132,7 @@ def export_onnx(sedd, out_dir, opset=OPSET, file_name="model.onnx"):
                              f"({torch.__version__}) needs the layer-norm patch in onnx_export.py")
     proto.producer_name = "sedd-go export"
     external = []
-    big = proto.ByteSize() >= PROTOBUF_LIMIT if _fits_bytesize(proto) else True
+    big = _too_big(proto)
     for stale in (path, os.path.join(out_dir, EXTERNAL_DATA)):
         if os.path.exists(stale):
             os.remove(stale)
@@ -155,10 +156,9 @@ def export_onnx(sedd, out_dir, opset=OPSET, file_name="model.onnx"):
     }
 
 
-def _fits_bytesize(proto):
-    # ByteSize itself fails on some protobuf builds for messages over 2 GiB.
+def _too_big(proto):
+    """Whether proto cannot be written as one protobuf file (2 GiB or more)."""
     try:
-        proto.ByteSize()
+        return proto.ByteSize() >= PROTOBUF_LIMIT
+    except Exception:  # noqa: BLE001 - some protobuf builds fail to size messages over 2 GiB
         return True
-    except Exception:  # noqa: BLE001 - any failure here means "too big"
-        return False
