@@ -1,0 +1,666 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sedd-go/sedd/models"
+	"github.com/sedd-go/sedd/sdk/runtime"
+)
+
+// The tests build the sedd binary once and drive it as a subprocess, from a
+// directory outside the repository, the way a user would.
+var (
+	binary string // path of the built sedd
+	ortLib string // ONNX Runtime library for the subprocesses, "" if none
+)
+
+// Committed fixture models (see sdk/testdata).
+var (
+	tinyAbsorb  = mustAbs("../../sdk/testdata/tiny-absorb")
+	tinyUniform = mustAbs("../../sdk/testdata/tiny-uniform")
+)
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "sedd-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "sedd")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sedd:", err)
+		return 1
+	}
+	if lib, err := runtime.FindLibrary(""); err == nil {
+		ortLib = lib.Path
+	}
+	return m.Run()
+}
+
+// needORT skips tests that run a model when no ONNX Runtime library exists.
+func needORT(t *testing.T) {
+	t.Helper()
+	if ortLib == "" {
+		t.Skip("no ONNX Runtime library: run scripts/install-onnxruntime.sh")
+	}
+}
+
+// result is the outcome of one sedd run.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// sedd runs the binary with args from a fresh directory outside the
+// repository, with a private cache directory and no SEDD_MODEL.
+func sedd(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = childEnv(t)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("sedd %s: %v", strings.Join(args, " "), err)
+	}
+	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic:") {
+		t.Fatalf("sedd %s crashed:\n%s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+func childEnv(t *testing.T) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envModel+"=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") &&
+			!strings.HasPrefix(kv, runtime.EnvLibraryPath+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "XDG_CACHE_HOME="+t.TempDir())
+	if ortLib != "" {
+		env = append(env, runtime.EnvLibraryPath+"="+ortLib)
+	}
+	return env
+}
+
+// ok fails the test unless r succeeded.
+func (r result) ok(t *testing.T) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	return r
+}
+
+// sampleLine is one --json line.
+type sampleLine struct {
+	Index     int      `json:"index"`
+	Text      string   `json:"text"`
+	Tokens    []int    `json:"tokens"`
+	Steps     int      `json:"steps"`
+	NFE       int      `json:"nfe"`
+	Predictor string   `json:"predictor"`
+	Denoise   bool     `json:"denoise"`
+	Eps       float64  `json:"eps"`
+	Seed      uint64   `json:"seed"`
+	Length    int      `json:"length"`
+	ElapsedMS *float64 `json:"elapsed_ms"`
+}
+
+func parseLines(t *testing.T, out string) []sampleLine {
+	t.Helper()
+	var lines []sampleLine
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l sampleLine
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil {
+			t.Fatalf("--json line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+func TestSample(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "16", "--seed", "5").ok(t)
+	if strings.TrimSpace(r.stdout) == "" {
+		t.Error("no text on stdout")
+	}
+	if r.stderr != "" {
+		t.Errorf("stderr is not a terminal, so it should stay quiet; got %q", r.stderr)
+	}
+}
+
+func TestSampleJSON(t *testing.T) {
+	needORT(t)
+	for _, tc := range []struct {
+		name, model string
+		args        []string
+		steps, nfe  int
+		predictor   string
+	}{
+		{"absorb analytic", tinyAbsorb, nil, 128, 129, "analytic"},
+		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
+		{"uniform none", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 13, "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"sample", "--model", tc.model, "--json", "--batch", "3", "--seed", "9"}, tc.args...)
+			lines := parseLines(t, sedd(t, args...).ok(t).stdout)
+			if len(lines) != 3 {
+				t.Fatalf("got %d JSON lines, want 3", len(lines))
+			}
+			for i, l := range lines {
+				if l.Index != i || len(l.Tokens) != 32 || l.Length != 32 || l.Steps != tc.steps || l.NFE != tc.nfe ||
+					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.Text == "" {
+					t.Errorf("line %d = %+v", i, l)
+				}
+				for _, tok := range l.Tokens {
+					if tok < 0 || tok >= 256 {
+						t.Errorf("line %d: token %d outside the vocabulary", i, tok)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSamplePrefixSuffix(t *testing.T) {
+	needORT(t)
+	lines := parseLines(t, sedd(t, "sample", "--model", tinyAbsorb, "--json", "--batch", "2", "--steps", "8",
+		"--prefix", "Hello", "--suffix", "bye.").ok(t).stdout)
+	for _, l := range lines {
+		// The byte tokenizer's ids are the bytes.
+		if got := bytesOf(l.Tokens[:5]); got != "Hello" {
+			t.Errorf("sample %d starts with %q, want Hello", l.Index, got)
+		}
+		if got := bytesOf(l.Tokens[len(l.Tokens)-4:]); got != "bye." {
+			t.Errorf("sample %d ends with %q, want bye.", l.Index, got)
+		}
+		if !strings.HasPrefix(l.Text, "Hello") || !strings.HasSuffix(l.Text, "bye.") {
+			t.Errorf("sample %d text %q lost its prefix or suffix", l.Index, l.Text)
+		}
+	}
+}
+
+func bytesOf(tokens []int) string {
+	b := make([]byte, len(tokens))
+	for i, t := range tokens {
+		b[i] = byte(t)
+	}
+	return string(b)
+}
+
+func TestSampleSeed(t *testing.T) {
+	needORT(t)
+	run := func(seed string) string {
+		return sedd(t, "sample", "--model", tinyAbsorb, "--steps", "20", "--batch", "2", "--seed", seed).ok(t).stdout
+	}
+	a, b, c := run("42"), run("42"), run("43")
+	if a != b {
+		t.Errorf("the same seed gave different samples:\n%q\n%q", a, b)
+	}
+	if a == c {
+		t.Errorf("seeds 42 and 43 gave the same samples %q", a)
+	}
+}
+
+var frameHeader = regexp.MustCompile(`(?m)^--- step (\d+)/(\d+)  t=[0-9.]+  masked (\d+)/32$`)
+
+func TestShowStepsPlainFrames(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "6", "--seed", "1", "--show-steps").ok(t)
+	frames := frameHeader.FindAllStringSubmatch(r.stdout, -1)
+	if len(frames) != 7 {
+		t.Fatalf("got %d frames, want 7 (6 steps and the denoiser):\n%s", len(frames), r.stdout)
+	}
+	for i, f := range frames {
+		if f[1] != fmt.Sprint(i+1) || f[2] != "7" {
+			t.Errorf("frame %d is %q", i, f[0])
+		}
+	}
+	if frames[6][3] != "0" {
+		t.Errorf("the last frame still has masks: %q", frames[6][0])
+	}
+	first := strings.SplitN(r.stdout, "\n", 3)[1]
+	if !strings.Contains(first, "_") {
+		t.Errorf("the first frame %q shows no masks", first)
+	}
+	if strings.Contains(r.stdout, "\x1b[") {
+		t.Error("plain frames contain terminal escapes")
+	}
+}
+
+func TestShowStepsJSONKeepsStdoutClean(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "4", "--show-steps", "--json").ok(t)
+	if n := len(parseLines(t, r.stdout)); n != 1 {
+		t.Errorf("got %d JSON lines, want 1", n)
+	}
+	if n := len(frameHeader.FindAllString(r.stderr, -1)); n != 5 {
+		t.Errorf("got %d frames on stderr, want 5", n)
+	}
+}
+
+func TestInfill(t *testing.T) {
+	needORT(t)
+	const template = "ab[MASK:5]cd[MASK]ef"
+	// Positions of the literal bytes in the 12-token result.
+	literal := map[int]byte{0: 'a', 1: 'b', 7: 'c', 8: 'd', 10: 'e', 11: 'f'}
+	for _, model := range []string{tinyAbsorb, tinyUniform} {
+		t.Run(filepath.Base(model), func(t *testing.T) {
+			lines := parseLines(t, sedd(t, "infill", "--model", model, "--json", "--batch", "3", "--steps", "16", template).ok(t).stdout)
+			if len(lines) != 3 {
+				t.Fatalf("got %d samples, want 3", len(lines))
+			}
+			for _, l := range lines {
+				if len(l.Tokens) != 12 || l.Length != 12 {
+					t.Fatalf("sample %d has %d tokens (length %d), want 12", l.Index, len(l.Tokens), l.Length)
+				}
+				for pos, want := range literal {
+					if l.Tokens[pos] != int(want) {
+						t.Errorf("sample %d: token %d at position %d, want %q", l.Index, l.Tokens[pos], pos, want)
+					}
+				}
+			}
+		})
+	}
+	t.Run("text output", func(t *testing.T) {
+		out := sedd(t, "infill", "--model", tinyAbsorb, "--steps", "8", "The [MASK:3] end.").ok(t).stdout
+		if !strings.HasPrefix(out, "The ") || !strings.HasSuffix(out, " end.\n") {
+			t.Errorf("infill text %q lost its literal text", out)
+		}
+	})
+}
+
+func TestVerify(t *testing.T) {
+	needORT(t)
+	for _, model := range []string{tinyAbsorb, tinyUniform} {
+		t.Run(filepath.Base(model), func(t *testing.T) {
+			r := sedd(t, "verify", model).ok(t)
+			if !strings.Contains(r.stdout, "max relative error") || !strings.Contains(r.stdout, ": ok") {
+				t.Errorf("verify output:\n%s", r.stdout)
+			}
+		})
+	}
+	t.Run("json", func(t *testing.T) {
+		var rep verifyReportJSON
+		if err := json.Unmarshal([]byte(sedd(t, "verify", "--json", "--model", tinyAbsorb).ok(t).stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK || len(rep.Cases) == 0 || rep.Tolerance != 1e-4 {
+			t.Errorf("report %+v", rep)
+		}
+	})
+	t.Run("corrupted golden outputs", func(t *testing.T) {
+		dir := copyModel(t, tinyAbsorb)
+		bin := filepath.Join(dir, "golden.bin")
+		raw, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(raw, []byte{0, 0, 0x7a, 0x44}) // float32 1000 over the first log score
+		if err := os.WriteFile(bin, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := sedd(t, "verify", dir)
+		if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stderr, "exceeds") {
+			t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+// copyModel copies a model directory into a temporary one.
+func copyModel(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func TestInfo(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "info", tinyAbsorb).ok(t)
+	for _, want := range []string{"tiny-absorb", "53,761", "absorb (257 states", "loglinear", "32 tokens",
+		"256 tokens, bytes tokenizer", "onnx runtime", ortLib, "ONNXRUNTIME_SHARED_LIBRARY_PATH", "cpu"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("info lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	var info infoOut
+	if err := json.Unmarshal([]byte(sedd(t, "info", "--json", "--model", tinyUniform).ok(t).stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Graph != "uniform" || info.States != 256 || info.Params <= 0 || info.ORTVersion == "" ||
+		info.LibraryPath != ortLib || info.LibrarySource != runtime.SourceEnv || info.Provider != "cpu" ||
+		info.Manifest.Name != "tiny-uniform" {
+		t.Errorf("info --json = %+v", info)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	needORT(t)
+	broken := copyModel(t, tinyAbsorb)
+	if err := os.Truncate(filepath.Join(broken, "model.onnx"), 1000); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"unknown flag", []string{"sample", "--bogus"}, exitUsage, "-bogus"},
+		{"unknown command", []string{"smaple"}, exitUsage, `unknown command "smaple"`},
+		{"missing model dir", []string{"sample", "--model", "no/such/model"}, exitRuntime, "does not exist"},
+		{"broken model", []string{"sample", "--model", broken}, exitRuntime, "sha256"},
+		{"template longer than the model", []string{"infill", "--model", tinyAbsorb, "x[MASK:40]"}, exitRuntime, "the template is 41 tokens but the model's length is 32"},
+		{"steps 0", []string{"sample", "--model", tinyAbsorb, "--steps", "0"}, exitUsage, "--steps must be ≥ 1"},
+		{"eps 2", []string{"sample", "--model", tinyAbsorb, "--eps", "2"}, exitUsage, "--eps must be in (0, 1)"},
+		{"batch 0", []string{"sample", "--model", tinyAbsorb, "--batch", "0"}, exitUsage, "--batch"},
+		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor"},
+		{"unknown device", []string{"sample", "--model", tinyAbsorb, "--device", "tpu"}, exitUsage, "cpu, cuda or cuda:N"},
+		{"not a number", []string{"sample", "--steps", "many"}, exitUsage, "steps"},
+		{"prefix longer than the model", []string{"sample", "--model", tinyAbsorb, "--prefix", strings.Repeat("x", 40)}, exitRuntime, "--length"},
+		{"unclosed [MASK:", []string{"infill", "--model", tinyAbsorb, "a [MASK:3 b"}, exitUsage, "without a closing"},
+		{"[MASK:0]", []string{"infill", "--model", tinyAbsorb, "a [MASK:0] b"}, exitUsage, "between 1 and"},
+		{"infill without template", []string{"infill", "--model", tinyAbsorb}, exitUsage, "needs a TEMPLATE"},
+		{"flags after the template", []string{"infill", "--model", tinyAbsorb, "a [MASK] b", "--seed", "1"}, exitUsage, "flags go before it"},
+		{"missing data file", []string{"eval", "--model", tinyAbsorb, "--data", "no-such-file.txt"}, exitRuntime, "no-such-file.txt"},
+		{"missing ONNX Runtime library", []string{"sample", "--model", tinyAbsorb, "--ort-lib", "/no/such/libonnxruntime.so"}, exitRuntime, "--ort-lib"},
+		{"eval without data", []string{"eval", "--model", tinyAbsorb}, exitUsage, "--data FILE"},
+		{"eval with one timestep", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "-k", "1"}, exitUsage, "--timesteps must be ≥ 2"},
+		{"verify missing dir", []string{"verify", "no/such/model"}, exitRuntime, "does not exist"},
+		{"threads 0", []string{"info", tinyAbsorb, "--threads", "0"}, exitUsage, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sedd(t, tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", r.code, tc.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "sedd: ") || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr %q does not start with \"sedd: \" and mention %q", r.stderr, tc.want)
+			}
+			if n := strings.Count(r.stderr, "\n"); n > 2 {
+				t.Errorf("stderr has %d lines, want a one-line message (and a usage hint):\n%s", n, r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
+	}
+}
+
+func TestNoModel(t *testing.T) {
+	if models.Name() != "" {
+		t.Skip("this build ships a default model")
+	}
+	r := sedd(t, "sample")
+	if r.code != exitRuntime || !strings.Contains(r.stderr, "--model DIR") || !strings.Contains(r.stderr, envModel) {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestModelFromEnvironment(t *testing.T) {
+	needORT(t)
+	cmd := exec.Command(binary, "info", "--json")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(childEnv(t), envModel+"="+tinyUniform)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	var info infoOut
+	if err := json.Unmarshal(out, &info); err != nil || info.Name != "tiny-uniform" {
+		t.Errorf("info with %s set: %+v, %v", envModel, info, err)
+	}
+}
+
+func TestCUDA(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "info", "--json", "--device", "cuda", tinyAbsorb)
+	if r.code == 0 {
+		// A CUDA build of ONNX Runtime on a machine with a GPU.
+		var info infoOut
+		if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || !strings.Contains(strings.ToLower(info.Provider), "cuda") {
+			t.Errorf("--device cuda succeeded but runs on %q (%v)", info.Provider, err)
+		}
+		return
+	}
+	if r.code != exitRuntime || !strings.Contains(r.stderr, "CUDA") || !strings.Contains(r.stderr, "--cpu-fallback") {
+		t.Errorf("--device cuda without CUDA: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = sedd(t, "info", "--json", "--device", "cuda", "--cpu-fallback", tinyAbsorb).ok(t)
+	var info infoOut
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || !info.FellBackToCPU || info.Provider != "cpu" {
+		t.Errorf("--cpu-fallback: %+v, %v", info, err)
+	}
+	if !strings.Contains(r.stderr, "warning") {
+		t.Errorf("no warning about the fallback on stderr: %q", r.stderr)
+	}
+}
+
+func TestInterrupt(t *testing.T) {
+	needORT(t)
+	cmd := exec.Command(binary, "sample", "--model", tinyAbsorb, "--steps", "10000000", "--show-steps")
+	cmd.Dir = t.TempDir()
+	cmd.Env = childEnv(t)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the first frame: the run has started.
+	br := bufio.NewReader(stdout)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, br)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("sedd did not stop within 20 s of SIGINT")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Fatalf("exit %v, want status %d; stderr %q", err, exitInterrupted, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	t.Logf("stopped %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+}
+
+// Terminal tests: sedd runs with stdout and stderr on a pseudo-terminal.
+
+var cursorUp = regexp.MustCompile(`\x1b\[\d+A`)
+
+func TestShowStepsTerminal(t *testing.T) {
+	needORT(t)
+	out := onTerminal(t, "sample", "--model", tinyAbsorb, "--steps", "2000", "--seed", "2", "--show-steps")
+	if strings.Contains(out, "--- step") {
+		t.Errorf("plain frames on a terminal:\n%q", out)
+	}
+	redraws := len(cursorUp.FindAllString(out, -1))
+	if redraws < 2 || !strings.Contains(out, "\r\x1b[J") {
+		t.Errorf("%d cursor-up redraws, want several; output %q", redraws, out)
+	}
+	if !strings.Contains(out, "step 1/2001") || !strings.Contains(out, "step 2001/2001") {
+		t.Errorf("first or last frame missing")
+	}
+	if !strings.Contains(out, maskOnTerminal) {
+		t.Errorf("no mask glyph %q in the frames", maskOnTerminal)
+	}
+}
+
+func TestProgressBarTerminal(t *testing.T) {
+	needORT(t)
+	out := onTerminal(t, "sample", "--model", tinyAbsorb, "--steps", "3000")
+	if !strings.Contains(out, "\r\x1b[Ksampling [") || !strings.Contains(out, "/3001 steps") {
+		t.Errorf("no progress bar redrawn with \\r in %q", out)
+	}
+	// The bar is cleared before the sample is printed.
+	if tail := out[strings.LastIndex(out, "sampling ["):]; !strings.Contains(tail, "\r\x1b[K") {
+		t.Errorf("the bar was not cleared before the sample: %q", tail)
+	}
+}
+
+// onTerminal runs sedd with stdout and stderr on a new pseudo-terminal and
+// returns everything it wrote there.
+func onTerminal(t *testing.T, args ...string) string {
+	t.Helper()
+	master, slave, err := openPTY(100, 30)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer master.Close()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(childEnv(t), "TERM=xterm")
+	cmd.Stdout, cmd.Stderr = slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&out, master) // ends with EIO once the child has exited
+		close(copied)
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("sedd did not finish within 60 s")
+	}
+	<-copied
+	if err != nil {
+		t.Fatalf("sedd %s: %v\n%q", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func TestEval(t *testing.T) {
+	needORT(t)
+	data := filepath.Join(t.TempDir(), "text.txt")
+	text := "It was a bright cold day in April, and the clocks were striking thirteen.\nThe jury said it did find that the court had been right.\n"
+	if err := os.WriteFile(data, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type evalOut struct {
+		Timesteps  int     `json:"timesteps"`
+		Tokens     int     `json:"tokens"`
+		Perplexity float64 `json:"perplexity"`
+		Low        float64 `json:"perplexity_low"`
+		High       float64 `json:"perplexity_high"`
+		Sequences  []struct {
+			Tokens int `json:"tokens"`
+		} `json:"sequences"`
+	}
+	eval := func(args ...string) (evalOut, string) {
+		out := sedd(t, append([]string{"eval", "--data", data, "--json", "-k", "8", "--seed", "3"}, args...)...).ok(t).stdout
+		var e evalOut
+		if err := json.Unmarshal([]byte(out), &e); err != nil {
+			t.Fatalf("%v in %s", err, out)
+		}
+		return e, out
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		tokens  int // the byte tokenizer has no end-of-text token
+		windows int
+	}{
+		{"absorb, whole file", []string{"--model", tinyAbsorb}, len(text), (len(text) + 31) / 32},
+		{"uniform, lines, drop the short window", []string{"--model", tinyUniform, "--lines", "--drop-last"}, len(text) - 2 - (len(text)-2)%32, (len(text) - 2) / 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, out := eval(tc.args...)
+			if e.Tokens != tc.tokens || len(e.Sequences) != tc.windows || e.Timesteps != 8 {
+				t.Errorf("%d tokens in %d windows, want %d in %d", e.Tokens, len(e.Sequences), tc.tokens, tc.windows)
+			}
+			// A random network is about as good as uniform guessing: 256.
+			if !(e.Low <= e.Perplexity && e.Perplexity <= e.High) || e.Perplexity < 50 || e.Perplexity > 5000 {
+				t.Errorf("perplexity %g [%g, %g]", e.Perplexity, e.Low, e.High)
+			}
+			if _, again := eval(tc.args...); again != out {
+				t.Error("the same seed gave different results")
+			}
+		})
+	}
+	t.Run("text output", func(t *testing.T) {
+		r := sedd(t, "eval", "--model", tinyAbsorb, "--data", data, "-k", "4").ok(t)
+		if !strings.Contains(r.stdout, "perplexity  ≤ ") || !strings.Contains(r.stdout, "nats/token") {
+			t.Errorf("eval output:\n%s", r.stdout)
+		}
+	})
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sedd-go/sedd/sdk"
+)
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "run the golden inputs of a model through ONNX Runtime and compare with PyTorch",
+		ArgsUsage: "[DIR]",
+		Description: "Prints the error of every golden case and the largest one. Exits 1 when a case is past the\n" +
+			"tolerance: max|ONNX − PyTorch| ≤ tol · max(1, max|PyTorch|), tol from sedd.json or 1e-4.",
+		Flags: append([]cli.Flag{
+			&cli.Float64Flag{Name: "tolerance", Usage: "relative tolerance (default: sedd.json's, else 1e-4)"},
+			&cli.BoolFlag{Name: "json", Usage: "write the report as one JSON object"},
+		}, modelFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 1 {
+				return usagef("verify takes at most one model directory, got %d arguments", c.Args().Len())
+			}
+			tol := c.Float64("tolerance")
+			if c.IsSet("tolerance") && !(tol > 0) {
+				return usagef("--tolerance must be > 0, got %g", tol)
+			}
+			opts, err := modelOptions(c)
+			if err != nil {
+				return err
+			}
+			m, err := openModel(c, c.Args().First(), opts)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			rep, verr := m.Verify(c.Context, tol)
+			if rep == nil {
+				return verr
+			}
+			stdout, _ := streams(c)
+			if c.Bool("json") {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(verifyJSON(m.Dir(), rep)); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "case\tbatch×length\tlog_score err\tlse err\tnonzero at input\t")
+				for _, k := range rep.Cases {
+					fmt.Fprintf(tw, "%s\t%d×%d\t%.3g\t%.3g\t%d\t%s\n", k.Name, k.Batch, k.Length,
+						k.RelLogScore, k.RelLSE, k.NonZeroAtInput, okWord(k.OK))
+				}
+				tw.Flush()
+				fmt.Fprintf(stdout, "max relative error %.3g, tolerance %.3g: %s (%s)\n", rep.MaxRel, rep.Tolerance, okWord(rep.OK), m.Dir())
+			}
+			if verr != nil {
+				if errors.Is(verr, sdk.ErrVerify) {
+					return fmt.Errorf("%w; export the model again, or check that the ONNX Runtime version matches the one it was exported for", verr)
+				}
+				return verr
+			}
+			return nil
+		},
+	}
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "FAIL"
+}
+
+type verifyCaseJSON struct {
+	Name           string  `json:"name"`
+	Batch          int     `json:"batch"`
+	Length         int     `json:"length"`
+	MaxAbsLogScore float64 `json:"max_abs_log_score"`
+	RelLogScore    float64 `json:"rel_log_score"`
+	MaxAbsLSE      float64 `json:"max_abs_lse"`
+	RelLSE         float64 `json:"rel_lse"`
+	NonZeroAtInput int     `json:"nonzero_at_input"`
+	OK             bool    `json:"ok"`
+}
+
+type verifyReportJSON struct {
+	Dir       string           `json:"dir"`
+	Tolerance float64          `json:"tolerance"`
+	MaxRel    float64          `json:"max_rel"`
+	OK        bool             `json:"ok"`
+	Cases     []verifyCaseJSON `json:"cases"`
+}
+
+func verifyJSON(dir string, rep *sdk.VerifyReport) verifyReportJSON {
+	out := verifyReportJSON{Dir: dir, Tolerance: rep.Tolerance, MaxRel: rep.MaxRel, OK: rep.OK}
+	for _, k := range rep.Cases {
+		out.Cases = append(out.Cases, verifyCaseJSON{
+			Name: k.Name, Batch: k.Batch, Length: k.Length,
+			MaxAbsLogScore: k.MaxAbsLogScore, RelLogScore: k.RelLogScore,
+			MaxAbsLSE: k.MaxAbsLSE, RelLSE: k.RelLSE, NonZeroAtInput: k.NonZeroAtInput, OK: k.OK,
+		})
+	}
+	return out
+}
