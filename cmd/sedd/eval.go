@@ -29,7 +29,7 @@ func evalCommand() *cli.Command {
 			&cli.IntFlag{Name: "timesteps", Aliases: []string{"k"}, Value: sdk.DefaultEvalTimesteps, Usage: "Monte-Carlo timesteps per window (the paper: 1000)"},
 			&cli.StringFlag{Name: "sampling", Value: "stratified", Usage: "how timesteps are drawn: stratified or antithetic"},
 			&cli.Float64Flag{Name: "eps", Value: likelihood.DefaultEps, Usage: "lower end of the time integral, in (0, 1)"},
-			&cli.IntFlag{Name: "length", Usage: "window length in tokens (default: the model's trained length)"},
+			&cli.IntFlag{Name: "length", Usage: "window length in tokens", DefaultText: "the model's trained length"},
 			&cli.BoolFlag{Name: "drop-last", Usage: "drop a final window shorter than the length, as the paper's protocol does"},
 			&cli.IntFlag{Name: "batch-size", Value: likelihood.DefaultBatchSize, Usage: "rows per network evaluation"},
 			&cli.Uint64Flag{Name: "seed", Usage: "random seed"},

@@ -19,11 +19,11 @@ const envModel = "SEDD_MODEL"
 // modelFlags are the flags of every command that opens a model.
 func modelFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `DIR` (default: $" + envModel + ", else the built-in model)"},
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `DIR`", DefaultText: "$" + envModel + ", else the built-in model"},
 		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: cpu, cuda or cuda:N"},
 		&cli.BoolFlag{Name: "cpu-fallback", Usage: "run on the CPU when the CUDA device cannot be used"},
-		&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime threads per forward pass (default: number of CPUs)"},
-		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime shared library `PATH` (default: found automatically)"},
+		&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime threads per forward pass", DefaultText: "number of CPUs"},
+		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime shared library `PATH`", DefaultText: "found automatically"},
 	}
 }
 

@@ -20,8 +20,8 @@ func samplingFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "denoise", Value: true, Usage: "finish with the denoising step (--denoise=false turns it off)"},
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
-		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens (default: the model's trained length)"},
-		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples (default: a random one, reported with --json)"},
+		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
+		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported with --json"},
 		&cli.BoolFlag{Name: "json", Usage: "write one JSON object per sample per line"},
 		&cli.BoolFlag{Name: "show-steps", Usage: "show the sequence as it denoises (redrawn in place on a terminal, one frame per step otherwise)"},
 	}

@@ -19,7 +19,7 @@ func verifyCommand() *cli.Command {
 		Description: "Prints the error of every golden case and the largest one. Exits 1 when a case is past the\n" +
 			"tolerance: max|ONNX − PyTorch| ≤ tol · max(1, max|PyTorch|), tol from sedd.json or 1e-4.",
 		Flags: append([]cli.Flag{
-			&cli.Float64Flag{Name: "tolerance", Usage: "relative tolerance (default: sedd.json's, else 1e-4)"},
+			&cli.Float64Flag{Name: "tolerance", Usage: "relative tolerance", DefaultText: "sedd.json's, else 1e-4"},
 			&cli.BoolFlag{Name: "json", Usage: "write the report as one JSON object"},
 		}, modelFlags()...),
 		Action: func(c *cli.Context) error {
