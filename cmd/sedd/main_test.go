@@ -562,6 +562,23 @@ func TestShowStepsTerminal(t *testing.T) {
 	}
 }
 
+func TestShowStepsTerminalFitsTheScreen(t *testing.T) {
+	needORT(t)
+	// 40 samples of 32 bytes do not fit in 30 lines: the frame is cut so
+	// that cursor-up redraws stay on the screen.
+	out := onTerminal(t, "sample", "--model", tinyAbsorb, "--steps", "50", "--batch", "40", "--show-steps")
+	for _, m := range cursorUp.FindAllString(out, -1) {
+		var n int
+		fmt.Sscanf(m, "\x1b[%dA", &n)
+		if n > 29 {
+			t.Fatalf("redraw moves the cursor up %d lines on a 30-line terminal", n)
+		}
+	}
+	if !strings.Contains(out, "more samples") {
+		t.Error("no note about the samples left out")
+	}
+}
+
 func TestProgressBarTerminal(t *testing.T) {
 	needORT(t)
 	out := onTerminal(t, "sample", "--model", tinyAbsorb, "--steps", "3000")

@@ -17,13 +17,13 @@ func isTerminal(f *os.File) bool {
 	return errno == 0
 }
 
-// termWidth returns the width of the terminal f in columns, or 80 when it
-// cannot be told.
-func termWidth(f *os.File) int {
+// termSize returns the size of the terminal f in columns and rows, or 80×24
+// when it cannot be told.
+func termSize(f *os.File) (cols, rows int) {
 	var ws struct{ Row, Col, X, Y uint16 }
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
-	if errno != 0 || ws.Col == 0 {
-		return 80
+	if errno != 0 || ws.Col == 0 || ws.Row == 0 {
+		return 80, 24
 	}
-	return int(ws.Col)
+	return int(ws.Col), int(ws.Row)
 }

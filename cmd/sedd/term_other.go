@@ -14,5 +14,5 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// termWidth returns 80: the width is not looked up on this system.
-func termWidth(*os.File) int { return 80 }
+// termSize returns 80×24: the size is not looked up on this system.
+func termSize(*os.File) (cols, rows int) { return 80, 24 }

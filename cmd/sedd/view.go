@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/sedd-go/sedd/sdk"
 )
@@ -40,8 +39,9 @@ type view struct {
 
 	frames io.Writer // nil: no --show-steps
 	live   bool      // frames are redrawn in place
-	width  int       // terminal width for live frames
-	lines  int       // physical lines of the live frame on screen
+	width  int       // terminal size for live frames
+	height int
+	lines  int // physical lines of the live frame on screen
 }
 
 func newView(m *sdk.Model, stdout, stderr *os.File, showSteps, jsonOut bool) *view {
@@ -53,7 +53,7 @@ func newView(m *sdk.Model, stdout, stderr *os.File, showSteps, jsonOut bool) *vi
 		}
 		f := v.frames.(*os.File)
 		v.live = isTerminal(f)
-		v.width = termWidth(f)
+		v.width, v.height = termSize(f)
 	}
 	// A live frame already shows the step; a bar on a terminal would fight
 	// with it.
@@ -166,15 +166,23 @@ func (v *view) plainFrame(p sdk.Progress) {
 }
 
 // liveFrame redraws the frame in place: cursor up over the previous frame,
-// clear to the end of the screen, write the new one.
+// clear to the end of the screen, write the new one. Rows are cut to fit the
+// terminal, since the cursor cannot move above its top line.
 func (v *view) liveFrame(p sdk.Progress) {
 	var b strings.Builder
 	if v.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA\r\x1b[J", v.lines)
 	}
-	lines := append([]string{v.header(p)}, v.rows(p, maskOnTerminal)...)
+	rows := v.rows(p, maskOnTerminal)
+	if room := max(v.height-2, 2); len(rows) > room {
+		rows = append(rows[:room-1], fmt.Sprintf("… and %d more samples", len(rows)-room+1))
+	}
+	perRow := max((v.height-2)/len(rows), 1)
 	v.lines = 0
-	for _, l := range lines {
+	for i, l := range append([]string{v.header(p)}, rows...) {
+		if i > 0 {
+			l = clip(l, perRow*v.width)
+		}
 		b.WriteString(l)
 		b.WriteByte('\n')
 		v.lines += physicalLines(l, v.width)
@@ -182,13 +190,53 @@ func (v *view) liveFrame(p sdk.Progress) {
 	io.WriteString(v.frames, b.String())
 }
 
+// clip cuts s to at most cells terminal cells, ending it with "…" when cut.
+func clip(s string, cells int) string {
+	if displayWidth(s) <= cells {
+		return s
+	}
+	used := 0
+	for i, r := range s {
+		if used+runeWidth(r) > cells-1 {
+			return s[:i] + "…"
+		}
+		used += runeWidth(r)
+	}
+	return s
+}
+
 // physicalLines is the number of terminal lines s takes at the given width.
 func physicalLines(s string, width int) int {
-	n := utf8.RuneCountInString(s)
+	n := displayWidth(s)
 	if n == 0 || width <= 0 {
 		return 1
 	}
 	return (n + width - 1) / width
+}
+
+// displayWidth is the number of terminal cells s takes.
+func displayWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeWidth(r)
+	}
+	return n
+}
+
+// runeWidth is the number of cells r takes: 0 for combining marks, 2 for
+// East Asian wide characters and emoji, 1 otherwise. It is an approximation
+// that is right for the text models produce.
+func runeWidth(r rune) int {
+	switch {
+	case unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Me, r) || r == 0x200B:
+		return 0
+	case r >= 0x1100 && r <= 0x115F, r >= 0x2E80 && r <= 0xA4CF && r != 0x303F,
+		r >= 0xAC00 && r <= 0xD7A3, r >= 0xF900 && r <= 0xFAFF, r >= 0xFE30 && r <= 0xFE4F,
+		r >= 0xFF00 && r <= 0xFF60, r >= 0xFFE0 && r <= 0xFFE6,
+		r >= 0x1F300 && r <= 0x1F64F, r >= 0x1F900 && r <= 0x1F9FF, r >= 0x20000 && r <= 0x3FFFD:
+		return 2
+	}
+	return 1
 }
 
 // printable makes s safe to show on one line: newlines become "↵" and other
