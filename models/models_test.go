@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+
+	"github.com/sedd-go/sedd/sdk/manifest"
 )
 
 // fakeModel returns an fs.FS holding a model directory "m" whose sedd.json
@@ -130,5 +132,23 @@ func TestExtractConcurrent(t *testing.T) {
 		if errs[i] != nil || dirs[i] != dirs[0] {
 			t.Errorf("caller %d: %s, %v; want %s", i, dirs[i], errs[i], dirs[0])
 		}
+	}
+}
+
+func TestShippedModelExtracts(t *testing.T) {
+	if shipped == nil {
+		t.Skip("no model ships with this build")
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man.Name == "" || !strings.HasPrefix(filepath.Base(dir), Name()+"-") {
+		t.Errorf("extracted %s holds model %q", dir, man.Name)
 	}
 }

@@ -459,6 +459,24 @@ func TestNoModel(t *testing.T) {
 	}
 }
 
+func TestBuiltInModel(t *testing.T) {
+	if models.Name() == "" {
+		t.Skip("this build ships no default model")
+	}
+	needORT(t)
+	// No flags, no SEDD_MODEL, a directory outside the repository and an
+	// empty cache: the built-in model is extracted and used.
+	r := sedd(t, "sample", "--steps", "8", "--seed", "1", "--json").ok(t)
+	lines := parseLines(t, r.stdout)
+	if len(lines) != 1 || lines[0].Text == "" {
+		t.Fatalf("sample from the built-in model: %q", r.stdout)
+	}
+	info := sedd(t, "info").ok(t)
+	if !strings.Contains(info.stdout, models.Name()) {
+		t.Errorf("info does not name the built-in model %s:\n%s", models.Name(), info.stdout)
+	}
+}
+
 func TestModelFromEnvironment(t *testing.T) {
 	needORT(t)
 	cmd := exec.Command(binary, "info", "--json")
