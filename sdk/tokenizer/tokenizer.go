@@ -37,6 +37,11 @@ var (
 	ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
 )
 
+// MaxVocabSize bounds the token ids Load accepts. The largest vocabularies in
+// use have about 2^18 entries; the bound keeps a corrupt id (say 2^62) from
+// making Load allocate a table of that many entries.
+const MaxVocabSize = 1 << 22
+
 // Tokenizer encodes and decodes text. It is safe for concurrent use.
 type Tokenizer struct {
 	mu sync.Mutex // sugarme's encoder is not documented as concurrency-safe
@@ -96,6 +101,20 @@ func Load(path string) (*Tokenizer, error) {
 	if doc.Model.Type != "" && doc.Model.Type != "BPE" {
 		return nil, fmt.Errorf("tokenizer: %s: %w: model type %q; only BPE is supported", path, ErrFormat, doc.Model.Type)
 	}
+	maxID := -1
+	for s, id := range doc.Model.Vocab {
+		if id < 0 || id >= MaxVocabSize {
+			return nil, fmt.Errorf("tokenizer: %s: %w: id %d for %q is outside [0, %d)", path, ErrFormat, id, s, MaxVocabSize)
+		}
+		maxID = max(maxID, id)
+	}
+	for _, a := range doc.AddedTokens {
+		if a.ID < 0 || a.ID >= MaxVocabSize || a.Content == "" {
+			return nil, fmt.Errorf("tokenizer: %s: %w: added token %q with id %d (ids must be in [0, %d))", path, ErrFormat, a.Content, a.ID, MaxVocabSize)
+		}
+		maxID = max(maxID, a.ID)
+	}
+	// sugarme reads the file only once the ids are known to be sane.
 	tk, err := fromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w: %v", path, ErrFormat, err)
@@ -106,19 +125,6 @@ func Load(path string) (*Tokenizer, error) {
 	t.gpt2Split = t.byteLevel && pre != nil && pre.Type == "ByteLevel" && !pre.AddPrefixSpace &&
 		(pre.UseRegex == nil || *pre.UseRegex) && (len(doc.Normalizer) == 0 || string(doc.Normalizer) == "null")
 
-	maxID := -1
-	for s, id := range doc.Model.Vocab {
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer: %s: %w: negative id %d for %q", path, ErrFormat, id, s)
-		}
-		maxID = max(maxID, id)
-	}
-	for _, a := range doc.AddedTokens {
-		if a.ID < 0 || a.Content == "" {
-			return nil, fmt.Errorf("tokenizer: %s: %w: added token %q with id %d", path, ErrFormat, a.Content, a.ID)
-		}
-		maxID = max(maxID, a.ID)
-	}
 	t.vocabSize = maxID + 1
 	t.tokens = make([]string, t.vocabSize)
 	for s, id := range doc.Model.Vocab {

@@ -295,6 +295,10 @@ func TestErrors(t *testing.T) {
 		{"not json", `{"model":`},
 		{"no vocabulary", `{"model": {"type": "BPE", "vocab": {}}}`},
 		{"unigram", `{"model": {"type": "Unigram", "vocab": {"a": 0}}}`},
+		{"vocabulary id 2^62", `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 4611686018427387904}}}`},
+		{"vocabulary id past MaxVocabSize", `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 4194304}}}`},
+		{"added token id 2^31", `{"added_tokens": [{"id": 2147483648, "content": "<x>"}], "model": {"type": "BPE", "vocab": {"a": 0}}}`},
+		{"vocabulary id beyond int64", `{"model": {"type": "BPE", "vocab": {"a": 1e30}}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
