@@ -13,6 +13,10 @@ import (
 // reference (t runs from 1 down to eps).
 const DefaultEps = 1e-5
 
+// MaxSteps bounds Config.Steps: the time grid takes 8 bytes per step, and a
+// step count near the int limit would overflow it.
+const MaxSteps = 1 << 20
+
 // Span fixes Tokens at positions Start, Start+1, … of every row ("projection"
 // in the reference's conditional sampling). A prompt is Span{0, prompt}; a
 // suffix of a length-L sequence is Span{L - len(suffix), suffix}.
@@ -110,8 +114,8 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if !cfg.Predictor.valid() {
 		return nil, invalidf("unknown predictor %v", cfg.Predictor)
 	}
-	if cfg.Steps <= 0 {
-		return nil, invalidf("steps = %d, must be > 0", cfg.Steps)
+	if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
+		return nil, invalidf("steps = %d, must be in [1, %d]", cfg.Steps, MaxSteps)
 	}
 	if cfg.Eps == 0 {
 		cfg.Eps = DefaultEps

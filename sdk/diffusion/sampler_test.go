@@ -370,6 +370,8 @@ func TestNewSamplerErrors(t *testing.T) {
 		{"geometric zero", func(c *Config) { c.Noise = Geometric{SigmaMax: 1} }},
 		{"predictor", func(c *Config) { c.Predictor = Predictor(9) }},
 		{"zero steps", func(c *Config) { c.Steps = 0 }},
+		{"steps past MaxSteps", func(c *Config) { c.Steps = MaxSteps + 1 }},
+		{"steps at the int limit", func(c *Config) { c.Steps = math.MaxInt }},
 		{"eps 1", func(c *Config) { c.Eps = 1 }},
 		{"eps negative", func(c *Config) { c.Eps = -1e-5 }},
 		{"eps NaN", func(c *Config) { c.Eps = math.NaN() }},
