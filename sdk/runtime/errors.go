@@ -30,6 +30,10 @@ var (
 	// ErrGraphMismatch means the model's inputs or outputs do not match the
 	// score-network contract or the manifest.
 	ErrGraphMismatch = errors.New("ONNX graph does not match the contract")
+	// ErrModelLoad means ONNX Runtime refused a model file that passed the
+	// checks of ScanONNX (an unknown operator, an opset newer than the
+	// library, an inconsistent graph).
+	ErrModelLoad = errors.New("ONNX Runtime cannot load the model")
 	// ErrInput marks invalid arguments to Score: sizes, token ids outside
 	// [0, N), σ not finite and positive.
 	ErrInput = errors.New("invalid score input")

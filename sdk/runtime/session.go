@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,8 +165,58 @@ func OpenFile(path string, n int, opts ...Option) (*Session, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("runtime: vocabulary dimension %d: must be > 0", n)
 	}
-	return openSession(path, n, []string{InputIndices, InputSigma}, []string{OutputLogScore, OutputLSE},
+	s, err := openSession(path, n, []string{InputIndices, InputSigma}, []string{OutputLogScore, OutputLSE},
 		func(g *GraphInfo) error { return CheckScoreGraph(g, n) }, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.probeStates(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// probeStates checks the vocabulary dimension of a graph that does not record
+// it (a dynamic or unknown last axis of log_score) with one forward pass of
+// batch 1, length 1; otherwise a wrong N would only show as a failed forward
+// pass of the first Score call. Graphs with a static N were checked by
+// CheckScoreGraph and are not run.
+func (s *Session) probeStates() error {
+	for _, v := range s.graph.Outputs {
+		if v.Name == OutputLogScore && len(v.Dims) == 3 && v.Dims[2] >= 0 {
+			return nil
+		}
+	}
+	idx, err := ort.NewTensor(ort.NewShape(1, 1), []int64{0})
+	if err != nil {
+		return fmt.Errorf("runtime: probe tensors: %w", err)
+	}
+	defer idx.Destroy()
+	sig, err := ort.NewTensor(ort.NewShape(1), []float32{1})
+	if err != nil {
+		return fmt.Errorf("runtime: probe tensors: %w", err)
+	}
+	defer sig.Destroy()
+	outs := []ort.Value{nil, nil}
+	err = s.ort.Run([]ort.Value{idx, sig}, outs)
+	for _, o := range outs {
+		if o != nil {
+			defer o.Destroy()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("runtime: %s: %w: a forward pass of one token fails: %w", s.path, ErrModelLoad, err)
+	}
+	want := [][]int64{{1, 1, int64(s.n)}, {1, 1}}
+	for i, o := range outs {
+		if got := o.GetShape(); !slices.Equal(got, want[i]) {
+			return &GraphError{Err: ErrGraphMismatch, Path: s.path, Detail: fmt.Sprintf(
+				"output %q has shape %v for one token, want %v (the manifest implies N = %d)",
+				s.outputNames[i], got, want[i], s.n)}
+		}
+	}
+	return nil
 }
 
 // openSession scans and checks the model file, then creates the ONNX Runtime
@@ -204,7 +255,7 @@ func openSession(path string, n int, inputs, outputs []string, check func(*Graph
 	so.Destroy() // before any Release: the last Release unloads the library
 	if err != nil {
 		env.Release()
-		return nil, fmt.Errorf("runtime: ONNX Runtime cannot load %s: %w", path, err)
+		return nil, fmt.Errorf("runtime: %s: %w: %w", path, ErrModelLoad, err)
 	}
 	return s, nil
 }

@@ -263,6 +263,7 @@ func TestOpenRefusesBadModels(t *testing.T) {
 		{"empty LayerNormalization input", writeTemp(t, "ln.onnx",
 			scoreModel(int64(m.N()), node("ln2", "LayerNormalization", "y", "", ""))), m.N(), ErrEmptyNodeInput},
 		{"vocabulary dimension differs", modelPath, m.N() + 1, ErrGraphMismatch},
+		{"contract names but a graph ONNX Runtime refuses", writeTemp(t, "dangling.onnx", scoreModel(int64(m.N()))), m.N(), ErrModelLoad},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
