@@ -1,0 +1,125 @@
+// Package benchmarks measures the SDK on real models. The sampling-step
+// benchmark splits each step into the ONNX Runtime forward pass and the Go
+// side (the predictor's draws, projection and bookkeeping), so that the cost
+// of our sampling loop can be compared with the network's.
+//
+//	SEDD_BENCH_MODEL=$PWD/out/sedd-small-random SEDD_BENCH_STEPS=16 \
+//	  go test ./benchmarks -run '^$' -bench SampleStep -benchtime 1x
+//
+// Without SEDD_BENCH_MODEL it runs on the committed tiny fixture.
+package benchmarks
+
+import (
+	"context"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/diffusion"
+	"github.com/sedd-go/sedd/sdk/manifest"
+	"github.com/sedd-go/sedd/sdk/runtime"
+)
+
+// timedScore wraps a ScoreFunc and accumulates the time spent inside it.
+type timedScore struct {
+	inner   diffusion.ScoreFunc
+	elapsed time.Duration
+	calls   int
+}
+
+func (t *timedScore) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	start := time.Now()
+	s, err := t.inner.Score(ctx, x, sigma, batch, length)
+	t.elapsed += time.Since(start)
+	t.calls++
+	return s, err
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// BenchmarkSampleStep runs whole sampling runs (SEDD_BENCH_STEPS steps plus
+// the denoiser, batch SEDD_BENCH_BATCH, length SEDD_BENCH_LENGTH or the
+// model's) and reports per network evaluation: forward-ms (ONNX Runtime),
+// go-ms (everything else), go-share-% and allocs/step (Go heap allocations of
+// the whole step, ONNX Runtime's Go binding included).
+func BenchmarkSampleStep(b *testing.B) {
+	dir := os.Getenv("SEDD_BENCH_MODEL")
+	if dir == "" {
+		dir = "../sdk/testdata/tiny-absorb"
+	}
+	man, err := manifest.Load(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	graph, noise, err := sdk.Diffusion(man)
+	if err != nil {
+		b.Fatal(err)
+	}
+	threads := envInt(b, "SEDD_BENCH_THREADS", 2)
+	sess, err := runtime.Open(dir, man, runtime.WithIntraOpThreads(threads))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sess.Close()
+	scorer, err := sess.NewScorer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer scorer.Close()
+	steps := envInt(b, "SEDD_BENCH_STEPS", 16)
+	batch := envInt(b, "SEDD_BENCH_BATCH", 1)
+	length := envInt(b, "SEDD_BENCH_LENGTH", man.Length)
+	for _, pred := range []diffusion.Predictor{diffusion.Analytic, diffusion.Euler} {
+		b.Run(pred.String(), func(b *testing.B) {
+			s, err := diffusion.NewSampler(diffusion.Config{
+				Graph: graph, Noise: noise, Predictor: pred, Steps: steps, Denoise: true,
+				Batch: batch, Length: length, Seed: 1,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ts := &timedScore{inner: scorer}
+			ctx := context.Background()
+			// Warm-up: shapes, tensors and ONNX Runtime's first-run costs.
+			if _, err := s.Run(ctx, ts); err != nil {
+				b.Fatal(err)
+			}
+			ts.elapsed, ts.calls = 0, 0
+			var total time.Duration
+			var mallocs int64
+			var ms goruntime.MemStats
+			for b.Loop() {
+				goruntime.ReadMemStats(&ms)
+				before := ms.Mallocs
+				start := time.Now()
+				if _, err := s.Run(ctx, ts); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				goruntime.ReadMemStats(&ms)
+				mallocs += int64(ms.Mallocs-before) - 1 // Run's one result slice
+			}
+			calls := float64(ts.calls)
+			fwd := ts.elapsed.Seconds() / calls
+			goSide := (total - ts.elapsed).Seconds() / calls
+			b.ReportMetric(fwd*1e3, "forward-ms/step")
+			b.ReportMetric(goSide*1e3, "go-ms/step")
+			b.ReportMetric(100*goSide/fwd, "go-share-%")
+			b.ReportMetric(float64(mallocs)/calls, "allocs/step")
+			b.ReportMetric(float64(batch*length)*calls/total.Seconds(), "tokens·steps/s")
+		})
+	}
+}
