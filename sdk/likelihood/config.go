@@ -55,6 +55,15 @@ func ParseSampling(name string) (Sampling, error) {
 	return 0, invalidf("unknown sampling %q (want stratified or antithetic)", name)
 }
 
+// Bounds that keep a request from allocating without limit: Evaluate keeps
+// one float64 per (sequence, timestep) pair.
+const (
+	// MaxTimesteps bounds Config.Timesteps.
+	MaxTimesteps = 1 << 20
+	// MaxDraws bounds len(seqs) × Timesteps (1 GiB of draws).
+	MaxDraws = 1 << 27
+)
+
 // Config is one likelihood evaluation request. The zero values of Sampling,
 // Eps and BatchSize select Stratified, DefaultEps and DefaultBatchSize.
 type Config struct {
@@ -97,8 +106,8 @@ func (cfg Config) resolved() (Config, error) {
 	if err := cfg.Noise.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if cfg.Timesteps <= 0 {
-		return cfg, invalidf("timesteps = %d, must be ≥ 1", cfg.Timesteps)
+	if cfg.Timesteps <= 0 || cfg.Timesteps > MaxTimesteps {
+		return cfg, invalidf("timesteps = %d, must be in [1, %d]", cfg.Timesteps, MaxTimesteps)
 	}
 	switch cfg.Sampling {
 	case Stratified:

@@ -10,7 +10,8 @@ import (
 // diffusion.ErrScoreShape).
 var (
 	// ErrInvalidConfig marks a Config that cannot be evaluated: nil or invalid
-	// graph or noise, Timesteps ≤ 0, an odd Timesteps with Antithetic
+	// graph or noise, Timesteps ≤ 0 or > MaxTimesteps, more than MaxDraws
+	// (sequence, timestep) pairs, an odd Timesteps with Antithetic
 	// sampling, Eps outside (0, 1), a negative BatchSize, an unknown Sampling,
 	// or no sequences or an empty sequence.
 	ErrInvalidConfig = errors.New("likelihood: invalid configuration")

@@ -38,6 +38,9 @@ func Evaluate(ctx context.Context, score diffusion.ScoreFunc, seqs [][]int64, cf
 	if err := checkSequences(cfg.Graph, seqs); err != nil {
 		return nil, err
 	}
+	if len(seqs) > MaxDraws/cfg.Timesteps {
+		return nil, invalidf("%d sequences × %d timesteps is more than %d draws; evaluate the text in parts", len(seqs), cfg.Timesteps, MaxDraws)
+	}
 	e := newEvaluator(cfg, seqs)
 	if err := e.run(ctx, score); err != nil {
 		return nil, err
@@ -175,11 +178,11 @@ func (e *evaluator) run(ctx context.Context, score diffusion.ScoreFunc) error {
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(e.seqs[a]), len(e.seqs[b])) })
 
 	maxLen := len(e.seqs[order[len(order)-1]])
-	bs := e.cfg.BatchSize
+	total := len(e.seqs) * K
+	bs := min(e.cfg.BatchSize, total) // a huge BatchSize must not size the buffers
 	tokens := make([]int64, bs*maxLen)
 	sigmas := make([]float32, bs)
 	rows := make([]row, 0, bs)
-	total := len(e.seqs) * K
 	done := 0
 	workers := newPool(bs)
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
@@ -230,6 +231,9 @@ func TestInvalid(t *testing.T) {
 		{"bad noise", Config{Graph: absorb5, Noise: diffusion.LogLinear{Eps: 2}, Timesteps: 3}, good, ErrInvalidConfig},
 		{"eps 1", Config{Graph: absorb5, Noise: loglin, Timesteps: 3, Eps: 1}, good, ErrInvalidConfig},
 		{"negative batch", Config{Graph: absorb5, Noise: loglin, Timesteps: 3, BatchSize: -1}, good, ErrInvalidConfig},
+		{"K past MaxTimesteps", Config{Graph: absorb5, Noise: loglin, Timesteps: MaxTimesteps + 1}, good, ErrInvalidConfig},
+		{"K at the int limit", Config{Graph: absorb5, Noise: loglin, Timesteps: math.MaxInt}, good, ErrInvalidConfig},
+		{"sequences × K past MaxDraws", Config{Graph: absorb5, Noise: loglin, Timesteps: MaxTimesteps}, slices.Repeat([][]int64{{1}}, MaxDraws/MaxTimesteps+1), ErrInvalidConfig},
 		{"no sequences", Config{Graph: absorb5, Noise: loglin, Timesteps: 3}, nil, ErrInvalidConfig},
 		{"empty sequence", Config{Graph: absorb5, Noise: loglin, Timesteps: 3}, [][]int64{{1}, {}}, ErrInvalidConfig},
 		{"mask as clean token", Config{Graph: absorb5, Noise: loglin, Timesteps: 3}, [][]int64{{1, 5}}, ErrBadToken},
@@ -243,6 +247,10 @@ func TestInvalid(t *testing.T) {
 				t.Fatalf("got %v, %v; want error %v", res, err, tc.want)
 			}
 		})
+	}
+	// A batch size far beyond the rows must not size the buffers.
+	if _, err := Evaluate(context.Background(), m, good, Config{Graph: absorb5, Noise: loglin, Timesteps: 2, BatchSize: math.MaxInt}); err != nil {
+		t.Errorf("BatchSize math.MaxInt: %v", err)
 	}
 	var te *TokenError
 	_, err := Evaluate(context.Background(), m, [][]int64{{0, 1}, {2, 3, 9}}, Config{Graph: absorb5, Noise: loglin, Timesteps: 2})
