@@ -13,9 +13,9 @@ import (
 // reference (t runs from 1 down to eps).
 const DefaultEps = 1e-5
 
-// MaxSteps bounds Config.Steps: the time grid takes 8 bytes per step, and a
-// step count near the int limit would overflow it.
-const MaxSteps = 1 << 20
+// MaxSteps bounds Config.Steps: the time grid takes 8 bytes per step (128 MiB
+// at the bound), and a step count near the int limit would overflow it.
+const MaxSteps = 1 << 24
 
 // Span fixes Tokens at positions Start, Start+1, … of every row ("projection"
 // in the reference's conditional sampling). A prompt is Span{0, prompt}; a
