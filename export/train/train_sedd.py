@@ -162,6 +162,10 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--save-minutes", type=float, default=4.0)
+    ap.add_argument("--decay-frac", type=float, default=1.0,
+                    help="learning rate is constant until this fraction of the run, then cosine-decays (1: whole run)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue RUN's checkpoint (model, EMA, optimizer, step) with this invocation's schedule")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
     args = ap.parse_args()
 
@@ -203,19 +207,32 @@ def main():
 
     valid = fixed_blocks(load_ids(args.data, "valid"), args.length)[:64]
     ema = EMA(model.parameters(), args.ema)
+    step = 0
+    if args.resume:
+        ck = torch.load(os.path.join(args.run, "checkpoints-meta", "checkpoint.pth"), map_location="cpu")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        ema.num_updates = ck["ema"]["num_updates"]
+        ema.shadow_params = [p.clone() for p in ck["ema"]["shadow_params"]]
+        step = ck["step"]
+        # fresh batches and noise: the generators restart from a seed that depends on the step
+        data = RandomBlocks(train_ids, args.length, args.batch, args.seed + step)
+        gen = torch.Generator().manual_seed(args.seed + 1 + step)
+        log(f"resumed at step {step}: lr {args.lr}, {args.minutes} more minutes, decay after {args.decay_frac}")
+    step0 = step
     ema_model = SEDD(cfg)
     t_start = time.time()
     last_save = t_start
     run_loss, run_n = 0.0, 0
-    step = 0
     while True:
         step += 1
-        progress = (step - 1) / args.steps
+        progress = (step - 1 - step0) / args.steps
         if args.minutes > 0:
             progress = max(progress, (time.time() - t_start) / (args.minutes * 60))
         last = progress >= 1.0 or step >= args.steps
         for g in opt.param_groups:
-            g["lr"] = lr_at(step - 1, min(progress, 1.0), args.lr, args.warmup)
+            decay = max(0.0, (min(progress, 1.0) - (1 - args.decay_frac)) / args.decay_frac)
+            g["lr"] = lr_at(step - 1, decay, args.lr, args.warmup)
         x0 = data.next()
         loss = sedd_loss(model, x0, mask_id, gen=gen).mean()
         opt.zero_grad(set_to_none=True)
