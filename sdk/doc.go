@@ -14,14 +14,19 @@
 // function); ONNX Runtime lives in sdk/runtime, the only package that uses
 // cgo. A Model is safe for concurrent use.
 //
-// Errors callers can match with errors.Is: ErrBadRequest, ErrBadTemplate,
-// ErrTooLong, ErrClosed, ErrChecksum, ErrTokenizerMismatch, ErrVerify (this
-// package); runtime.ErrLibraryNotFound, runtime.ErrLibraryLoad,
-// runtime.ErrCUDAUnavailable, runtime.ErrNotONNX, runtime.ErrEmptyNodeInput,
-// runtime.ErrGraphMismatch, runtime.ErrInput; manifest.ErrFormat,
-// manifest.ErrGraph, manifest.ErrNoise, manifest.ErrMissing,
-// manifest.ErrInvalid, manifest.ErrMismatch, manifest.ErrSyntax;
-// diffusion.ErrNonFinite (a NaN or Inf score, with the step in
-// *diffusion.ScoreError), diffusion.ErrInvalidConfig; and context.Canceled or
-// context.DeadlineExceeded when ctx ends a run.
+// Errors callers can match with errors.Is: ErrBadRequest, ErrBadTemplate
+// (*TemplateError), ErrTooLong, ErrClosed, ErrChecksum, ErrTokenizerMismatch,
+// ErrVerify (this package); runtime.ErrLibraryNotFound, runtime.ErrLibraryLoad
+// (*runtime.LibraryError), runtime.ErrLibraryConflict,
+// runtime.ErrCUDAUnavailable (*runtime.CUDAError), runtime.ErrNotONNX,
+// runtime.ErrEmptyNodeInput, runtime.ErrGraphMismatch (*runtime.GraphError),
+// runtime.ErrModelLoad, runtime.ErrInput; manifest.ErrSyntax,
+// manifest.ErrFormat, manifest.ErrKind, manifest.ErrGraph, manifest.ErrNoise,
+// manifest.ErrMissing, manifest.ErrInvalid, manifest.ErrMismatch
+// (*manifest.FieldError); tokenizer.ErrFormat; diffusion.ErrNonFinite (a NaN
+// or Inf score, with the step in *diffusion.ScoreError, or the timestep in
+// *likelihood.ScoreError), diffusion.ErrInvalidConfig,
+// likelihood.ErrInvalidConfig; fs.ErrNotExist for missing files; and
+// context.Canceled or context.DeadlineExceeded when ctx ends a run.
+// docs/ERRORS.md says when each occurs and what to do.
 package sdk

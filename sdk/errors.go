@@ -9,7 +9,8 @@ var (
 	// ErrBadTemplate marks a malformed infill template ("[MASK:" syntax).
 	ErrBadTemplate = errors.New("bad infill template")
 	// ErrBadRequest marks a sampling or evaluation request with invalid fields
-	// (steps ≤ 0, eps outside (0, 1), batch ≤ 0, unknown predictor, ...).
+	// (negative steps, eps outside (0, 1), negative batch, unknown predictor,
+	// a length or batch beyond MaxLengthFactor or MaxScoreElements, ...).
 	ErrBadRequest = errors.New("bad request")
 	// ErrTooLong marks a prompt, template or constraint that does not fit in the
 	// requested sequence length.

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sedd-go/sedd/sdk/likelihood"
@@ -15,7 +16,8 @@ const DefaultEvalTimesteps = 64
 // EvalRequest describes one likelihood evaluation of a text.
 type EvalRequest struct {
 	// Timesteps is K, the Monte-Carlo timesteps per window; 0 means
-	// DefaultEvalTimesteps. At least 2 are needed for a standard error.
+	// DefaultEvalTimesteps; at most likelihood.MaxTimesteps. At least 2 are
+	// needed for a standard error.
 	Timesteps int
 	// Sampling spreads the timesteps (likelihood.Stratified, the default, or
 	// likelihood.Antithetic).
@@ -25,9 +27,11 @@ type EvalRequest struct {
 	// Seed fixes every random draw.
 	Seed uint64
 	// BatchSize bounds the rows per network evaluation; 0 means
-	// likelihood.DefaultBatchSize.
+	// likelihood.DefaultBatchSize. BatchSize × Length × N must not exceed
+	// MaxScoreElements.
 	BatchSize int
-	// Length is the window length in tokens; 0 means the trained length.
+	// Length is the window length in tokens; 0 means the trained length, and
+	// at most MaxLengthFactor times the trained length is allowed.
 	Length int
 	// Last says whether a final window shorter than Length is kept (the
 	// default) or dropped (the paper's protocol).
@@ -61,8 +65,18 @@ func (m *Model) Evaluate(ctx context.Context, documents []string, req EvalReques
 	if req.Eps != 0 && !(req.Eps > 0 && req.Eps < 1) {
 		return nil, fmt.Errorf("%w: eps must be in (0, 1), got %g", ErrBadRequest, req.Eps)
 	}
-	if req.BatchSize < 0 {
-		return nil, fmt.Errorf("%w: batch size must be ≥ 1, got %d", ErrBadRequest, req.BatchSize)
+	if maxLen := MaxLengthFactor * m.man.Length; length > maxLen {
+		return nil, fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
+			ErrBadRequest, length, MaxLengthFactor, m.man.Length)
+	}
+	if req.Timesteps > likelihood.MaxTimesteps {
+		return nil, fmt.Errorf("%w: timesteps must be ≤ %d, got %d", ErrBadRequest, likelihood.MaxTimesteps, req.Timesteps)
+	}
+	// length is bounded above, so the product cannot overflow once the batch
+	// size is below 2^24.
+	if req.BatchSize < 0 || req.BatchSize > 1<<24 || int64(req.BatchSize)*int64(length)*int64(m.man.N()) > MaxScoreElements {
+		return nil, fmt.Errorf("%w: batch size %d: must be ≥ 0 (0: the default), and batch size × length × %d states at most %d scores",
+			ErrBadRequest, req.BatchSize, m.man.N(), int64(MaxScoreElements))
 	}
 	docs := make([][]int64, 0, len(documents))
 	for i, d := range documents {
@@ -95,8 +109,13 @@ func (m *Model) Evaluate(ctx context.Context, documents []string, req EvalReques
 		return nil, err
 	}
 	defer m.release(sc)
-	return likelihood.Evaluate(ctx, sc, windows, likelihood.Config{
+	res, err := likelihood.Evaluate(ctx, sc, windows, likelihood.Config{
 		Graph: m.graph, Noise: m.noise, Timesteps: req.Timesteps, Sampling: req.Sampling,
 		Eps: req.Eps, Seed: req.Seed, BatchSize: req.BatchSize, Progress: req.Progress,
 	})
+	if errors.Is(err, likelihood.ErrInvalidConfig) {
+		// An odd Timesteps with antithetic sampling, an unknown Sampling.
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return res, err
 }

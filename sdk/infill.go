@@ -41,6 +41,9 @@ func (m *Model) Infill(ctx context.Context, template string, req SampleRequest) 
 		if err != nil {
 			return nil, err
 		}
+		if len(ids) == 0 {
+			continue // text a normalizer removes entirely pins nothing
+		}
 		toks := make([]int, len(ids))
 		for i, t := range ids {
 			toks[i] = int(t)

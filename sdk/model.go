@@ -68,8 +68,12 @@ func Open(dir string, opts ...Option) (*Model, error) {
 	if m.graph, m.noise, err = Diffusion(man); err != nil {
 		return nil, fmt.Errorf("open model %s: %w", dir, err)
 	}
+	onnxPath := filepath.Join(dir, man.ONNX.File)
+	if err := checkModelFile(onnxPath); err != nil {
+		return nil, fmt.Errorf("open model %s: %w", dir, err)
+	}
 	if o.verifySHA && man.ONNX.SHA256 != "" && !man.ONNX.ExternalData {
-		if err := checkSHA256(filepath.Join(dir, man.ONNX.File), man.ONNX.SHA256); err != nil {
+		if err := checkSHA256(onnxPath, man.ONNX.SHA256); err != nil {
 			return nil, fmt.Errorf("open model %s: %w", dir, err)
 		}
 	}
@@ -106,6 +110,22 @@ var ErrTokenizerMismatch = errors.New("tokenizer does not match the model")
 
 // ErrChecksum marks a model.onnx whose sha256 differs from the one in sedd.json.
 var ErrChecksum = errors.New("model.onnx checksum mismatch")
+
+// checkModelFile refuses a model file that is not a regular file (a
+// directory, a pipe or a device such as /dev/zero, which hashing would read
+// forever) before the file is hashed. Its size is checked against sedd.json
+// by runtime.Open, after the checksum.
+func checkModelFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return &runtime.GraphError{Err: runtime.ErrNotONNX, Path: path, Detail: fmt.Sprintf(
+			"not a regular file (%v); a model is a file written by export/export.py", st.Mode().Type())}
+	}
+	return nil
+}
 
 func checkSHA256(path, want string) error {
 	f, err := os.Open(path)

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -24,12 +25,25 @@ const (
 // ParsePredictor reads "analytic", "euler" or "none".
 func ParsePredictor(name string) (Predictor, error) { return diffusion.ParsePredictor(name) }
 
+// Limits on a request, checked before anything is allocated for it.
+const (
+	// MaxLengthFactor bounds SampleRequest.Length to this many times the
+	// model's trained length.
+	MaxLengthFactor = 16
+	// MaxScoreElements bounds Batch × Length × N, the float32 scores of one
+	// network output (8 GiB at this bound), which the SDK allocates in host
+	// memory.
+	MaxScoreElements = 1 << 31
+)
+
 // DefaultSteps is the number of predictor steps when a request leaves Steps 0:
 // the reference's training-time sampling setting.
 const DefaultSteps = 128
 
 // Fixed pins tokens at a position of every sample: Text is tokenized and its
-// tokens placed from Pos on, or Tokens are used as they are when Text is empty.
+// tokens placed from Pos on, or Tokens are used as they are. Exactly one of
+// Text and Tokens must be set. Spans must not overlap each other or the
+// prefix and suffix.
 type Fixed struct {
 	Pos    int
 	Text   string
@@ -41,7 +55,8 @@ type Fixed struct {
 // predictor, DefaultSteps steps, denoising on, eps 1e-5 and seed 0.
 type SampleRequest struct {
 	// Steps is the number of predictor steps (network evaluations, plus one for
-	// the denoiser). 0 means DefaultSteps; negative is an error.
+	// the denoiser). 0 means DefaultSteps; negative or more than
+	// diffusion.MaxSteps is an error.
 	Steps int
 	// Predictor is the step rule; the zero value is Analytic.
 	Predictor Predictor
@@ -52,7 +67,8 @@ type SampleRequest struct {
 	// Batch is the number of samples; 0 means 1.
 	Batch int
 	// Length is the sequence length in tokens; 0 means the trained length.
-	// Other lengths run, with a warning.
+	// Other lengths up to MaxLengthFactor times the trained length run, with
+	// a warning; Batch × Length × N must not exceed MaxScoreElements.
 	Length int
 	// Seed makes the run reproducible bit for bit on CPU.
 	Seed uint64
@@ -128,6 +144,8 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 		steps = DefaultSteps
 	case steps < 0:
 		return nil, fmt.Errorf("%w: steps must be ≥ 1, got %d", ErrBadRequest, steps)
+	case steps > diffusion.MaxSteps:
+		return nil, fmt.Errorf("%w: steps must be ≤ %d, got %d", ErrBadRequest, diffusion.MaxSteps, steps)
 	}
 	eps := req.Eps
 	if eps == 0 {
@@ -150,8 +168,14 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	case length < 0:
 		return nil, fmt.Errorf("%w: length must be ≥ 1, got %d", ErrBadRequest, length)
 	}
-	if length > 1<<20 || int64(batch)*int64(length) > 1<<24 {
-		return nil, fmt.Errorf("%w: batch %d × length %d is too large", ErrBadRequest, batch, length)
+	if maxLen := MaxLengthFactor * m.man.Length; length > maxLen {
+		return nil, fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
+			ErrBadRequest, length, MaxLengthFactor, m.man.Length)
+	}
+	// batch is bounded first, so that the products cannot overflow.
+	if batch > (1<<24)/length || int64(batch)*int64(length)*int64(m.man.N()) > MaxScoreElements {
+		return nil, fmt.Errorf("%w: batch %d × length %d is too large: one network output would hold more than %d scores; lower the batch",
+			ErrBadRequest, batch, length, int64(MaxScoreElements))
 	}
 	if length != m.man.Length {
 		m.opts.warn(fmt.Sprintf("length %d differs from the trained length %d; quality may suffer", length, m.man.Length))
@@ -182,6 +206,12 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	}
 	for k, f := range req.Fixed {
 		var ids []int64
+		switch {
+		case f.Text == "" && len(f.Tokens) == 0:
+			return nil, fmt.Errorf("%w: fixed span %d has neither Text nor Tokens", ErrBadRequest, k)
+		case f.Text != "" && len(f.Tokens) > 0:
+			return nil, fmt.Errorf("%w: fixed span %d has both Text and Tokens; set one of them", ErrBadRequest, k)
+		}
 		if f.Text != "" {
 			var err error
 			if ids, err = m.encode(fmt.Sprintf("fixed span %d", k), f.Text); err != nil {
@@ -196,8 +226,8 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 				ids[i] = int64(t)
 			}
 		}
-		if f.Pos < 0 || f.Pos+len(ids) > length {
-			return nil, fmt.Errorf("%w: fixed span %d covers positions [%d, %d) but the length is %d", ErrTooLong, k, f.Pos, f.Pos+len(ids), length)
+		if f.Pos < 0 || f.Pos > length-len(ids) {
+			return nil, fmt.Errorf("%w: fixed span %d of %d tokens at position %d does not fit in the length %d", ErrTooLong, k, len(ids), f.Pos, length)
 		}
 		spans = append(spans, diffusion.Span{Start: f.Pos, Tokens: ids})
 	}
@@ -259,7 +289,7 @@ func (m *Model) run(ctx context.Context, r *resolved) (*SampleResult, error) {
 	}
 	sampler, err := diffusion.NewSampler(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	sc, err := m.scorer()
 	if err != nil {
@@ -267,6 +297,9 @@ func (m *Model) run(ctx context.Context, r *resolved) (*SampleResult, error) {
 	}
 	tokens, err := sampler.Run(ctx, sc)
 	m.release(sc)
+	if se := (*diffusion.ScoreError)(nil); errors.As(err, &se) {
+		return nil, fmt.Errorf("%w (the network's output cannot be sampled from; check the export with Verify, or sedd verify)", err)
+	}
 	if err != nil {
 		return nil, err
 	}
