@@ -363,6 +363,41 @@ func TestOpenSpecialFiles(t *testing.T) {
 	}
 }
 
+// TestOpenCUDAWithoutGPU asks for CUDA. With a CPU-only ONNX Runtime (the
+// project's default install) Open must fail with a *runtime.CUDAError
+// matching runtime.ErrCUDAUnavailable, and fall back to the CPU, with a
+// warning, only when WithCPUFallback is given.
+func TestOpenCUDAWithoutGPU(t *testing.T) {
+	refs := runtime.References()
+	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1), sdk.WithDevice(sdk.CUDA(0)))
+	if err == nil {
+		defer m.Close()
+		if info := m.Info(); !strings.HasPrefix(info.Provider, "cuda") {
+			t.Fatalf("CUDA asked for and Open succeeded, but the model runs on %q", info.Provider)
+		}
+		t.Skip("this ONNX Runtime has a working CUDA provider")
+	}
+	var ce *runtime.CUDAError
+	if !errors.Is(err, runtime.ErrCUDAUnavailable) || !errors.As(err, &ce) {
+		t.Fatalf("Open on CUDA without one: %v, want a *runtime.CUDAError matching ErrCUDAUnavailable", err)
+	}
+	if got := runtime.References(); got != refs {
+		t.Errorf("a failed Open changed the ONNX Runtime references from %d to %d", refs, got)
+	}
+	var warned []string
+	m = hOpen(t, hAbsorb, sdk.WithDevice(sdk.CUDA(0)), sdk.WithCPUFallback(),
+		sdk.WithWarnings(func(msg string) { warned = append(warned, msg) }))
+	if info := m.Info(); !info.FellBackToCPU || info.Provider != "cpu" {
+		t.Fatalf("with WithCPUFallback: provider %q, fell back %v; want cpu, true", info.Provider, info.FellBackToCPU)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "CUDA") {
+		t.Errorf("warnings %q; want one about the CUDA fallback", warned)
+	}
+	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 2}); err != nil {
+		t.Fatalf("Sample after the CPU fallback: %v", err)
+	}
+}
+
 // TestCraftedGraphs checks the stand-in networks of this file against ONNX
 // Runtime: the contract-following one opens and samples (so the refusals
 // above are for the reason named), and one with a dynamic vocabulary axis is
