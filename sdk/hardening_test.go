@@ -652,6 +652,57 @@ func TestEdgeRequestsThatRun(t *testing.T) {
 	})
 }
 
+// TestVerifyBrokenGolden runs Verify where the network or the golden files
+// are wrong: the error must match ErrVerify, and no golden input the network
+// cannot take may reach ONNX Runtime.
+func TestVerifyBrokenGolden(t *testing.T) {
+	tests := []struct {
+		name       string
+		breaks     func(t *testing.T, dir string)
+		want       error
+		wantReport bool // a failing report is returned with the error
+	}{
+		{"network that is not the exported one", func(t *testing.T, dir string) {
+			setModel(t, dir, scoreGraph{n: 257}.encode())
+		}, sdk.ErrVerify, true},
+		{"golden.json missing", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "golden.json"))
+		}, sdk.ErrVerify, false},
+		{"golden.bin truncated", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "golden.bin")
+			os.WriteFile(p, readFile(t, p)[:1000], 0o644)
+		}, sdk.ErrVerify, false},
+		{"golden.json not JSON", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "golden.json"), []byte("{\"cases\": ["), 0o644)
+		}, sdk.ErrVerify, false},
+		{"golden input token outside the vocabulary", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "golden.json")
+			var doc map[string]any
+			if err := json.Unmarshal(readFile(t, p), &doc); err != nil {
+				t.Fatal(err)
+			}
+			doc["cases"].([]any)[0].(map[string]any)["indices"].([]any)[0] = 100000
+			data, _ := json.Marshal(doc)
+			os.WriteFile(p, data, 0o644)
+		}, sdk.ErrVerify, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := fixtureCopy(t, hAbsorb)
+			tt.breaks(t, dir)
+			m := hOpen(t, dir)
+			rep, err := m.Verify(context.Background(), 0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Verify error = %v, want %v", err, tt.want)
+			}
+			if tt.wantReport && (rep == nil || rep.OK || len(rep.Cases) == 0) {
+				t.Fatalf("Verify report %+v; want the failing cases", rep)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
 // TestNonFiniteScores runs stand-in networks that return NaN or ±Inf once σ
 // falls below a threshold, which the test puts between two steps of the time
 // grid. The error must be a *diffusion.ScoreError, reachable with errors.As
