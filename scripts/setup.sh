@@ -9,11 +9,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-pkgs=(python3-torch python3-onnx python3-numpy python3-yaml python3-pytest libopenblas0-pthread npm gcc)
+pkgs=(python3-torch python3-onnx python3-numpy python3-yaml python3-pytest libopenblas0-pthread)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm and gcc may come from elsewhere (nodesource, a toolchain image): only ask
+# Debian for them when the commands are missing.
+command -v npm >/dev/null || missing+=(npm)
+command -v gcc >/dev/null || missing+=(gcc)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
