@@ -20,7 +20,7 @@ step "go vet"
 go vet ./...
 
 step "python tests (export/)"
-(cd export && /usr/bin/python3 -m pytest -p no:cacheprovider tests)
+(cd export && /usr/bin/python3 -m pytest -p no:cacheprovider -rs tests train/test_train.py)
 
 step "fresh tiny exports, verified through ONNX Runtime"
 fresh="$(mktemp -d)"
