@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -85,13 +86,16 @@ func runEval(c *cli.Context) error {
 	stdout, stderr := streams(c)
 	b := newBar(stderr, "evaluating", "rows")
 	req.Progress = func(done, total int) error { b.update(done, total); return nil }
+	start := time.Now()
 	res, err := m.Evaluate(c.Context, docs, req)
 	b.clear()
 	if err != nil {
 		return err
 	}
+	elapsed := time.Since(start)
+	rate := throughput{ElapsedMS: elapsed.Milliseconds(), TokensPerSecond: float64(res.Tokens) / elapsed.Seconds()}
 	if c.Bool("json") {
-		return writeEvalJSON(stdout, m, req, res)
+		return writeEvalJSON(stdout, m, req, res, rate)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "tokens\t%d in %d windows\n", res.Tokens, len(res.Sequences))
@@ -99,6 +103,8 @@ func runEval(c *cli.Context) error {
 		res.NatsPerToken, res.StdErr, req.Timesteps, req.Sampling)
 	fmt.Fprintf(tw, "perplexity\t≤ %.3f  [%.3f, %.3f] 95%% Monte-Carlo interval\n",
 		res.Perplexity, res.PerplexityLow, res.PerplexityHigh)
+	fmt.Fprintf(tw, "throughput\t%.0f tokens/s (%.0f network rows/s, %s)\n",
+		rate.TokensPerSecond, float64(len(res.Sequences)*req.Timesteps)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
 	return tw.Flush()
 }
 
@@ -134,10 +140,18 @@ type evalJSON struct {
 	Sampling  string  `json:"sampling"`
 	Eps       float64 `json:"eps"`
 	Seed      uint64  `json:"seed"`
+	throughput
 	*likelihood.Result
 }
 
-func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvalRequest, res *likelihood.Result) error {
+// throughput is how fast an evaluation ran: tokens scored per second of wall
+// time, each with K timesteps.
+type throughput struct {
+	ElapsedMS       int64   `json:"elapsed_ms"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+}
+
+func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvalRequest, res *likelihood.Result, rate throughput) error {
 	// Bounds with too few draws have infinite standard errors, which JSON
 	// cannot hold; --timesteps ≥ 2 avoids them, but a short window of an
 	// antithetic run could still meet one.
@@ -155,5 +169,5 @@ func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvalRequest, res *likeliho
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(evalJSON{Model: m.Dir(), Timesteps: req.Timesteps, Sampling: req.Sampling.String(),
-		Eps: req.Eps, Seed: req.Seed, Result: res})
+		Eps: req.Eps, Seed: req.Seed, throughput: rate, Result: res})
 }
