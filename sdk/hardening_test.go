@@ -38,8 +38,8 @@ import (
 )
 
 const (
-	hAbsorb  = "testdata/tiny-absorb"
-	hUniform = "testdata/tiny-uniform"
+	hAbsorb  = tinyAbsorb
+	hUniform = tinyUniform
 )
 
 // fixtureCopy copies the files of a fixture directory into a new temporary

@@ -266,25 +266,6 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-func copyDir(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
 func TestOpenRefusesBrokenDirectories(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -305,7 +286,7 @@ func TestOpenRefusesBrokenDirectories(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := copyDir(t, tinyAbsorb)
+			dir := fixtureCopy(t, tinyAbsorb)
 			tt.breaks(t, dir)
 			m, err := sdk.Open(dir, sdk.WithThreads(1))
 			if err == nil {
