@@ -23,7 +23,7 @@ func infoCommand() *cli.Command {
 		}, modelFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 1 {
-				return usagef("info takes at most one model directory, got %d arguments", c.Args().Len())
+				return usagef("info takes at most one model directory, got %d arguments%s", c.Args().Len(), flagsAfterArgs(c))
 			}
 			opts, err := modelOptions(c)
 			if err != nil {

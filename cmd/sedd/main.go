@@ -150,3 +150,14 @@ func streams(c *cli.Context) (stdout, stderr *os.File) {
 func warner(w io.Writer) func(string) {
 	return func(msg string) { fmt.Fprintf(w, "sedd: warning: %s\n", oneLine(msg)) }
 }
+
+// flagsAfterArgs explains the most common cause of extra arguments: flags
+// written after a positional argument, which urfave/cli v2 does not parse.
+func flagsAfterArgs(c *cli.Context) string {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") {
+			return fmt.Sprintf(" (%q looks like a flag: put flags before the directory)", a)
+		}
+	}
+	return ""
+}

@@ -24,7 +24,7 @@ func verifyCommand() *cli.Command {
 		}, modelFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 1 {
-				return usagef("verify takes at most one model directory, got %d arguments", c.Args().Len())
+				return usagef("verify takes at most one model directory, got %d arguments%s", c.Args().Len(), flagsAfterArgs(c))
 			}
 			tol := c.Float64("tolerance")
 			if c.IsSet("tolerance") && !(tol > 0) {
