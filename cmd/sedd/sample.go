@@ -21,7 +21,7 @@ func samplingFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
 		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
-		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported with --json"},
+		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported on stderr (and with --json)"},
 		&cli.BoolFlag{Name: "json", Usage: "write one JSON object per sample per line"},
 		&cli.BoolFlag{Name: "show-steps", Usage: "show the sequence as it denoises (redrawn in place on a terminal, one frame per step otherwise)"},
 	}
@@ -139,6 +139,10 @@ func generate(c *cli.Context, req sdk.SampleRequest, call func(*sdk.Model, sdk.S
 	}
 	if c.Bool("json") {
 		return writeJSON(stdout, res)
+	}
+	if !c.IsSet("seed") {
+		// Logs go to stderr; the seed makes an unseeded run repeatable.
+		fmt.Fprintf(stderr, "seed %d (pass --seed %d to repeat this run)\n", req.Seed, req.Seed)
 	}
 	return writeText(stdout, res)
 }
