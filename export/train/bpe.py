@@ -32,6 +32,20 @@ EOT = "<|endoftext|>"
 PRETOKEN = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+""")
 
 
+
+def merge_pair(syms, a, b, new_id):
+    """syms with every non-overlapping adjacent (a, b), left to right, replaced by new_id."""
+    out = []
+    i = 0
+    while i < len(syms):
+        if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(syms[i])
+            i += 1
+    return out
+
 def bytes_to_unicode():
     """GPT-2's reversible map from the 256 byte values to printable characters."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
@@ -82,15 +96,7 @@ def train(texts, vocab_size):
             for p in zip(syms, syms[1:]):
                 pair_count[p] -= f
                 touched[p] += 1
-            out = []
-            i = 0
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(syms[i])
-                    i += 1
+            out = merge_pair(syms, a, b, new_id)
             words[wi] = out
             for p in zip(out, out[1:]):
                 pair_count[p] += f
@@ -149,16 +155,7 @@ class Tokenizer:
                 break
             a, b = self.merges[best]
             new_id = 256 + best
-            out = []
-            i = 0
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(syms[i])
-                    i += 1
-            syms = out
+            syms = merge_pair(syms, a, b, new_id)
         self.cache[w] = syms
         return syms
 
