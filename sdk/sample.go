@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
+	"github.com/sedd-go/sedd/sdk/runtime"
 )
 
 // Predictor names a reverse-diffusion step rule: Analytic (the reference's
@@ -117,7 +118,24 @@ type SampleResult struct {
 	Eps        float64
 	Seed       uint64
 	Length     int
-	Elapsed    time.Duration
+	// Elapsed is the wall time of the whole call; Network is the part of it
+	// spent in the score network's forward passes (ONNX Runtime), so
+	// Elapsed − Network is this SDK's own cost: the predictor's draws,
+	// projection, checks and decoding.
+	Elapsed, Network time.Duration
+}
+
+// timedScore is the Scorer with a clock around each forward pass.
+type timedScore struct {
+	sc      *runtime.Scorer
+	elapsed time.Duration
+}
+
+func (t *timedScore) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	start := time.Now()
+	s, err := t.sc.Score(ctx, x, sigma, batch, length)
+	t.elapsed += time.Since(start)
+	return s, err
 }
 
 // Mask returns the absorbing graph's mask id, or -1 for a uniform graph.
@@ -295,7 +313,8 @@ func (m *Model) run(ctx context.Context, r *resolved) (*SampleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := sampler.Run(ctx, sc)
+	timed := &timedScore{sc: sc}
+	tokens, err := sampler.Run(ctx, timed)
 	m.release(sc)
 	if se := (*diffusion.ScoreError)(nil); errors.As(err, &se) {
 		return nil, fmt.Errorf("%w (the network's output cannot be sampled from; check the export with Verify, or sedd verify)", err)
@@ -305,7 +324,7 @@ func (m *Model) run(ctx context.Context, r *resolved) (*SampleResult, error) {
 	}
 	res := &SampleResult{
 		Steps: cfg.Steps, NFE: cfg.Steps, Predictor: cfg.Predictor, Denoise: cfg.Denoise,
-		Eps: cfg.Eps, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0],
+		Eps: cfg.Eps, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: timed.elapsed,
 	}
 	if cfg.Denoise {
 		res.NFE++

@@ -78,6 +78,9 @@ func TestSampleConditioning(t *testing.T) {
 			if res.NFE != tt.req.Steps+1 {
 				t.Errorf("NFE = %d, want %d (steps + denoiser)", res.NFE, tt.req.Steps+1)
 			}
+			if res.Network <= 0 || res.Network > res.Elapsed {
+				t.Errorf("Network = %v, want in (0, Elapsed = %v]", res.Network, res.Elapsed)
+			}
 			for _, s := range res.Samples {
 				if len(s.Tokens) != m.Manifest().Length {
 					t.Fatalf("sample has %d tokens, want %d", len(s.Tokens), m.Manifest().Length)

@@ -160,6 +160,7 @@ type jsonSample struct {
 	Seed      uint64  `json:"seed"`
 	Length    int     `json:"length"`
 	ElapsedMS float64 `json:"elapsed_ms"`
+	NetworkMS float64 `json:"network_ms"`
 }
 
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
@@ -171,6 +172,7 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 			Steps: res.Steps, NFE: res.NFE, Predictor: res.Predictor.String(), Denoise: res.Denoise,
 			Eps: res.Eps, Seed: res.Seed, Length: res.Length,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
+			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})
 		if err != nil {
 			return err
