@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""SDK against the PyTorch reference sampler, side by side in one run.
+
+For every model and step count, runs `sedd bench speed` (the Go SDK through ONNX Runtime)
+and export/reference_sampler.py (the reference's sampling loop in PyTorch) one after the
+other, each in a fresh process with the same weights, threads, batch, length, predictor and
+steps, and writes every measurement to a JSON-lines file and a Markdown table to stdout.
+
+  /usr/bin/python3 benchmarks/speed.py --sedd bin/sedd \\
+      --model out/sedd-small-random:1:1024 --model models/brown-sedd-small:8:128 \\
+      --steps 64,1024 --threads 2 --out benchmarks/results/speed.jsonl
+
+--model DIR:BATCH:LENGTH picks a model and its shape. --reference-stop-after N lets the
+reference time only the first N steps of step counts above N and project the whole sample
+(marked "projected" in the table): at the sedd-small shape a 1024-step PyTorch sample takes
+over two hours on two cores.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_json(cmd):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"speed.py: {cmd[0]} failed with status {proc.returncode}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    if len(rows) != 1:
+        raise SystemExit(f"speed.py: expected one JSON line from {cmd[0]}, got {len(rows)}")
+    rows[0]["process_s"] = time.perf_counter() - start
+    return rows[0]
+
+
+def fmt_s(s):
+    if s >= 120:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s" if s >= 10 else f"{s:.2f} s"
+
+
+def fmt_mib(v):
+    return "n/a" if v is None else f"{v:,.0f} MiB"
+
+
+def table(rows):
+    out = [
+        "| model | steps | implementation | whole sample | per step | network per step | "
+        "rest per step | rest share | peak RSS while sampling | SDK speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["model"], r["batch"], r["length"], r["steps"]), {})[r["impl"]] = r
+    for (model, batch, length, steps), pair in by_key.items():
+        go, pt = pair.get("sedd-go"), pair.get("pytorch-reference")
+        for r in (go, pt):
+            if r is None:
+                continue
+            whole = fmt_s(r["sample_s"]) + (" (projected)" if r.get("projected") else "")
+            peak = r.get("peak_rss_sampling_mib") or r.get("peak_rss_mib")
+            speedup = ""
+            if r is go and pt is not None:
+                speedup = f"**{pt['sample_s'] / go['sample_s']:.2f}×**"
+            name = "SDK (Go, ONNX Runtime)" if r is go else "PyTorch reference"
+            out.append(
+                f"| {model} b{batch}×{length} | {steps} | {name} | {whole} | {r['step_s'] * 1e3:,.0f} ms | "
+                f"{r['forward_s'] * 1e3:,.0f} ms | {r['other_s'] * 1e3:,.1f} ms | {100 * r['other_share']:.2f} % | "
+                f"{fmt_mib(peak)} | {speedup} |"
+            )
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sedd", default=os.path.join(ROOT, "bin", "sedd"), help="the sedd binary")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--model", action="append", required=True, help="DIR:BATCH:LENGTH (repeatable)")
+    ap.add_argument("--steps", default="64,1024")
+    ap.add_argument("--predictor", default="analytic")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference-stop-after", type=int, default=0)
+    ap.add_argument("--out", help="JSON-lines file to append every measurement to")
+    ap.add_argument("--table", action="store_true", help="only print the table of --out")
+    args = ap.parse_args(argv)
+
+    if args.table:
+        with open(args.out) as f:
+            print(table([json.loads(line) for line in f if line.strip()]))
+        return 0
+    steps = [int(s) for s in args.steps.split(",")]
+    rows = []
+    for spec in args.model:
+        try:
+            model, batch, length = spec.rsplit(":", 2)
+            batch, length = int(batch), int(length)
+        except ValueError:
+            ap.error(f"--model {spec!r}: want DIR:BATCH:LENGTH")
+        for n in steps:
+            common = ["--steps", str(n), "--predictor", args.predictor, "--batch", str(batch),
+                      "--length", str(length), "--threads", str(args.threads), "--seed", str(args.seed)]
+            go = run_json([args.sedd, "bench", "speed", "--model", model, "--json"] + common)
+            ref = [args.python, os.path.join(ROOT, "export", "reference_sampler.py"), "--model", model,
+                   "--json"] + common
+            if args.reference_stop_after and n > args.reference_stop_after:
+                ref += ["--stop-after", str(args.reference_stop_after)]
+            pt = run_json(ref)
+            for r in (go, pt):
+                r["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                rows.append(r)
+                if args.out:
+                    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+            print(f"{model} {n} steps: SDK {go['sample_s']:.1f} s, reference {pt['sample_s']:.1f} s"
+                  f"{' (projected)' if pt.get('projected') else ''}", file=sys.stderr, flush=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
