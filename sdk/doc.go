@@ -10,6 +10,10 @@
 //	defer m.Close()
 //	res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 128, Prefix: "The jury"})
 //
+// Generative perplexity: OpenEvaluator opens an autoregressive evaluator (a
+// "causal-lm" directory), Evaluator.Score scores samples with it, and
+// SummarizePerplexity and UnigramEntropy summarize a set of samples.
+//
 // The maths lives in sdk/diffusion (pure Go, testable with a fake score
 // function); ONNX Runtime lives in sdk/runtime, the only package that uses
 // cgo. A Model is safe for concurrent use.
