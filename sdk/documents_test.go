@@ -1,0 +1,147 @@
+package sdk_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/likelihood"
+	"github.com/sedd-go/sedd/sdk/tokenizer"
+)
+
+func TestSplitDocuments(t *testing.T) {
+	const eot = "<|endoftext|>"
+	for _, tc := range []struct {
+		name, text, sep string
+		want            []string
+	}{
+		{"two documents", "one\n<|endoftext|>\ntwo\n", eot, []string{"one", "two"}},
+		{"separator on the first line", "<|endoftext|>\none\n<|endoftext|>\ntwo", eot, []string{"one", "two"}},
+		{"separator on the last line", "one\n<|endoftext|>\ntwo\n<|endoftext|>", eot, []string{"one", "two"}},
+		{"separator on the last line with a line end", "one\n<|endoftext|>\n", eot, []string{"one"}},
+		{"two separators in a row", "one\n<|endoftext|>\n<|endoftext|>\ntwo\n", eot, []string{"one", "two"}},
+		{"blank lines around a separator", "one\n\n\n<|endoftext|>\n\ntwo\n\n", eot, []string{"one", "two"}},
+		{"inner lines and blank lines kept", "a\n\nb\n<|endoftext|>\nc", eot, []string{"a\n\nb", "c"}},
+		{"CRLF line ends", "one\r\nmore\r\n<|endoftext|>\r\ntwo\r\n", eot, []string{"one\r\nmore", "two"}},
+		{"no separator", "\njust one\ndocument\n", eot, []string{"just one\ndocument"}},
+		{"separator inside a line is text", "a <|endoftext|> b\n<|endoftext|> \nc", eot, []string{"a <|endoftext|> b\n<|endoftext|> \nc"}},
+		{"leading spaces are kept", "  indented\n<|endoftext|>\n  too", eot, []string{"  indented", "  too"}},
+		{"only separators", "<|endoftext|>\n<|endoftext|>\n", eot, nil},
+		{"empty text", "", eot, nil},
+		{"only line breaks", "\n\r\n\n", eot, nil},
+		{"empty separator matches no line", "a\n\nb\n", "", []string{"a\n\nb"}},
+		{"another separator", "a\n</s>\nb", "</s>", []string{"a", "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sdk.SplitDocuments(tc.text, tc.sep); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("SplitDocuments(%q, %q) = %q, want %q", tc.text, tc.sep, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEOSText(t *testing.T) {
+	for _, tc := range []struct {
+		name, dir, want string
+		ok              bool
+	}{
+		{"BPE with <|endoftext|>", shippedSEDD, "<|endoftext|>", true},
+		{"byte tokenizer without one", tinyAbsorb, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := open(t, tc.dir).EOSText()
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("EOSText() = %q, %v, want %q, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestSplitDocumentsOnTestSplit checks, when the training data is present
+// (data/ is not shipped), that splitting data/test.txt at <|endoftext|> lines
+// and joining the tokenized documents as Model.Evaluate does puts every
+// <|endoftext|> exactly where the pre-tokenized test stream has it after its
+// leading one: the same documents, the same token count, hence the same
+// windows as the blocks export/train/evaluate_sedd.py scores. Tokens inside
+// documents are compared and their differences logged: the Go tokenizer
+// splits a few runs of repeated characters (" 2000", "---") differently from
+// export/train/bpe.py, which is the tokenizer's matter, not the splitting's.
+func TestSplitDocumentsOnTestSplit(t *testing.T) {
+	text, err := os.ReadFile("../data/test.txt")
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skip("no data/test.txt: run export/train/reproduce.sh")
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	want := readUint16Npy(t, "../data/test.ids.npy")
+	tok, err := tokenizer.Load(filepath.Join(shippedSEDD, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eos, ok := tok.TokenID("<|endoftext|>")
+	if !ok {
+		t.Fatal("the shipped tokenizer has no <|endoftext|>")
+	}
+	var docs [][]int64
+	for _, d := range sdk.SplitDocuments(string(text), "<|endoftext|>") {
+		ids, err := tok.Encode(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := make([]int64, len(ids))
+		for i, id := range ids {
+			doc[i] = int64(id)
+		}
+		docs = append(docs, doc)
+	}
+	got := likelihood.JoinDocuments(docs, int64(eos))
+	if len(want) == 0 || want[0] != int64(eos) {
+		t.Fatalf("test.ids.npy does not start with <|endoftext|>")
+	}
+	want = want[1:]
+	if len(got) != len(want) {
+		t.Fatalf("%d documents, %d tokens, want %d tokens", len(docs), len(got), len(want))
+	}
+	differ := 0
+	for i := range got {
+		if (got[i] == int64(eos)) != (want[i] == int64(eos)) {
+			t.Fatalf("token %d: got %d, want %d: the documents do not line up", i, got[i], want[i])
+		}
+		if got[i] != want[i] {
+			differ++
+		}
+	}
+	t.Logf("%d documents, %d tokens, boundaries identical; %d tokens tokenized differently", len(docs), len(got), differ)
+}
+
+// readUint16Npy reads a one-dimensional little-endian uint16 .npy file.
+func readUint16Npy(t *testing.T, path string) []int64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 10 || string(raw[:6]) != "\x93NUMPY" {
+		t.Fatalf("%s: not a .npy file", path)
+	}
+	headerLen, off := int(binary.LittleEndian.Uint16(raw[8:10])), 10
+	if raw[6] >= 2 {
+		headerLen, off = int(binary.LittleEndian.Uint32(raw[8:12])), 12
+	}
+	header := string(raw[off : off+headerLen])
+	if !strings.Contains(header, "'<u2'") || !strings.Contains(header, "'fortran_order': False") {
+		t.Fatalf("%s: want a little-endian uint16 array, header %s", path, header)
+	}
+	body := raw[off+headerLen:]
+	ids := make([]int64, len(body)/2)
+	for i := range ids {
+		ids[i] = int64(binary.LittleEndian.Uint16(body[2*i:]))
+	}
+	return ids
+}
