@@ -8,6 +8,9 @@
 //	if errors.Is(err, models.ErrNoDefault) { /* built without a model */ }
 //	m, err := sdk.Open(dir)
 //
+// The shipped model's autoregressive twin, which measures the generative
+// perplexity of its samples, ships the same way (DefaultEvaluator).
+//
 // Extraction is atomic (a temporary directory renamed into place) and
 // verified; a later call finds the extracted copy and only checks file sizes.
 package models
@@ -42,6 +45,33 @@ var (
 // Name returns the name of the shipped model directory (for example
 // "brown-sedd"), or "" when none ships.
 func Name() string { return shippedName }
+
+// shippedEval holds the embedded evaluator directory (the shipped model's
+// autoregressive twin) under shippedEvalName; both are empty when none ships
+// (see evaluator.go, if present).
+var (
+	shippedEval     fs.FS
+	shippedEvalName string
+)
+
+// EvaluatorName returns the name of the shipped evaluator directory (for
+// example "brown-sedd-small-ar"), or "" when none ships.
+func EvaluatorName() string { return shippedEvalName }
+
+// DefaultEvaluator returns the directory of the shipped evaluator: an
+// autoregressive model on the shipped model's tokenizer, used to measure the
+// generative perplexity of its samples (sdk.OpenEvaluator). It is extracted
+// like Default's model and fails with ErrNoDefault when none ships.
+func DefaultEvaluator() (string, error) {
+	if shippedEval == nil || shippedEvalName == "" {
+		return "", ErrNoDefault
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("shipped evaluator: no cache directory to extract it to (%v); set XDG_CACHE_HOME or HOME", err)
+	}
+	return Extract(shippedEval, shippedEvalName, filepath.Join(cache, "sedd", "models"))
+}
 
 // Default returns the directory of the shipped model, extracting it under
 // os.UserCacheDir()/sedd/models/ the first time. It fails with ErrNoDefault
@@ -128,7 +158,7 @@ func list(fsys fs.FS, name string) ([]file, manifest.ONNX, error) {
 	if err != nil {
 		return nil, manifest.ONNX{}, fmt.Errorf("shipped model %s: %w", name, err)
 	}
-	man, err := manifest.Parse(raw)
+	onnx, err := onnxOf(raw)
 	if err != nil {
 		return nil, manifest.ONNX{}, fmt.Errorf("shipped model %s: %w", name, err)
 	}
@@ -150,7 +180,28 @@ func list(fsys fs.FS, name string) ([]file, manifest.ONNX, error) {
 		return nil, manifest.ONNX{}, fmt.Errorf("shipped model %s: %w", name, err)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].rel < files[j].rel })
-	return files, man.ONNX, nil
+	return files, onnx, nil
+}
+
+// onnxOf returns what a manifest of either kind (a SEDD model or a causal-lm
+// evaluator) records about its ONNX file, validating the manifest.
+func onnxOf(raw []byte) (manifest.ONNX, error) {
+	_, kind, err := manifest.PeekKind(raw)
+	if err != nil {
+		return manifest.ONNX{}, err
+	}
+	if kind == manifest.KindCausalLM {
+		e, err := manifest.ParseEvaluator(raw)
+		if err != nil {
+			return manifest.ONNX{}, err
+		}
+		return e.ONNX, nil
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		return manifest.ONNX{}, err
+	}
+	return m.ONNX, nil
 }
 
 // contentKey hashes the names and sizes of all files and the contents of all

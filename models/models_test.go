@@ -152,3 +152,30 @@ func TestShippedModelExtracts(t *testing.T) {
 		t.Errorf("extracted %s holds model %q", dir, man.Name)
 	}
 }
+
+func TestShippedEvaluatorExtracts(t *testing.T) {
+	if shippedEval == nil {
+		t.Skip("no evaluator ships with this build")
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir, err := DefaultEvaluator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := manifest.LoadEvaluator(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Name != EvaluatorName() || !strings.HasPrefix(filepath.Base(dir), EvaluatorName()+"-") {
+		t.Errorf("extracted %s holds evaluator %q", dir, ev.Name)
+	}
+	if shipped != nil {
+		model, err := Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if model == dir {
+			t.Errorf("model and evaluator extracted to the same directory %s", dir)
+		}
+	}
+}
