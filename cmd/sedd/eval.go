@@ -20,13 +20,18 @@ func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "eval",
 		Usage: "estimate the likelihood bound (perplexity) of a text file",
-		Description: "The text is tokenized, each document is followed by the end-of-text token when the tokenizer\n" +
-			"has one, and the tokens are cut into windows of the model's length. Each window's negative-ELBO\n" +
-			"bound is estimated with K Monte-Carlo timesteps; the result is a perplexity bound with its 95%\n" +
-			"Monte-Carlo interval. The same --seed gives the same numbers.",
+		Description: "The text is split into documents (--documents), each document is tokenized and followed by\n" +
+			"the end-of-text token when the tokenizer has one, and the tokens are cut into windows of the model's\n" +
+			"length. Each window's negative-ELBO bound is estimated with K Monte-Carlo timesteps; the result is a\n" +
+			"perplexity bound with its 95% Monte-Carlo interval. The same --seed gives the same numbers.\n\n" +
+			"With --documents eos a corpus file written as the training data is, a line holding only\n" +
+			"<|endoftext|> between documents, is scored as training joined it: doc1 <|endoftext|> doc2 <|endoftext|> ...",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "text `FILE` to score (- for standard input)"},
-			&cli.BoolFlag{Name: "lines", Usage: "treat each non-empty line of the file as a document (default: the whole file is one)"},
+			&cli.StringFlag{Name: "documents", Value: "file", Usage: "how the file splits into documents, `MODE`: file (the whole file is one), " +
+				"lines (each non-empty line is one) or eos (lines holding only the model's end-of-text token, such as <|endoftext|>, " +
+				"separate documents; the line breaks around them are dropped, as in the training data)"},
+			&cli.BoolFlag{Name: "lines", Usage: "same as --documents lines"},
 			&cli.IntFlag{Name: "timesteps", Aliases: []string{"k"}, Value: sdk.DefaultEvalTimesteps, Usage: "Monte-Carlo timesteps per window (the paper: 1000)"},
 			&cli.StringFlag{Name: "sampling", Value: "stratified", Usage: "how timesteps are drawn: stratified or antithetic"},
 			&cli.Float64Flag{Name: "eps", Value: likelihood.DefaultEps, Usage: "lower end of the time integral, in (0, 1)"},
@@ -70,7 +75,17 @@ func runEval(c *cli.Context) error {
 	if c.Bool("drop-last") {
 		req.Last = likelihood.DropShort
 	}
-	docs, err := readDocuments(c.String("data"), c.Bool("lines"))
+	split := c.String("documents")
+	if c.Bool("lines") {
+		if c.IsSet("documents") && split != "lines" {
+			return usagef("--lines is --documents lines; it cannot go with --documents %s", split)
+		}
+		split = "lines"
+	}
+	if split != "file" && split != "lines" && split != "eos" {
+		return usagef("--documents %q: use file, lines or eos", split)
+	}
+	text, err := readData(c.String("data"))
 	if err != nil {
 		return err
 	}
@@ -83,6 +98,10 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
+	docs, err := splitDocuments(m, text, split)
+	if err != nil {
+		return err
+	}
 	stdout, stderr := streams(c)
 	b := newBar(stderr, "evaluating", "rows")
 	req.Progress = func(done, total int) error { b.update(done, total); return nil }
@@ -108,9 +127,8 @@ func runEval(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// readDocuments reads the data file ("-" is standard input) as one document,
-// or one per non-empty line.
-func readDocuments(path string, lines bool) ([]string, error) {
+// readData reads the data file ("-" is standard input).
+func readData(path string) (string, error) {
 	var raw []byte
 	var err error
 	if path == "-" {
@@ -119,18 +137,33 @@ func readDocuments(path string, lines bool) ([]string, error) {
 		raw, err = os.ReadFile(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading --data: %w", err)
+		return "", fmt.Errorf("reading --data: %w", err)
 	}
-	if !lines {
-		return []string{string(raw)}, nil
-	}
-	var docs []string
-	for _, l := range strings.Split(string(raw), "\n") {
-		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
-			docs = append(docs, l)
+	return string(raw), nil
+}
+
+// splitDocuments cuts the text into documents as --documents says: file (one
+// document), lines (one per non-empty line) or eos (at lines holding only the
+// model's end-of-text token, with sdk.SplitDocuments).
+func splitDocuments(m *sdk.Model, text, how string) ([]string, error) {
+	switch how {
+	case "lines":
+		var docs []string
+		for _, l := range strings.Split(text, "\n") {
+			if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
+				docs = append(docs, l)
+			}
 		}
+		return docs, nil
+	case "eos":
+		eos, ok := m.EOSText()
+		if !ok {
+			return nil, usagef("--documents eos: the model's tokenizer (%s) has no end-of-text token to split at; use file or lines",
+				m.Manifest().Tokenizer.Kind)
+		}
+		return sdk.SplitDocuments(text, eos), nil
 	}
-	return docs, nil
+	return []string{text}, nil
 }
 
 // evalJSON is the --json output of eval.

@@ -428,6 +428,8 @@ func TestBadInput(t *testing.T) {
 		{"missing ONNX Runtime library", []string{"sample", "--model", tinyAbsorb, "--ort-lib", "/no/such/libonnxruntime.so"}, exitRuntime, "--ort-lib"},
 		{"eval without data", []string{"eval", "--model", tinyAbsorb}, exitUsage, "--data FILE"},
 		{"eval with one timestep", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "-k", "1"}, exitUsage, "--timesteps must be ≥ 2"},
+		{"eval with unknown documents", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "--documents", "paragraphs"}, exitUsage, "use file, lines or eos"},
+		{"eval with lines and documents eos", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "--lines", "--documents", "eos"}, exitUsage, "cannot go with --documents eos"},
 		{"verify missing dir", []string{"verify", "no/such/model"}, exitRuntime, "does not exist"},
 		{"threads 0", []string{"info", tinyAbsorb, "--threads", "0"}, exitUsage, ""},
 	} {
@@ -702,6 +704,41 @@ func TestEval(t *testing.T) {
 			t.Errorf("eval output:\n%s", r.stdout)
 		}
 	})
+}
+
+// TestEvalDocuments checks --documents eos: documents separated by
+// <|endoftext|> lines are scored exactly as the same documents one per line
+// (--lines), each followed by the end-of-text token, and a model without one
+// refuses it.
+func TestEvalDocuments(t *testing.T) {
+	needORT(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	docs := []string{"It was a bright cold day in April, and the clocks were striking thirteen.",
+		"The jury said it did find that the court had been right.", "Plainfield -- James P. Mitchell and Sen. Walter."}
+	separated := write("separated.txt", "\n"+strings.Join(docs, "\n<|endoftext|>\n\n")+"\n<|endoftext|>\n")
+	perLine := write("lines.txt", strings.Join(docs, "\n")+"\n")
+	shipped := mustAbs("../../models/brown-sedd-small")
+	eval := func(args ...string) string {
+		return withoutTiming(sedd(t, append([]string{"eval", "--model", shipped, "--json", "-k", "2", "--seed", "5", "--length", "16"}, args...)...).ok(t).stdout)
+	}
+	eos, lines, whole := eval("--data", separated, "--documents", "eos"), eval("--data", perLine, "--lines"), eval("--data", separated)
+	if eos != lines {
+		t.Errorf("--documents eos:\n%s\nwant the --lines result:\n%s", eos, lines)
+	}
+	if eos == whole {
+		t.Error("--documents eos gave the whole-file result")
+	}
+	r := sedd(t, "eval", "--model", tinyAbsorb, "--data", separated, "--documents", "eos")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "no end-of-text token") {
+		t.Errorf("eos split with a byte tokenizer: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
 
 // withoutTiming drops the wall-clock lines of eval's indented JSON, the only
