@@ -1,17 +1,26 @@
 """Measure a trained SEDD run in PyTorch: test-split likelihood bound and unedited samples.
 
-Bound: for each test block x0 (the test stream cut into consecutive blocks of the trained
-length), K stratified times t_k = eps_l + (1 - eps_l)(k + u_k)/K with eps_l = 1e-3 and one
+Bound: for each test block x0, K stratified times t_k = eps_l + (1 - eps_l)(k + u_k)/K with eps_l = 1e-3 and one
 forward corruption each; the block's estimate is (1 - eps_l) · mean_k σ'(t_k) Σ_i ℓ_i divided by
 its length (nats per token). The reported bound is the mean over blocks, its standard error the
 standard deviation over blocks / sqrt(blocks), and PPL ≤ exp(bound) with s.e. exp(bound) · s.e.
-(delta method). The prior term at t = 1 is left out, as in the paper's numbers.
+(delta method). The prior term at t = 1 is left out, as in the paper's numbers. "mc_se" is the
+Monte-Carlo part of the error alone: per block, adjacent strata are paired and the variance of the
+block's mean is (1/K²) Σ_pairs 2 Σ_{k∈pair} (y_k − ȳ_pair)² (conservative; the estimator `sedd eval`
+reports), and the corpus value is sqrt(Σ_blocks variance) / blocks.
+
+Blocks: test.ids.npy is <|endoftext|> doc1 <|endoftext|> doc2 ... <|endoftext|>. The blocks are cut
+from ids[1:], i.e. doc1 <|endoftext|> doc2 <|endoftext|> ..., which is exactly the token stream that
+`sedd eval --documents eos --drop-last --data data/test.txt` builds (each document followed by
+<|endoftext|>), so both measure the same 128-token windows; the tail shorter than the length is
+dropped.
 
 Samples: the analytic ("Tweedie τ-leaping") predictor from all-mask, time grid
 linspace(1, 1e-5, steps + 1), then the denoiser at t = 1e-5; categorical draws in float64.
 
 Usage:
   python3 export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16
+  python3 export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16 --bound-only
 """
 
 import argparse
@@ -48,20 +57,42 @@ def load_run(run):
     return model, cfg, ck
 
 
+def aligned_blocks(ids, length):
+    """Consecutive blocks of ids[1:] (the stream without its leading <|endoftext|>), tail dropped."""
+    return fixed_blocks(ids[1:], length)
+
+
+def mc_variance(y):
+    """Variance of the mean of K stratified draws per row (y: [rows, K]), strata paired as in
+    `sedd eval` (the last group has three when K is odd)."""
+    K = y.shape[1]
+    v = torch.zeros(y.shape[0], dtype=torch.float64)
+    g = 0
+    while g < K:
+        m = 3 if K - g == 3 else 2
+        grp = y[:, g : g + m]
+        v += m / (m - 1) * ((grp - grp.mean(1, keepdim=True)) ** 2).sum(1)
+        g += m
+    return v / K**2
+
+
 @torch.no_grad()
 def likelihood_bound(model, blocks, mask_id, k_per_block, batch=32, seed=0):
+    """Bound per token: (mean over blocks, s.e. across blocks, Monte-Carlo-only s.e.)."""
     gen = torch.Generator().manual_seed(seed)
-    per_block = torch.zeros(len(blocks), dtype=torch.float64)
+    draws = torch.zeros(len(blocks), k_per_block, dtype=torch.float64)
     for k in range(k_per_block):
         for i in range(0, len(blocks), batch):
             x0 = blocks[i : i + batch]
             u = (k + torch.rand(x0.shape[0], generator=gen)) / k_per_block
             t = SAMPLING_EPS + (1 - SAMPLING_EPS) * u
-            per_block[i : i + batch] += sedd_loss(model, x0, mask_id, t=t, gen=gen).double()
-    per_token = (1 - SAMPLING_EPS) * per_block / k_per_block / blocks.shape[1]
+            draws[i : i + batch, k] = sedd_loss(model, x0, mask_id, t=t, gen=gen).double()
+    draws *= (1 - SAMPLING_EPS) / blocks.shape[1]  # nats per token, one value per (block, stratum)
+    per_token = draws.mean(1)
     m = per_token.mean().item()
     se = per_token.std(unbiased=True).item() / math.sqrt(len(blocks))
-    return m, se
+    mc_se = mc_variance(draws).sum().sqrt().item() / len(blocks)
+    return m, se, mc_se
 
 
 @torch.no_grad()
@@ -119,6 +150,8 @@ def main():
     ap.add_argument("--steps", default="16,64,256")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-bound", action="store_true")
+    ap.add_argument("--bound-only", action="store_true", help="measure the bound, keep the stored samples")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the bound's draws")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, cfg, ck = load_run(args.run)
@@ -132,17 +165,22 @@ def main():
 
     if not args.skip_bound:
         t0 = time.time()
-        blocks = fixed_blocks(load_ids(args.data, "test"), length)
+        blocks = aligned_blocks(load_ids(args.data, "test"), length)
         if args.max_blocks:
             blocks = blocks[: args.max_blocks]
-        m, se = likelihood_bound(model, blocks, mask_id, args.t_per_block)
+        m, se, mc_se = likelihood_bound(model, blocks, mask_id, args.t_per_block, seed=args.seed)
         res["bound"] = {
-            "split": "test", "blocks": len(blocks), "length": length, "tokens": blocks.numel(),
-            "t_per_block": args.t_per_block, "t_sampling": "stratified, one corruption per t", "eps_l": SAMPLING_EPS,
-            "nll_bound_per_token": m, "se": se, "ppl_bound": math.exp(m), "ppl_se": math.exp(m) * se,
-            "seconds": time.time() - t0,
+            "split": "test", "stream": "test.ids.npy[1:]", "blocks": len(blocks), "length": length,
+            "tokens": blocks.numel(), "t_per_block": args.t_per_block,
+            "t_sampling": "stratified, one corruption per t", "eps_l": SAMPLING_EPS, "seed": args.seed,
+            "nll_bound_per_token": m, "se": se, "mc_se": mc_se, "ppl_bound": math.exp(m),
+            "ppl_se": math.exp(m) * se, "seconds": time.time() - t0, "threads": args.threads,
         }
         print(json.dumps(res["bound"], indent=1), flush=True)
+    if args.bound_only:
+        with open(out_path, "w") as f:
+            json.dump(res, f, indent=1, ensure_ascii=False)
+        return
 
     with open(os.path.join(args.data, "train.txt"), encoding="utf-8") as f:
         vocab_words = {w.lower() for w in WORD.findall(f.read())}

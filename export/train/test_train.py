@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,23 @@ def test_split_is_stable():
     for i in range(2000):
         counts[data.split_of(f"doc/{i}")] += 1
     assert 1650 < counts["train"] < 1950 and counts["test"] > 50 and counts["valid"] > 50
+
+
+def test_aligned_blocks_skip_the_leading_eot():
+    from evaluate_sedd import aligned_blocks
+    eot = 9
+    ids = np.array([eot, 1, 2, eot, 3, eot, 4, 5, 6, eot], dtype=np.int64)
+    blocks = aligned_blocks(ids, 4)
+    assert blocks.tolist() == [[1, 2, eot, 3], [eot, 4, 5, 6]]  # the final eot is the dropped tail
+
+
+@pytest.mark.parametrize("y, want", [
+    ([[1.0, 3.0]], [2.0 * (1 + 1) / 4]),  # one pair: 2 · ((1-2)² + (3-2)²) / K²
+    ([[1.0, 3.0, 5.0, 5.0]], [2.0 * 2 / 16]),  # second pair has no spread
+    ([[1.0, 2.0, 3.0]], [1.5 * 2 / 9]),  # odd K: one group of three, var 1 · (3 - 1) · 3/2
+    ([[2.0, 2.0], [0.0, 4.0]], [0.0, 2.0 * 8 / 4]),  # rows are independent
+])
+def test_mc_variance_pairs_adjacent_strata(y, want):
+    from evaluate_sedd import mc_variance
+    got = mc_variance(torch.tensor(y, dtype=torch.float64))
+    assert got.tolist() == pytest.approx(want)
