@@ -53,8 +53,8 @@ def fmt_mib(v):
 def table(rows):
     out = [
         "| model | steps | implementation | whole sample | per step | network per step | "
-        "rest per step | rest share | peak RSS while sampling | SDK speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "rest per step | rest share | Go allocations per step | peak RSS while sampling | SDK speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_key = {}
     for r in rows:
@@ -70,10 +70,11 @@ def table(rows):
             if r is go and pt is not None:
                 speedup = f"**{pt['sample_s'] / go['sample_s']:.2f}×**"
             name = "SDK (Go, ONNX Runtime)" if r is go else "PyTorch reference"
+            allocs = f"{r['allocs_per_step']:.1f}" if "allocs_per_step" in r else "–"
             out.append(
                 f"| {model} b{batch}×{length} | {steps} | {name} | {whole} | {r['step_s'] * 1e3:,.0f} ms | "
                 f"{r['forward_s'] * 1e3:,.0f} ms | {r['other_s'] * 1e3:,.1f} ms | {100 * r['other_share']:.2f} % | "
-                f"{fmt_mib(peak)} | {speedup} |"
+                f"{allocs} | {fmt_mib(peak)} | {speedup} |"
             )
     return "\n".join(out)
 
