@@ -1,6 +1,7 @@
 // Command sedd samples text from SEDD (Score Entropy Discrete Diffusion)
 // models, fills infill templates, checks exported models against their golden
-// outputs and describes them. It is a thin layer over package sdk: flags, SDK
+// outputs, describes them and measures sample quality and cost against the
+// number of steps. It is a thin layer over package sdk: flags, SDK
 // calls, output.
 //
 // Usage:
@@ -10,6 +11,7 @@
 //	sedd eval --data FILE
 //	sedd verify [DIR]
 //	sedd info [DIR]
+//	sedd bench sweep [--steps 8,16,...] [--out DIR] ...
 //
 // Text goes to stdout; progress, warnings and errors go to stderr. The exit
 // status is 0 on success, 1 for runtime errors, 2 for usage errors and 130
@@ -97,25 +99,43 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// commandPath returns "sedd" or "sedd sample" from the arguments, for the
-// "--help" hint.
+// commandPath returns "sedd", "sedd sample" or "sedd bench sweep" from the
+// arguments, for the "--help" hint.
 func commandPath(args []string) string {
-	for _, a := range args[1:] {
-		if _, ok := commandNames[a]; ok {
-			return "sedd " + a
+	for i, a := range args[1:] {
+		subs, ok := commandNames[a]
+		if !ok {
+			continue
 		}
+		if rest := args[i+2:]; len(rest) > 0 {
+			if _, ok := subs[rest[0]]; ok {
+				return "sedd " + a + " " + rest[0]
+			}
+		}
+		return "sedd " + a
 	}
 	return "sedd"
 }
 
-var commandNames = map[string]struct{}{"sample": {}, "infill": {}, "eval": {}, "verify": {}, "info": {}}
+// commandNames holds the commands and their subcommands.
+var commandNames = map[string]map[string]struct{}{
+	"sample": nil, "infill": nil, "eval": nil, "verify": nil, "info": nil,
+	"bench": {"sweep": {}, "speed": {}},
+}
+
+// setOnUsage makes every command and subcommand report flag errors through
+// onUsage, so that they exit with the usage status.
+func setOnUsage(cmds []*cli.Command, onUsage cli.OnUsageErrorFunc) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsage
+		setOnUsage(c.Subcommands, onUsage)
+	}
+}
 
 func newApp(stdout, stderr *os.File) *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
-	cmds := []*cli.Command{sampleCommand(), infillCommand(), evalCommand(), verifyCommand(), infoCommand()}
-	for _, c := range cmds {
-		c.OnUsageError = onUsage
-	}
+	cmds := []*cli.Command{sampleCommand(), infillCommand(), evalCommand(), verifyCommand(), infoCommand(), benchCommand()}
+	setOnUsage(cmds, onUsage)
 	return &cli.App{
 		Name:  "sedd",
 		Usage: "sample, infill and check SEDD discrete diffusion language models",
@@ -133,7 +153,7 @@ func newApp(stdout, stderr *os.File) *cli.App {
 		CommandNotFound: func(*cli.Context, string) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown command %q: use sample, infill, eval, verify or info", c.Args().First())
+				return usagef("unknown command %q: use sample, infill, eval, verify, info or bench", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// shippedAR is the committed evaluator twin of the built-in model.
+var shippedAR = mustAbs("../../models/brown-sedd-small-ar")
+
+func TestBenchSweepBadFlags(t *testing.T) {
+	needORT(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"steps 0", []string{"--steps", "0"}, `"0" is not a step count`, exitUsage},
+		{"steps not a list", []string{"--steps", "8,x"}, `"x" is not a step count`, exitUsage},
+		{"steps twice", []string{"--steps", "8,8"}, "listed twice", exitUsage},
+		{"steps empty", []string{"--steps", ","}, "--steps is empty", exitUsage},
+		{"unknown predictor", []string{"--predictors", "analytic,foo"}, `"foo" is not a predictor`, exitUsage},
+		{"one sample", []string{"--samples", "1"}, "--samples must be ≥ 2", exitUsage},
+		{"batch 0", []string{"--batch", "0"}, "--batch must be ≥ 1", exitUsage},
+		{"not an int", []string{"--samples", "x"}, "invalid value", exitUsage},
+		{"argument", []string{"extra"}, "takes no arguments", exitUsage},
+		{"flag after an argument", []string{"extra", "--json"}, "looks like a flag", exitUsage},
+		{"other model without evaluator", []string{"--model", tinyAbsorb}, "--evaluator DIR is required", exitUsage},
+		{"evaluator on another tokenizer", []string{"--model", tinyAbsorb, "--evaluator", shippedAR}, "tokenizer", exitRuntime},
+		{"evaluator is not one", []string{"--evaluator", tinyAbsorb}, "causal-lm", exitRuntime},
+		{"missing reference", []string{"--reference", filepath.Join(t.TempDir(), "none.txt")}, "reading --reference", exitRuntime},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sedd(t, append([]string{"bench", "sweep", "--steps", "2", "--samples", "2"}, tc.args...)...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d, want %d with %q; stderr:\n%s", r.code, tc.code, tc.want, r.stderr)
+			}
+			if r.code == exitUsage && !strings.Contains(r.stderr, "sedd bench sweep --help") {
+				t.Errorf("usage error without the help hint:\n%s", r.stderr)
+			}
+		})
+	}
+	r := sedd(t, "bench", "nope")
+	if r.code != exitUsage || !strings.Contains(r.stderr, `unknown bench command "nope"`) {
+		t.Fatalf("bench nope: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBenchSweep runs a tiny sweep of the built-in model against its
+// built-in twin and checks what it writes.
+func TestBenchSweep(t *testing.T) {
+	needORT(t)
+	out := filepath.Join(t.TempDir(), "sweep")
+	ref := mustAbs("../../models/brown-sedd-small/README.md")
+	r := sedd(t, "bench", "sweep", "--steps", "4,2", "--samples", "2", "--batch", "2", "--threads", "1",
+		"--reference", ref, "--out", out, "--json").ok(t)
+	var rep sweepReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.stdout)
+	}
+	if rep.EvalName != "brown-sedd-small-ar" || rep.ModelName != "brown-sedd-small" || rep.Length != 128 || rep.ScoredFrom != 1 {
+		t.Errorf("report header %+v", rep)
+	}
+	type key struct {
+		kind, pred string
+		steps      int
+	}
+	var keys []key
+	for _, row := range rep.Rows {
+		keys = append(keys, key{row.Kind, row.Predictor, row.Steps})
+		if row.Samples != 2 || row.Tokens != 2*127 {
+			t.Errorf("%+v: %d samples, %d tokens; want 2 and 254", row, row.Samples, row.Tokens)
+		}
+		if !(row.Low > 0 && row.Low <= row.Perplexity && row.Perplexity <= row.High) ||
+			math.Abs(math.Log(row.Perplexity)-row.MeanNLL) > 1e-9 {
+			t.Errorf("%s %s %d: perplexity %g [%g, %g], mean NLL %g", row.Kind, row.Predictor, row.Steps, row.Perplexity, row.Low, row.High, row.MeanNLL)
+		}
+		if !(row.Entropy > 0 && row.Entropy <= math.Log(127)) || row.EntropyStdErr < 0 {
+			t.Errorf("%s %s %d: entropy %g ± %g outside (0, log 127]", row.Kind, row.Predictor, row.Steps, row.Entropy, row.EntropyStdErr)
+		}
+		if row.Example == "" {
+			t.Errorf("%s %s %d: no example text", row.Kind, row.Predictor, row.Steps)
+		}
+		switch row.Kind {
+		case "sample":
+			if row.NFE != row.Steps+1 || !(row.SecondsPerSample > 0) || row.NetworkSecondsPerSample > row.SecondsPerSample {
+				t.Errorf("%s %d: NFE %d, %g s/sample (network %g)", row.Predictor, row.Steps, row.NFE, row.SecondsPerSample, row.NetworkSecondsPerSample)
+			}
+		case "reference":
+			if row.NFE != 0 || row.SecondsPerSample != 0 {
+				t.Errorf("reference row with NFE %d, %g s/sample", row.NFE, row.SecondsPerSample)
+			}
+		}
+	}
+	want := []key{{"sample", "analytic", 2}, {"sample", "analytic", 4}, {"sample", "euler", 2}, {"sample", "euler", 4}, {"reference", "", 0}}
+	if len(keys) != len(want) {
+		t.Fatalf("rows %v, want %v", keys, want)
+	}
+	for i := range want {
+		if keys[i] != want[i] {
+			t.Fatalf("rows %v, want %v", keys, want)
+		}
+	}
+	for _, s := range []string{"analytic    2 steps", "euler       4 steps", "reference text (2 windows)", "wrote sweep.csv"} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+		}
+	}
+
+	// sweep.json holds the same report, sweep.csv one line per row.
+	raw, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != r.stdout {
+		t.Errorf("sweep.json differs from --json output")
+	}
+	f, err := os.Open(filepath.Join(out, "sweep.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1+len(rep.Rows) || strings.Join(recs[0], ",") != strings.Join(sweepCSVHeader, ",") {
+		t.Fatalf("sweep.csv: %d records, header %v", len(recs), recs[0])
+	}
+	if got := strings.Join(recs[2][:4], ","); got != "sample,analytic,4,5" {
+		t.Errorf("sweep.csv row 2 starts %q, want sample,analytic,4,5", got)
+	}
+	if got := strings.Join(recs[5][:4], ","); got != "reference,,,0" {
+		t.Errorf("sweep.csv reference row starts %q", got)
+	}
+
+	// Each plot is a PNG with something drawn in colour on it.
+	for _, name := range []string{"ppl.png", "entropy.png", "time.png"} {
+		f, err := os.Open(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b := img.Bounds()
+		if b.Dx() < 400 || b.Dy() < 300 {
+			t.Errorf("%s is %v, too small to read", name, b)
+		}
+		coloured := 0
+		for y := b.Min.Y; y < b.Max.Y; y += 2 {
+			for x := b.Min.X; x < b.Max.X; x += 2 {
+				r, g, bl, _ := img.At(x, y).RGBA()
+				if max(r, g, bl)-min(r, g, bl) > 0x2000 {
+					coloured++
+				}
+			}
+		}
+		if coloured < 50 {
+			t.Errorf("%s has %d coloured pixels: no lines drawn?", name, coloured)
+		}
+	}
+}
+
+// TestBenchSweepPrefixTable checks conditional generation: only the tokens
+// after the prefix are scored, and the table names what was measured.
+func TestBenchSweepPrefixTable(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "bench", "sweep", "--steps", "2", "--samples", "2", "--predictors", "euler", "--threads", "1",
+		"--prefix", "The jury said").ok(t)
+	for _, want := range []string{"predictor", "gen. PPL", "95% interval", "entropy (nats)", "euler", "2 samples per row", "brown-sedd-small-ar"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "scored from token 2 ") {
+		t.Errorf("with a prefix, scoring must start after it:\n%s", r.stdout)
+	}
+}
