@@ -1,12 +1,17 @@
 // Package benchmarks measures the SDK on real models. The sampling-step
 // benchmark splits each step into the ONNX Runtime forward pass and the Go
 // side (the predictor's draws, projection and bookkeeping), so that the cost
-// of our sampling loop can be compared with the network's.
+// of our sampling loop can be compared with the network's; the evaluation
+// benchmarks time one network evaluation of the likelihood bound and one
+// forward pass of the generative-perplexity evaluator.
 //
 //	SEDD_BENCH_MODEL=$PWD/out/sedd-small-random SEDD_BENCH_STEPS=16 \
 //	  go test ./benchmarks -run '^$' -bench SampleStep -benchtime 1x
 //
-// Without SEDD_BENCH_MODEL it runs on the committed tiny fixture.
+// Without SEDD_BENCH_MODEL they run on the shipped model, models/brown-sedd-small
+// (and its evaluator twin, SEDD_BENCH_EVALUATOR, models/brown-sedd-small-ar),
+// so that `go test ./benchmarks -bench .` needs no setup beyond ONNX Runtime.
+// Every benchmark reports tokens/s, for benchstat.
 package benchmarks
 
 import (
@@ -50,16 +55,22 @@ func envInt(b *testing.B, name string, def int) int {
 	return n
 }
 
+// benchModel returns SEDD_BENCH_MODEL or the shipped model.
+func benchModel() string {
+	if dir := os.Getenv("SEDD_BENCH_MODEL"); dir != "" {
+		return dir
+	}
+	return "../models/brown-sedd-small"
+}
+
 // BenchmarkSampleStep runs whole sampling runs (SEDD_BENCH_STEPS steps plus
 // the denoiser, batch SEDD_BENCH_BATCH, length SEDD_BENCH_LENGTH or the
 // model's) and reports per network evaluation: forward-ms (ONNX Runtime),
 // go-ms (everything else), go-share-% and allocs/step (Go heap allocations of
-// the whole step, ONNX Runtime's Go binding included).
+// the whole step, ONNX Runtime's Go binding included); tokens/s counts the
+// tokens of finished samples per second of whole runs.
 func BenchmarkSampleStep(b *testing.B) {
-	dir := os.Getenv("SEDD_BENCH_MODEL")
-	if dir == "" {
-		dir = "../sdk/testdata/tiny-absorb"
-	}
+	dir := benchModel()
 	man, err := manifest.Load(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -101,7 +112,9 @@ func BenchmarkSampleStep(b *testing.B) {
 			var total time.Duration
 			var mallocs int64
 			var ms goruntime.MemStats
+			runs := 0
 			for b.Loop() {
+				runs++
 				goruntime.ReadMemStats(&ms)
 				before := ms.Mallocs
 				start := time.Now()
@@ -120,6 +133,7 @@ func BenchmarkSampleStep(b *testing.B) {
 			b.ReportMetric(100*goSide/fwd, "go-share-%")
 			b.ReportMetric(float64(mallocs)/calls, "allocs/step")
 			b.ReportMetric(float64(batch*length)*calls/total.Seconds(), "tokens·steps/s")
+			b.ReportMetric(float64(batch*length*runs)/total.Seconds(), "tokens/s")
 		})
 	}
 }
