@@ -148,6 +148,7 @@ type sampleLine struct {
 	Seed      uint64   `json:"seed"`
 	Length    int      `json:"length"`
 	ElapsedMS *float64 `json:"elapsed_ms"`
+	NetworkMS *float64 `json:"network_ms"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -198,7 +199,7 @@ func TestSampleJSON(t *testing.T) {
 			}
 			for i, l := range lines {
 				if l.Index != i || len(l.Tokens) != 32 || l.Length != 32 || l.Steps != tc.steps || l.NFE != tc.nfe ||
-					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.Text == "" {
+					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.NetworkMS == nil || l.Text == "" {
 					t.Errorf("line %d = %+v", i, l)
 				}
 				for _, tok := range l.Tokens {
