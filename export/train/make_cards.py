@@ -76,9 +76,61 @@ Tokenizer: byte-level BPE with 4096 tokens (256 bytes, 3839 merges learned on th
 Tokens per split: {tokens_per_split}."""
 
 
+def bound_method(b):
+    """How the PyTorch bound was measured, in words."""
+    if b.get("stream") == "test.ids.npy[1:]":
+        where = (f"all {b['blocks']} consecutive {b['length']}-token blocks ({b['tokens']:,} tokens) of the test "
+                 "stream after its leading `<|endoftext|>` (`doc1 <|endoftext|> doc2 <|endoftext|> …`, the "
+                 "shorter tail dropped): the windows `sedd eval --documents eos --drop-last` scores")
+    else:
+        where = (f"all {b['blocks']} consecutive {b['length']}-token blocks of the test split "
+                 f"({b['tokens']:,} tokens)")
+    seed = f", seed {b['seed']}" if "seed" in b else ""
+    text = (f"Estimated on {where}, {b['t_per_block']} stratified times t per block (one forward corruption "
+            f"each{seed}), t ∈ [1e-3, 1]; the standard error is over blocks, so it covers both the text and the "
+            "Monte-Carlo noise.")
+    if "mc_se" in b:
+        text += (f" The Monte-Carlo part alone is ± {b['mc_se']:.4f} (adjacent strata paired, as `sedd eval` "
+                 "estimates it).")
+    return text + " The prior term at t = 1 is left out, as in the paper."
+
+
+def go_section(g, b):
+    """The bound measured again through the Go SDK, from eval.json's go_eval (see the card)."""
+    diff = g["nats_per_token"] - b["nll_bound_per_token"]
+    both = (g["stderr"] ** 2 + b["mc_se"] ** 2) ** 0.5 if "mc_se" in b else None
+    minutes, seconds = divmod(round(g["elapsed_ms"] / 1000), 60)
+    lines = ["## Measured again with the Go SDK", "",
+             f"`{g['command']}`", "",
+             f"ONNX Runtime {g['onnxruntime']}, CPU, {g['threads']} threads, on the machine the PyTorch figure was "
+             f"measured on (2 shared cores, other work running): {g['windows']} windows of {g['length']} tokens "
+             f"({g['tokens']:,} tokens), {g['timesteps']} stratified timesteps per window, seed {g['seed']}.", "",
+             f"- Bound: **{g['nats_per_token']:.4f} ± {g['stderr']:.4f} nats/token** (± the Monte-Carlo standard "
+             f"error, which `sedd eval` reports), perplexity ≤ {g['perplexity']:.1f} "
+             f"[{g['perplexity_low']:.1f}, {g['perplexity_high']:.1f}] (95 % Monte-Carlo interval). The standard "
+             f"error across its windows, the PyTorch figure's kind, is ± {g['se_across_windows']:.4f}.",
+             f"- Throughput: **{g['tokens_per_second']:.0f} tokens/s** ({minutes} min {seconds} s for "
+             f"{g['windows'] * g['timesteps']:,} network rows)"
+             + (f"; the PyTorch measurement above took {b['seconds'] / 60:.1f} min with {b['threads']} threads "
+                f"for as many rows ({b['tokens'] / b['seconds']:.0f} tokens/s)" if "threads" in b else "") + ".",
+             f"- Against the PyTorch figure above: {diff:+.4f} nats/token, {diff / b['se']:+.2f} of its standard "
+             "errors" + (f" ({diff / both:+.2f} combined Monte-Carlo standard errors of the two runs)" if both else "")
+             + ". Both runs score the same windows with different random draws: they differ by Monte-Carlo "
+             "noise, ONNX Runtime's float32 arithmetic" + (" and the tokens below" if g.get("tokens_differing") else "")
+             + " only.",
+             ]
+    if g.get("tokens_differing"):
+        lines.append(f"- Go's tokenizer splits {g['tokens_differing']} of the {g['tokens_checked']:,} test tokens "
+                     "differently from `export/train/bpe.py` (runs of a repeated character such as ` 2000`, `---`; "
+                     "same token count, so the windows still line up), checked by "
+                     "`TestSplitDocumentsOnTestSplit` in `sdk/`.")
+    return lines + [""]
+
+
 def sedd_card(name, cfg, log, ev, ar_test, manifest, stats, tokens_per_split, ar_name, schedule, minutes, verify_note):
     m = cfg["model"]
     b = ev["bound"]
+    aligned = b.get("stream") == "test.ids.npy[1:]"
     params = manifest.get("model", {}).get("params") or log["params"]
     onnx = manifest.get("onnx", {})
     lines = [f"# {name}", "",
@@ -108,13 +160,11 @@ def sedd_card(name, cfg, log, ev, ar_test, manifest, stats, tokens_per_split, ar
               "## Measured quality (test split, PyTorch)", "",
               f"- Likelihood bound: **{b['nll_bound_per_token']:.4f} ± {b['se']:.4f} nats/token**, i.e. "
               f"**perplexity ≤ {b['ppl_bound']:.1f} ± {b['ppl_se']:.1f}** (± one standard error).",
-              f"  Estimated on all {b['blocks']} consecutive {b['length']}-token blocks of the test split "
-              f"({b['tokens']:,} tokens), {b['t_per_block']} stratified times t per block (one forward corruption "
-              "each), t ∈ [1e-3, 1]; the standard error is over blocks, so it covers both the text and the "
-              "Monte-Carlo noise. The prior term at t = 1 is left out, as in the paper.",
-              f"- The autoregressive twin [{ar_name}](../{ar_name}/) of similar size, same tokenizer and test blocks: "
-              f"exact perplexity **{ar_test['perplexity']:.1f}** (tokens 2–{ar_test['length']} of each block, "
-              f"{ar_test['predicted_tokens']:,} predictions). Bound / twin = "
+              "  " + bound_method(b),
+              f"- The autoregressive twin [{ar_name}](../{ar_name}/) of similar size, same tokenizer and test "
+              f"{'split' if aligned else 'blocks'}: exact perplexity **{ar_test['perplexity']:.1f}** (tokens 2–{ar_test['length']} "
+              f"of each block, {ar_test['predicted_tokens']:,} predictions"
+              f"{'; its blocks start one token earlier, at the leading `<|endoftext|>`' if aligned else ''}). Bound / twin = "
               f"{b['ppl_bound'] / ar_test['perplexity']:.2f}.",
               f"- Targets of the model's issue: bound at most twice the twin's perplexity — "
               f"{'met' if b['ppl_bound'] <= 2 * ar_test['perplexity'] else 'NOT met'}; 256-step samples mostly real "
@@ -133,8 +183,10 @@ def sedd_card(name, cfg, log, ev, ar_test, manifest, stats, tokens_per_split, ar
         lines.append("")
         for t in s["texts"][:SAMPLES_SHOWN]:
             lines += ["```text", t, "```", ""]
-    lines += [data_section(stats, tokens_per_split), "", "## Licence", "", LICENCE, "",
-              "## Reproduce", "", "From the repository root (about 1.5 hours on 2 cores):", "",
+    lines += [data_section(stats, tokens_per_split), "", "## Licence", "", LICENCE, ""]
+    if "go_eval" in ev:
+        lines += go_section(ev["go_eval"], b)
+    lines += ["## Reproduce", "", "From the repository root (about 1.5 hours on 2 cores):", "",
               "```sh", f"bash {REPRODUCE}", "```", ""]
     return "\n".join(lines)
 

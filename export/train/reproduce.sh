@@ -21,7 +21,7 @@ $PY export/train/train_sedd.py --data data --run runs/$NAME --steps 100000 --min
   --batch 32 --lr 2e-3 --warmup 150 --ema 0.998 --eval-every 300 --resume --decay-frac 0.3
 $PY export/train/train_ar.py train --data data --run runs/$NAME-ar --minutes "$AR_MINUTES"
 
-$PY export/train/evaluate_sedd.py --run runs/$NAME --data data --t-per-block 8 --samples 8 --steps 16,64,256
+$PY export/train/evaluate_sedd.py --run runs/$NAME --data data --t-per-block 16 --samples 8 --steps 16,64,256
 $PY export/train/train_ar.py eval --data data --run runs/$NAME-ar
 
 $PY export/export.py --checkpoint runs/$NAME --out models/$NAME --tokenizer runs/$NAME/tokenizer.json --name $NAME
