@@ -96,7 +96,11 @@ def bound_method(b):
 
 
 def go_section(g, b):
-    """The bound measured again through the Go SDK, from eval.json's go_eval (see the card)."""
+    """The bound measured again through the Go SDK. eval.json's optional go_eval holds one
+    `sedd eval --json` run, copied by hand: command, onnxruntime, threads, windows, length, tokens,
+    timesteps, seed, nats_per_token, stderr (Monte-Carlo), perplexity(_low/_high), se_across_windows
+    (the spread of the windows' nats_per_token / sqrt(windows)), elapsed_ms, tokens_per_second, and
+    optionally tokens_differing / tokens_checked (test tokens the Go tokenizer splits differently)."""
     diff = g["nats_per_token"] - b["nll_bound_per_token"]
     both = (g["stderr"] ** 2 + b["mc_se"] ** 2) ** 0.5 if "mc_se" in b else None
     minutes, seconds = divmod(round(g["elapsed_ms"] / 1000), 60)
