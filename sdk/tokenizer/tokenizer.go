@@ -5,10 +5,14 @@
 //	ids, err := tok.Encode("Hello world") // [15496 995] with GPT-2's tokenizer
 //	text, err := tok.Decode(ids)          // "Hello world", byte for byte
 //
-// sugarme/tokenizer does the byte-pair merges; this package adds what it gets
-// wrong or leaves out for generation: added and special tokens such as
+// sugarme/tokenizer reads and checks the file; this package does what it
+// gets wrong or leaves out: the byte-pair merges are applied here, lowest
+// merge rank first and leftmost first among equal ranks, as HuggingFace's
+// tokenizers and GPT-2's encoder apply them (sugarme's BPE can merge a word
+// with a repeated pair, such as " 2000", differently); GPT-2's pre-token
+// split is done here (see splitGPT2); added and special tokens such as
 // <|endoftext|> are matched literally in the text and mapped to their ids
-// (sugarme drops them), and decoding of byte-level vocabularies is done here,
+// (sugarme drops them); and decoding of byte-level vocabularies is done here,
 // byte by byte, so that a character split across tokens, an emoji, or a
 // sampled sequence that is not valid UTF-8 decodes to exactly its bytes.
 package tokenizer
@@ -46,6 +50,10 @@ const MaxVocabSize = 1 << 22
 type Tokenizer struct {
 	mu sync.Mutex // sugarme's encoder is not documented as concurrency-safe
 	tk *sugarme.Tokenizer
+	// bpe merges words; it is also sugarme's model. It is nil for the BPE
+	// options it does not implement (see newBPEModel), which leave sugarme's
+	// model in place.
+	bpe *bpeModel
 
 	vocabSize int
 	// tokens[id] is the vocabulary string of id ("" for ids with none).
@@ -88,8 +96,8 @@ func Load(path string) (*Tokenizer, error) {
 		} `json:"pre_tokenizer"`
 		Normalizer json.RawMessage `json:"normalizer"`
 		Model      *struct {
-			Type  string         `json:"type"`
-			Vocab map[string]int `json:"vocab"`
+			Type string `json:"type"`
+			bpeConfig
 		} `json:"model"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
@@ -120,6 +128,14 @@ func Load(path string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer: %s: %w: %v", path, ErrFormat, err)
 	}
 	t := &Tokenizer{tk: tk, isAdded: map[int]bool{}}
+	switch bpe, err := newBPEModel(doc.Model.bpeConfig); {
+	case errors.Is(err, errKeepSugarme):
+	case err != nil:
+		return nil, fmt.Errorf("tokenizer: %s: %w: %v", path, ErrFormat, err)
+	default:
+		t.bpe = bpe
+		tk.WithModel(bpe)
+	}
 	t.byteLevel = doc.Decoder != nil && doc.Decoder.Type == "ByteLevel"
 	pre := doc.PreTokenizer
 	t.gpt2Split = t.byteLevel && pre != nil && pre.Type == "ByteLevel" && !pre.AddPrefixSpace &&
@@ -234,6 +250,51 @@ func (t *Tokenizer) nextAdded(text string) (at int, tok addedToken) {
 }
 
 func (t *Tokenizer) encodePlain(text string) (ids []int, err error) {
+	if t.gpt2Split && t.bpe != nil {
+		// The lock-free path: no sugarme code runs.
+		ids, err = t.encodeGPT2(text, t.bpe.encodeWord)
+	} else {
+		ids, err = t.encodeSugarme(text)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if id < 0 || id >= t.vocabSize {
+			return nil, fmt.Errorf("tokenizer: %w: the BPE model produced id %d for %q", ErrUnknownID, id, text)
+		}
+	}
+	return ids, nil
+}
+
+// encodeGPT2 splits text into GPT-2's pre-tokens, writes each in GPT-2's byte
+// characters and appends the ids that merge gives for it.
+func (t *Tokenizer) encodeGPT2(text string, merge func(word string) ([]int, error)) ([]int, error) {
+	var ids []int
+	var buf []byte
+	var err error
+	splitGPT2(text, func(piece string) {
+		if err != nil {
+			return
+		}
+		buf = buf[:0]
+		for i := 0; i < len(piece); i++ {
+			buf = utf8.AppendRune(buf, byteRune[piece[i]])
+		}
+		var word []int
+		if word, err = merge(string(buf)); err == nil {
+			ids = append(ids, word...)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	return ids, nil
+}
+
+// encodeSugarme encodes text with sugarme's pipeline, or, for GPT-2's split,
+// with sugarme's BPE model (only for BPE options bpeModel does not implement).
+func (t *Tokenizer) encodeSugarme(text string) (ids []int, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer func() {
@@ -243,39 +304,23 @@ func (t *Tokenizer) encodePlain(text string) (ids []int, err error) {
 	}()
 	if t.gpt2Split {
 		model := t.tk.GetModel()
-		var buf []rune
-		splitGPT2(text, func(piece string) {
+		return t.encodeGPT2(text, func(word string) ([]int, error) {
+			toks, err := model.Tokenize(word)
 			if err != nil {
-				return
+				return nil, err
 			}
-			buf = buf[:0]
-			for i := 0; i < len(piece); i++ {
-				buf = append(buf, byteRune[piece[i]])
+			ids := make([]int, len(toks))
+			for i, tk := range toks {
+				ids[i] = tk.Id
 			}
-			var toks []sugarme.Token
-			if toks, err = model.Tokenize(string(buf)); err != nil {
-				return
-			}
-			for _, tk := range toks {
-				ids = append(ids, tk.Id)
-			}
+			return ids, nil
 		})
-		if err != nil {
-			return nil, fmt.Errorf("tokenizer: %w", err)
-		}
-	} else {
-		enc, err := t.tk.EncodeSingle(text, false)
-		if err != nil {
-			return nil, fmt.Errorf("tokenizer: %w", err)
-		}
-		ids = slices.Clone(enc.GetIds())
 	}
-	for _, id := range ids {
-		if id < 0 || id >= t.vocabSize {
-			return nil, fmt.Errorf("tokenizer: %w: sugarme/tokenizer produced id %d for %q", ErrUnknownID, id, text)
-		}
+	enc, err := t.tk.EncodeSingle(text, false)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	return ids, nil
+	return slices.Clone(enc.GetIds()), nil
 }
 
 // Decode returns the text of ids. For byte-level vocabularies (GPT-2 and the
