@@ -9,8 +9,6 @@ import (
 
 	"github.com/sedd-go/sedd/sdk"
 	"github.com/sedd-go/sedd/sdk/likelihood"
-	"github.com/sedd-go/sedd/sdk/manifest"
-	"github.com/sedd-go/sedd/sdk/runtime"
 )
 
 // randomRows returns n rows of length tokens drawn uniformly from [0, vocab)
@@ -34,25 +32,7 @@ func randomRows(n, length, vocab int) [][]int64 {
 // forward-ms/step (ONNX Runtime), go-ms/step and tokens/s (window tokens
 // scored per second).
 func BenchmarkEvalStep(b *testing.B) {
-	dir := benchModel()
-	man, err := manifest.Load(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	graph, noise, err := sdk.Diffusion(man)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sess, err := runtime.Open(dir, man, runtime.WithIntraOpThreads(envInt(b, "SEDD_BENCH_THREADS", 2)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sess.Close()
-	scorer, err := sess.NewScorer()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer scorer.Close()
+	man, graph, noise, scorer := openBenchModel(b)
 	batch := envInt(b, "SEDD_BENCH_BATCH", 1)
 	length := envInt(b, "SEDD_BENCH_LENGTH", man.Length)
 	seqs := randomRows(batch, length, man.Tokens)

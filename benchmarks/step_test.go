@@ -63,13 +63,11 @@ func benchModel() string {
 	return "../models/brown-sedd-small"
 }
 
-// BenchmarkSampleStep runs whole sampling runs (SEDD_BENCH_STEPS steps plus
-// the denoiser, batch SEDD_BENCH_BATCH, length SEDD_BENCH_LENGTH or the
-// model's) and reports per network evaluation: forward-ms (ONNX Runtime),
-// go-ms (everything else), go-share-% and allocs/step (Go heap allocations of
-// the whole step, ONNX Runtime's Go binding included); tokens/s counts the
-// tokens of finished samples per second of whole runs.
-func BenchmarkSampleStep(b *testing.B) {
+// openBenchModel loads benchModel() for a benchmark: its manifest, diffusion
+// graph and noise, and a Scorer with SEDD_BENCH_THREADS ONNX Runtime threads
+// (default 2), closed when the benchmark ends.
+func openBenchModel(b *testing.B) (*manifest.Manifest, diffusion.Graph, diffusion.Noise, *runtime.Scorer) {
+	b.Helper()
 	dir := benchModel()
 	man, err := manifest.Load(dir)
 	if err != nil {
@@ -79,17 +77,27 @@ func BenchmarkSampleStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	threads := envInt(b, "SEDD_BENCH_THREADS", 2)
-	sess, err := runtime.Open(dir, man, runtime.WithIntraOpThreads(threads))
+	sess, err := runtime.Open(dir, man, runtime.WithIntraOpThreads(envInt(b, "SEDD_BENCH_THREADS", 2)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sess.Close()
+	b.Cleanup(func() { sess.Close() })
 	scorer, err := sess.NewScorer()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer scorer.Close()
+	b.Cleanup(func() { scorer.Close() })
+	return man, graph, noise, scorer
+}
+
+// BenchmarkSampleStep runs whole sampling runs (SEDD_BENCH_STEPS steps plus
+// the denoiser, batch SEDD_BENCH_BATCH, length SEDD_BENCH_LENGTH or the
+// model's) and reports per network evaluation: forward-ms (ONNX Runtime),
+// go-ms (everything else), go-share-% and allocs/step (Go heap allocations of
+// the whole step, ONNX Runtime's Go binding included); tokens/s counts the
+// tokens of finished samples per second of whole runs.
+func BenchmarkSampleStep(b *testing.B) {
+	man, graph, noise, scorer := openBenchModel(b)
 	steps := envInt(b, "SEDD_BENCH_STEPS", 16)
 	batch := envInt(b, "SEDD_BENCH_BATCH", 1)
 	length := envInt(b, "SEDD_BENCH_LENGTH", man.Length)
