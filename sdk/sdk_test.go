@@ -111,6 +111,32 @@ func TestSampleConditioning(t *testing.T) {
 	}
 }
 
+// For the absorbing graph with log-linear noise, e^{σ(t)−σ(t−Δt)} − 1 = Δt·σ'(t)
+// exactly, so the Euler and analytic steps are the same distribution
+// (export/tests/test_refmath.py proves it on the formulas) and the same seed
+// must give the same samples. This is why the step-count sweep of the
+// shipped model shows one curve for both.
+func TestAbsorbLogLinearEulerEqualsAnalytic(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	for _, steps := range []int{1, 4, 32} {
+		req := sdk.SampleRequest{Steps: steps, Batch: 4, Seed: uint64(steps)}
+		a, err := m.Sample(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Predictor = sdk.Euler
+		e, err := m.Sample(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := range a.Samples {
+			if !slices.Equal(a.Samples[b].Tokens, e.Samples[b].Tokens) {
+				t.Errorf("%d steps, row %d: analytic %v, euler %v", steps, b, a.Samples[b].Tokens, e.Samples[b].Tokens)
+			}
+		}
+	}
+}
+
 func TestSampleWithoutDenoiseKeepsMasksPossible(t *testing.T) {
 	m := open(t, tinyAbsorb)
 	// One step from t=1 with no denoiser leaves most positions masked.
