@@ -83,7 +83,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sedd", default=os.path.join(ROOT, "bin", "sedd"), help="the sedd binary")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--model", action="append", required=True, help="DIR:BATCH:LENGTH (repeatable)")
+    ap.add_argument("--model", action="append", default=[], help="DIR:BATCH:LENGTH (repeatable)")
     ap.add_argument("--steps", default="64,1024")
     ap.add_argument("--predictor", default="analytic")
     ap.add_argument("--threads", type=int, default=2)
@@ -94,9 +94,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.table:
+        if not args.out:
+            ap.error("--table needs --out FILE")
         with open(args.out) as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return 0
+    if not args.model:
+        ap.error("give at least one --model DIR:BATCH:LENGTH")
     steps = [int(s) for s in args.steps.split(",")]
     rows = []
     for spec in args.model:
