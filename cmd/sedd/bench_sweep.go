@@ -209,7 +209,8 @@ func runBenchSweep(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	if evalDir == "" {
+	builtinEval := evalDir == ""
+	if builtinEval {
 		if evalDir, err = models.DefaultEvaluator(); errors.Is(err, models.ErrNoDefault) {
 			return usagef("this sedd has no built-in evaluator: pass --evaluator DIR")
 		} else if err != nil {
@@ -230,6 +231,14 @@ func runBenchSweep(c *cli.Context) error {
 		return err
 	}
 	rep.Threads = m.Info().Threads
+	// Built-in models live in a per-user cache; the report names them instead
+	// of that path, so that results can be shared.
+	if builtin {
+		rep.Model = "built-in"
+	}
+	if builtinEval {
+		rep.Evaluator = "built-in"
+	}
 	if cfg.out != "" {
 		if err := writeSweepFiles(cfg.out, rep); err != nil {
 			return err

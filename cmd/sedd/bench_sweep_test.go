@@ -68,6 +68,9 @@ func TestBenchSweep(t *testing.T) {
 	if rep.EvalName != "brown-sedd-small-ar" || rep.ModelName != "brown-sedd-small" || rep.Length != 128 || rep.ScoredFrom != 1 {
 		t.Errorf("report header %+v", rep)
 	}
+	if rep.Model != "built-in" || rep.Evaluator != "built-in" {
+		t.Errorf("model %q, evaluator %q: want \"built-in\", not a cache path", rep.Model, rep.Evaluator)
+	}
 	type key struct {
 		kind, pred string
 		steps      int
