@@ -44,18 +44,12 @@ type Model struct {
 // ONNX Runtime session. Every refusal is an error that names the file and the
 // field; see the package documentation for the errors callers can match.
 func Open(dir string, opts ...Option) (*Model, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	st, err := os.Stat(dir)
+	o, err := resolveOptions(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open model: %w", err)
+		return nil, err
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("open model: %s is not a directory (a model is a directory holding sedd.json and model.onnx)", dir)
+	if err := checkDir(dir, "model"); err != nil {
+		return nil, err
 	}
 	man, err := manifest.Load(dir)
 	if err != nil {
@@ -68,14 +62,8 @@ func Open(dir string, opts ...Option) (*Model, error) {
 	if m.graph, m.noise, err = Diffusion(man); err != nil {
 		return nil, fmt.Errorf("open model %s: %w", dir, err)
 	}
-	onnxPath := filepath.Join(dir, man.ONNX.File)
-	if err := checkModelFile(onnxPath); err != nil {
+	if err := checkONNX(filepath.Join(dir, man.ONNX.File), man.ONNX.SHA256, man.ONNX.ExternalData, o); err != nil {
 		return nil, fmt.Errorf("open model %s: %w", dir, err)
-	}
-	if o.verifySHA && man.ONNX.SHA256 != "" && !man.ONNX.ExternalData {
-		if err := checkSHA256(onnxPath, man.ONNX.SHA256); err != nil {
-			return nil, fmt.Errorf("open model %s: %w", dir, err)
-		}
 	}
 	m.tok, err = tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
 	if err != nil {
@@ -85,6 +73,55 @@ func Open(dir string, opts ...Option) (*Model, error) {
 		return nil, fmt.Errorf("open model %s: %w: %s has %d tokens but sedd.json says tokens=%d",
 			dir, ErrTokenizerMismatch, man.Tokenizer.File, v, man.Tokens)
 	}
+	m.sess, err = runtime.Open(dir, man, o.runtimeOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w", dir, err)
+	}
+	if fb := m.sess.FellBack(); fb != nil {
+		o.warn(fmt.Sprintf("running on CPU: %v", fb))
+	}
+	return m, nil
+}
+
+// resolveOptions applies opts to the defaults.
+func resolveOptions(opts []Option) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return options{}, err
+		}
+	}
+	return o, nil
+}
+
+// checkDir refuses a dir that does not exist or is not a directory; what
+// names it in the message ("model", "evaluator").
+func checkDir(dir, what string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", what, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("open %s: %s is not a directory (give the %s's directory, holding sedd.json and model.onnx)", what, dir, what)
+	}
+	return nil
+}
+
+// checkONNX checks the network file at path before ONNX Runtime loads it: a
+// regular file, with the sha256 of the manifest unless o turns that off or
+// the weights are in external files.
+func checkONNX(path, sha256 string, external bool, o options) error {
+	if err := checkModelFile(path); err != nil {
+		return err
+	}
+	if o.verifySHA && sha256 != "" && !external {
+		return checkSHA256(path, sha256)
+	}
+	return nil
+}
+
+// runtimeOptions turns o into the runtime package's session options.
+func (o options) runtimeOptions() []runtime.Option {
 	ropts := []runtime.Option{runtime.WithIntraOpThreads(o.threads)}
 	if o.libraryPath != "" {
 		ropts = append(ropts, runtime.WithLibrary(o.libraryPath))
@@ -95,14 +132,7 @@ func Open(dir string, opts ...Option) (*Model, error) {
 			ropts = append(ropts, runtime.WithCPUFallback())
 		}
 	}
-	m.sess, err = runtime.Open(dir, man, ropts...)
-	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", dir, err)
-	}
-	if fb := m.sess.FellBack(); fb != nil {
-		o.warn(fmt.Sprintf("running on CPU: %v", fb))
-	}
-	return m, nil
+	return ropts
 }
 
 // ErrTokenizerMismatch marks a tokenizer.json whose vocabulary disagrees with sedd.json.

@@ -46,43 +46,21 @@ type Evaluator struct {
 // (sha256 unless WithoutChecksum, size, graph) and creates the ONNX Runtime
 // session. It takes the same options as Open.
 func OpenEvaluator(dir string, opts ...Option) (*Evaluator, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	st, err := os.Stat(dir)
+	o, err := resolveOptions(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open evaluator: %w", err)
+		return nil, err
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("open evaluator: %s is not a directory (an evaluator is a directory holding sedd.json and model.onnx)", dir)
+	if err := checkDir(dir, "evaluator"); err != nil {
+		return nil, err
 	}
 	man, err := manifest.LoadEvaluator(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open evaluator %s: %w", dir, err)
 	}
-	onnxPath := filepath.Join(dir, man.ONNX.File)
-	if err := checkModelFile(onnxPath); err != nil {
+	if err := checkONNX(filepath.Join(dir, man.ONNX.File), man.ONNX.SHA256, man.ONNX.ExternalData, o); err != nil {
 		return nil, fmt.Errorf("open evaluator %s: %w", dir, err)
 	}
-	if o.verifySHA && man.ONNX.SHA256 != "" && !man.ONNX.ExternalData {
-		if err := checkSHA256(onnxPath, man.ONNX.SHA256); err != nil {
-			return nil, fmt.Errorf("open evaluator %s: %w", dir, err)
-		}
-	}
-	ropts := []runtime.Option{runtime.WithIntraOpThreads(o.threads)}
-	if o.libraryPath != "" {
-		ropts = append(ropts, runtime.WithLibrary(o.libraryPath))
-	}
-	if o.device.CUDA {
-		ropts = append(ropts, runtime.WithCUDA(o.device.ID))
-		if o.cpuFallback {
-			ropts = append(ropts, runtime.WithCPUFallback())
-		}
-	}
-	lm, err := runtime.OpenCausalLM(dir, man, ropts...)
+	lm, err := runtime.OpenCausalLM(dir, man, o.runtimeOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("open evaluator %s: %w", dir, err)
 	}
