@@ -53,7 +53,17 @@ def _unsqueeze_as(x, y):
     return x.view(x.shape + (1,) * (y.ndim - x.ndim))
 
 
-class Absorbing:
+class Graph:
+    """graph_lib.Graph: what both graphs share."""
+
+    def reverse_rate(self, i, score):
+        normalized_rate = self.transp_rate(i) * score
+        normalized_rate.scatter_(-1, i[..., None], torch.zeros_like(normalized_rate))
+        normalized_rate.scatter_(-1, i[..., None], -normalized_rate.sum(dim=-1, keepdim=True))
+        return normalized_rate
+
+
+class Absorbing(Graph):
     absorb = True
 
     def __init__(self, dim):
@@ -77,17 +87,11 @@ class Absorbing:
         score[..., -1] += extra_const
         return score
 
-    def reverse_rate(self, i, score):
-        normalized_rate = self.transp_rate(i) * score
-        normalized_rate.scatter_(-1, i[..., None], torch.zeros_like(normalized_rate))
-        normalized_rate.scatter_(-1, i[..., None], -normalized_rate.sum(dim=-1, keepdim=True))
-        return normalized_rate
-
     def sample_limit(self, *batch_dims, generator=None):
         return (self.dim - 1) * torch.ones(*batch_dims, dtype=torch.int64)
 
 
-class Uniform:
+class Uniform(Graph):
     absorb = False
 
     def __init__(self, dim):
@@ -109,12 +113,6 @@ class Uniform:
         dim = score.shape[-1]
         epow = (-dsigma).exp()[..., None]
         return ((epow - 1) / (dim * epow)) * score.sum(dim=-1, keepdim=True) + score / epow
-
-    def reverse_rate(self, i, score):
-        normalized_rate = self.transp_rate(i) * score
-        normalized_rate.scatter_(-1, i[..., None], torch.zeros_like(normalized_rate))
-        normalized_rate.scatter_(-1, i[..., None], -normalized_rate.sum(dim=-1, keepdim=True))
-        return normalized_rate
 
     def sample_limit(self, *batch_dims, generator=None):
         return torch.randint(0, self.dim, batch_dims, generator=generator)
