@@ -78,7 +78,10 @@ type SampleRequest struct {
 	Prefix, Suffix string
 	Fixed          []Fixed
 	// Progress, if set, is called after each step; returning an error stops
-	// the run, and Sample returns that error.
+	// the run, and Sample returns that error. It runs inside the call, so it
+	// must not call Close on the same Model: Close waits for calls in flight,
+	// and would wait for itself. Return an error (or cancel the context)
+	// instead, and close after Sample returns.
 	Progress func(Progress) error
 }
 
