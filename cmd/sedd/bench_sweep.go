@@ -174,6 +174,9 @@ type sweepReport struct {
 	Reference    string     `json:"reference,omitempty"`
 	Rows         []sweepRow `json:"rows"`
 	ElapsedS     float64    `json:"elapsed_s"`
+	// Complete is false in files written while the sweep was still running
+	// (or after it was interrupted): they hold the rows finished so far.
+	Complete bool `json:"complete"`
 }
 
 func runBenchSweep(c *cli.Context) error {
@@ -226,19 +229,42 @@ func runBenchSweep(c *cli.Context) error {
 		return err
 	}
 	stdout, stderr := streams(c)
-	rep, err := sweep(c.Context, m, ev, cfg, refText, stderr)
+	// finish fills in what the sweep itself does not know. Built-in models
+	// live in a per-user cache; the report names them instead of that path,
+	// so that results can be shared.
+	finish := func(rep *sweepReport) {
+		rep.Threads = m.Info().Threads
+		if builtin {
+			rep.Model = "built-in"
+		}
+		if builtinEval {
+			rep.Evaluator = "built-in"
+		}
+	}
+	var saved *sweepReport
+	var onRow func(*sweepReport) error
+	if cfg.out != "" {
+		onRow = func(rep *sweepReport) error {
+			finish(rep)
+			if err := writeSweepData(cfg.out, rep); err != nil {
+				return err
+			}
+			saved = rep
+			return nil
+		}
+	}
+	rep, err := sweep(c.Context, m, ev, cfg, refText, stderr, onRow)
 	if err != nil {
+		if saved != nil {
+			rows := fmt.Sprintf("%d finished rows", len(saved.Rows))
+			if len(saved.Rows) == 1 {
+				rows = "1 finished row"
+			}
+			fmt.Fprintf(stderr, "sedd: kept the %s in %s (sweep.csv, and sweep.json with \"complete\": false)\n", rows, cfg.out)
+		}
 		return err
 	}
-	rep.Threads = m.Info().Threads
-	// Built-in models live in a per-user cache; the report names them instead
-	// of that path, so that results can be shared.
-	if builtin {
-		rep.Model = "built-in"
-	}
-	if builtinEval {
-		rep.Evaluator = "built-in"
-	}
+	finish(rep)
 	if cfg.out != "" {
 		if err := writeSweepFiles(cfg.out, rep); err != nil {
 			return err
@@ -253,7 +279,10 @@ func runBenchSweep(c *cli.Context) error {
 
 // sweep draws the samples of every predictor and step count, scores them and
 // summarizes each run; progress goes to stderr.
-func sweep(ctx context.Context, m *sdk.Model, ev *sdk.Evaluator, cfg sweepConfig, refText string, stderr *os.File) (*sweepReport, error) {
+// After every finished row, onRow (if not nil) is called with the report so
+// far, so that a long sweep can save its work as it goes.
+func sweep(ctx context.Context, m *sdk.Model, ev *sdk.Evaluator, cfg sweepConfig, refText string, stderr *os.File,
+	onRow func(*sweepReport) error) (*sweepReport, error) {
 	start := time.Now()
 	man, evMan := m.Manifest(), ev.Manifest()
 	rep := &sweepReport{Model: m.Dir(), ModelName: man.Name, Evaluator: ev.Dir(), EvalName: evMan.Name,
@@ -287,6 +316,12 @@ func sweep(ctx context.Context, m *sdk.Model, ev *sdk.Evaluator, cfg sweepConfig
 			fmt.Fprintf(stderr, "sedd: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
 				row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
 			rep.Rows = append(rep.Rows, row)
+			rep.ElapsedS = time.Since(start).Seconds()
+			if onRow != nil {
+				if err := onRow(rep); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	if refText != "" {
@@ -299,6 +334,7 @@ func sweep(ctx context.Context, m *sdk.Model, ev *sdk.Evaluator, cfg sweepConfig
 		rep.Rows = append(rep.Rows, row)
 	}
 	rep.ElapsedS = time.Since(start).Seconds()
+	rep.Complete = true
 	return rep, nil
 }
 
@@ -444,16 +480,34 @@ func writeSweepCSV(w io.Writer, rep *sweepReport) error {
 
 // writeSweepFiles writes sweep.csv, sweep.json and the plots to dir.
 func writeSweepFiles(dir string, rep *sweepReport) error {
+	if err := writeSweepData(dir, rep); err != nil {
+		return err
+	}
+	return writeSweepPlots(dir, rep)
+}
+
+// writeSweepData writes sweep.csv and sweep.json, each to a temporary file
+// renamed over the old one, so that an interruption never leaves a
+// half-written file.
+func writeSweepData(dir string, rep *sweepReport) error {
 	write := func(name string, f func(io.Writer, *sweepReport) error) error {
-		out, err := os.Create(filepath.Join(dir, name))
+		path := filepath.Join(dir, name)
+		out, err := os.CreateTemp(dir, "."+name+".*")
 		if err != nil {
-			return err
+			return fmt.Errorf("writing %s: %w", name, err)
 		}
 		err = f(out, rep)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = os.Chmod(out.Name(), 0o644)
+		}
+		if err == nil {
+			err = os.Rename(out.Name(), path)
+		}
 		if err != nil {
+			os.Remove(out.Name())
 			return fmt.Errorf("writing %s: %w", name, err)
 		}
 		return nil
@@ -461,8 +515,5 @@ func writeSweepFiles(dir string, rep *sweepReport) error {
 	if err := write("sweep.csv", writeSweepCSV); err != nil {
 		return err
 	}
-	if err := write("sweep.json", func(w io.Writer, r *sweepReport) error { return writeSweepJSON(w, r) }); err != nil {
-		return err
-	}
-	return writeSweepPlots(dir, rep)
+	return write("sweep.json", func(w io.Writer, r *sweepReport) error { return writeSweepJSON(w, r) })
 }

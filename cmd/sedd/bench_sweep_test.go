@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"image/png"
+	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // shippedAR is the committed evaluator twin of the built-in model.
@@ -67,6 +73,9 @@ func TestBenchSweep(t *testing.T) {
 	}
 	if rep.EvalName != "brown-sedd-small-ar" || rep.ModelName != "brown-sedd-small" || rep.Length != 128 || rep.ScoredFrom != 1 {
 		t.Errorf("report header %+v", rep)
+	}
+	if !rep.Complete {
+		t.Errorf("a finished sweep reports complete = false")
 	}
 	if rep.Model != "built-in" || rep.Evaluator != "built-in" {
 		t.Errorf("model %q, evaluator %q: want \"built-in\", not a cache path", rep.Model, rep.Evaluator)
@@ -188,4 +197,82 @@ func TestBenchSweepPrefixTable(t *testing.T) {
 	if strings.Contains(r.stdout, "scored from token 2 ") {
 		t.Errorf("with a prefix, scoring must start after it:\n%s", r.stdout)
 	}
+}
+
+// TestBenchSweepInterruptKeepsFinishedRows stops a sweep with SIGINT once its
+// first row is done: the rows finished so far must be on disk, marked
+// incomplete, and the exit status must be the interrupt's.
+func TestBenchSweepInterruptKeepsFinishedRows(t *testing.T) {
+	needORT(t)
+	out := filepath.Join(t.TempDir(), "sweep")
+	cmd := exec.Command(binary, "bench", "sweep", "--steps", "2,100000", "--predictors", "analytic",
+		"--samples", "2", "--batch", "2", "--threads", "1", "--out", out)
+	cmd.Dir = t.TempDir()
+	cmd.Env = childEnv(t)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(stderr, &log))
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			cmd.Process.Kill()
+			t.Fatalf("no first row before the end of stderr: %v\n%s", err, log.String())
+		}
+		if strings.Contains(line, "2 steps:") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { io.Copy(io.Discard, br); done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("sedd bench sweep did not stop within 30 s of SIGINT")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Fatalf("exit %v, want status %d; stderr:\n%s", err, exitInterrupted, log.String())
+	}
+	if !strings.Contains(log.String(), "kept the 1 finished row in") {
+		t.Errorf("stderr does not say where the finished rows are:\n%s", log.String())
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep sweepReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("sweep.json: %v", err)
+	}
+	if rep.Complete || len(rep.Rows) != 1 || rep.Rows[0].Steps != 2 || rep.Model != "built-in" {
+		t.Errorf("saved report: complete %v, %d rows (%+v), model %q; want one incomplete row of 2 steps",
+			rep.Complete, len(rep.Rows), rep.Rows, rep.Model)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(mustRead(t, filepath.Join(out, "sweep.csv")))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Errorf("sweep.csv: %d lines (%v), want a header and one row", len(rows), err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(out, ".*"))
+	if len(leftovers) != 0 {
+		t.Errorf("temporary files left behind: %v", leftovers)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
