@@ -323,3 +323,47 @@ func TestCacheBound(t *testing.T) {
 		t.Errorf("%d words cached, want the capacity %d", n, cacheCapacity)
 	}
 }
+
+// FuzzMergesMatchReference checks encodeWord against referenceMerge on the
+// shipped tokenizer for arbitrary bytes, each written as its byte-level
+// character, so that any word a text can produce is covered.
+func FuzzMergesMatchReference(f *testing.F) {
+	for _, s := range []string{" 2000", "----", "......", "eee", " the", "\x00\xff", "aaaaaaaaaaaaaaaaaaaa"} {
+		f.Add([]byte(s))
+	}
+	tok, err := Load(shippedTokenizer)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if tok.bpe == nil {
+		f.Fatal("Load kept sugarme's BPE model")
+	}
+	ranks, made := map[[2]int]int{}, map[[2]int]int{}
+	for key, m := range tok.bpe.merges {
+		p := [2]int{int(key >> 32), int(uint32(key))}
+		ranks[p], made[p] = m.rank, m.id
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) == 0 || len(raw) > 256 {
+			return
+		}
+		var b strings.Builder
+		word := make([]int, 0, len(raw))
+		for _, c := range raw {
+			r := byteRune[c]
+			b.WriteRune(r)
+			id, ok := tok.bpe.chars[r]
+			if !ok {
+				t.Fatalf("byte %#x (%q) has no vocabulary character", c, r)
+			}
+			word = append(word, id)
+		}
+		got, err := tok.bpe.encodeWord(b.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := referenceMerge(ranks, made, word); !slices.Equal(got, want) {
+			t.Fatalf("encodeWord(%q) = %v, want %v", b.String(), got, want)
+		}
+	})
+}
