@@ -8,6 +8,7 @@ func benchCommand() *cli.Command {
 	subs := []*cli.Command{
 		benchSweepCommand(),
 		benchSpeedCommand(),
+		benchPlotCommand(),
 	}
 	return &cli.Command{
 		Name:        "bench",

@@ -94,6 +94,8 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	if sp.logY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = logTicks{}
+	} else {
+		p.Y.Tick.Marker = linearTicks{}
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
@@ -182,6 +184,39 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 			}
 			ticks = append(ticks, t)
 		}
+	}
+	return ticks
+}
+
+// linearTicks labels a linear axis every 1, 2 or 5 times a power of ten,
+// whichever gives 4 to 10 labels, with as many decimals as that spacing
+// needs, and puts four minor ticks between labels. (plot.DefaultTicks can
+// round two neighbouring labels of a narrow range to the same text.)
+type linearTicks struct{}
+
+func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) || math.IsInf(hi-lo, 0) {
+		return nil
+	}
+	step, decimals := 0.0, 0
+	for e := math.Floor(math.Log10(hi - lo)); step == 0; e-- {
+		for _, m := range []float64{5, 2, 1} {
+			if (hi-lo)/(m*math.Pow(10, e)) >= 4 {
+				step = m * math.Pow(10, e)
+				decimals = max(0, int(-e))
+				break
+			}
+		}
+	}
+	var ticks []plot.Tick
+	minor := step / 5
+	for i := math.Ceil(lo / minor); i*minor <= hi; i++ {
+		v := i * minor
+		t := plot.Tick{Value: v}
+		if k := math.Round(v / step); math.Abs(v-k*step) < minor/2 {
+			t.Label = strconv.FormatFloat(k*step, 'f', decimals, 64)
+		}
+		ticks = append(ticks, t)
 	}
 	return ticks
 }

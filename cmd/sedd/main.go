@@ -120,7 +120,7 @@ func commandPath(args []string) string {
 // commandNames holds the commands and their subcommands.
 var commandNames = map[string]map[string]struct{}{
 	"sample": nil, "infill": nil, "eval": nil, "verify": nil, "info": nil,
-	"bench": {"sweep": {}, "speed": {}},
+	"bench": {"sweep": {}, "speed": {}, "plot": {}},
 }
 
 // setOnUsage makes every command and subcommand report flag errors through
