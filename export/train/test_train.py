@@ -141,3 +141,35 @@ def test_mc_variance_pairs_adjacent_strata(y, want):
     from evaluate_sedd import mc_variance
     got = mc_variance(torch.tensor(y, dtype=torch.float64))
     assert got.tolist() == pytest.approx(want)
+
+
+def test_checkpoints_hold_cpu_tensors(tmp_path):
+    """save() writes every tensor on the CPU, so a checkpoint trained on a GPU loads and
+    exports on a machine without one."""
+    from common import EMA
+    from train_sedd import save, to_cpu
+
+    m = random_sedd()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    m(torch.zeros((1, 4), dtype=torch.long), torch.ones(1)).sum().backward()
+    opt.step()
+    ema = EMA(m.parameters(), 0.9)
+    (tmp_path / "checkpoints-meta").mkdir()
+    save(str(tmp_path), m, ema, opt, 3)
+    ck = torch.load(tmp_path / "checkpoints-meta" / "checkpoint.pth")
+    tensors = []
+
+    def walk(o):
+        if torch.is_tensor(o):
+            tensors.append(o)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+
+    walk(ck)
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert ck["step"] == 3 and len(ck["ema"]["shadow_params"]) == len(list(m.parameters()))
+    assert to_cpu((1, [torch.ones(1)]))[1][0].device.type == "cpu"

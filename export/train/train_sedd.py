@@ -14,6 +14,7 @@ num_updates warm-up. The run directory uses the reference's layout:
 Usage:
   python3 export/train/train_sedd.py --run runs/brown-sedd-small --steps 6000
   python3 export/train/train_sedd.py --bench 20      # time 20 steps and exit
+  python3 export/train/train_sedd.py --device cuda --batch 256 --hidden 512 --blocks 8 --heads 8 ...
 """
 
 import argparse
@@ -42,8 +43,10 @@ def loglinear(t, eps=NOISE_EPS):
 
 
 def perturb(x0, sigma, mask_id, gen=None):
-    """Absorb forward process: each token becomes the mask with probability 1 - e^{-σ}."""
-    move = torch.rand(x0.shape, generator=gen) < (1 - torch.exp(-sigma))[:, None]
+    """Absorb forward process: each token becomes the mask with probability 1 - e^{-σ}.
+    The uniforms come from gen on the CPU (so a run is the same on any device)."""
+    u = torch.rand(x0.shape, generator=gen).to(x0.device)
+    move = u < (1 - torch.exp(-sigma))[:, None]
     return torch.where(move, torch.full_like(x0, mask_id), x0)
 
 
@@ -75,7 +78,7 @@ def sedd_loss(model, x0, mask_id, t=None, gen=None):
     Σ_{j ≠ mask} exp(s_j) - r · s_y + r (log r - 1); zero at unmasked positions."""
     if t is None:
         t = (1 - SAMPLING_EPS) * torch.rand(x0.shape[0], generator=gen) + SAMPLING_EPS
-    sigma, dsigma = loglinear(t)
+    sigma, dsigma = loglinear(t.to(x0.device))
     xt = perturb(x0, sigma, mask_id, gen)
     s, masked, rows = masked_log_score(model, xt, sigma, mask_id)
     esigm1 = torch.where(sigma < 0.5, torch.expm1(sigma), torch.exp(sigma) - 1)
@@ -85,7 +88,7 @@ def sedd_loss(model, x0, mask_id, t=None, gen=None):
     pos = s[:, :mask_id].exp().sum(-1)
     const = r * (torch.log(r) - 1)
     per_pos = dsigma[rows] * (pos - neg + const)
-    return torch.zeros(x0.shape[0], dtype=per_pos.dtype).index_add(0, rows, per_pos)
+    return torch.zeros(x0.shape[0], dtype=per_pos.dtype, device=x0.device).index_add(0, rows, per_pos)
 
 
 @torch.no_grad()
@@ -133,10 +136,22 @@ def make_config(args, tokens):
     }
 
 
+def to_cpu(obj):
+    """obj with every tensor in it moved to the CPU, so checkpoints load anywhere."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def save(run, model, ema, opt, step):
     path = os.path.join(run, "checkpoints-meta", "checkpoint.pth")
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+    state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step}
+    torch.save(to_cpu(state), tmp)
     os.replace(tmp, path)
 
 
@@ -167,7 +182,23 @@ def main():
     ap.add_argument("--resume", action="store_true",
                     help="continue RUN's checkpoint (model, EMA, optimizer, step) with this invocation's schedule")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, or cuda / cuda:N for a GPU (float32 with TF32 matmuls; random draws stay on the "
+                         "CPU generator, so the data and noise of a run do not depend on the device). The CUDA "
+                         "path has only been run on the CPU so far: no GPU was available when it was written")
     args = ap.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        ap.error(f"--device {args.device}: use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: this torch has no usable CUDA device "
+                     f"(Debian's python3-torch is CPU-only); use --device cpu")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    elif device.type != "cpu":
+        ap.error(f"--device {args.device}: use cpu, cuda or cuda:N")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -176,7 +207,7 @@ def main():
     tokens = int(train_ids.max()) + 1  # <|endoftext|> is the last id
     mask_id = tokens
     cfg = make_config(args, tokens)
-    model = SEDD(cfg)
+    model = SEDD(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
     data = RandomBlocks(train_ids, args.length, args.batch, args.seed)
@@ -187,7 +218,7 @@ def main():
         for i in range(args.bench + 2):
             if i == 2:
                 t0 = time.time()
-            loss = sedd_loss(model, data.next(), mask_id, gen=gen).mean()
+            loss = sedd_loss(model, data.next().to(device), mask_id, gen=gen).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -205,22 +236,22 @@ def main():
     log = Log(os.path.join(args.run, "train.log"))
     log(f"params {n_params} tokens {tokens} config {cfg['model']} batch {args.batch} steps {args.steps}")
 
-    valid = fixed_blocks(load_ids(args.data, "valid"), args.length)[:64]
+    valid = fixed_blocks(load_ids(args.data, "valid"), args.length)[:64].to(device)
     ema = EMA(model.parameters(), args.ema)
     step = 0
     if args.resume:
-        ck = torch.load(os.path.join(args.run, "checkpoints-meta", "checkpoint.pth"), map_location="cpu")
+        ck = torch.load(os.path.join(args.run, "checkpoints-meta", "checkpoint.pth"), map_location=device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         ema.num_updates = ck["ema"]["num_updates"]
-        ema.shadow_params = [p.clone() for p in ck["ema"]["shadow_params"]]
+        ema.shadow_params = [p.clone().to(device) for p in ck["ema"]["shadow_params"]]
         step = ck["step"]
         # fresh batches and noise: the generators restart from a seed that depends on the step
         data = RandomBlocks(train_ids, args.length, args.batch, args.seed + step)
         gen = torch.Generator().manual_seed(args.seed + 1 + step)
         log(f"resumed at step {step}: lr {args.lr}, {args.minutes} more minutes, decay after {args.decay_frac}")
     step0 = step
-    ema_model = SEDD(cfg)
+    ema_model = SEDD(cfg).to(device)
     t_start = time.time()
     last_save = t_start
     run_loss, run_n = 0.0, 0
@@ -233,7 +264,7 @@ def main():
         for g in opt.param_groups:
             decay = max(0.0, (min(progress, 1.0) - (1 - args.decay_frac)) / args.decay_frac)
             g["lr"] = lr_at(step - 1, decay, args.lr, args.warmup)
-        x0 = data.next()
+        x0 = data.next().to(device)
         loss = sedd_loss(model, x0, mask_id, gen=gen).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
