@@ -34,8 +34,7 @@ type Model struct {
 	mu     sync.RWMutex
 	closed bool
 
-	poolMu  sync.Mutex
-	scorers []*runtime.Scorer
+	scorers pool[*runtime.Scorer]
 }
 
 // Open loads the model directory dir: it reads and validates sedd.json, checks
@@ -211,15 +210,7 @@ func (m *Model) Close() error {
 		return nil
 	}
 	m.closed = true
-	var errs []error
-	m.poolMu.Lock()
-	for _, sc := range m.scorers {
-		errs = append(errs, sc.Close())
-	}
-	m.scorers = nil
-	m.poolMu.Unlock()
-	errs = append(errs, m.sess.Close())
-	return errors.Join(errs...)
+	return errors.Join(m.scorers.close(), m.sess.Close())
 }
 
 // enter marks a call in flight; it fails once the model is closed.
@@ -235,28 +226,10 @@ func (m *Model) enter() error {
 func (m *Model) leave() { m.mu.RUnlock() }
 
 // scorer borrows a Scorer (tensors of its own) from the pool.
-func (m *Model) scorer() (*runtime.Scorer, error) {
-	m.poolMu.Lock()
-	if n := len(m.scorers); n > 0 {
-		sc := m.scorers[n-1]
-		m.scorers = m.scorers[:n-1]
-		m.poolMu.Unlock()
-		return sc, nil
-	}
-	m.poolMu.Unlock()
-	return m.sess.NewScorer()
-}
+func (m *Model) scorer() (*runtime.Scorer, error) { return m.scorers.get(m.sess.NewScorer) }
 
 // release returns a Scorer to the pool, keeping at most a few.
-func (m *Model) release(sc *runtime.Scorer) {
-	m.poolMu.Lock()
-	defer m.poolMu.Unlock()
-	if len(m.scorers) >= 4 {
-		_ = sc.Close()
-		return
-	}
-	m.scorers = append(m.scorers, sc)
-}
+func (m *Model) release(sc *runtime.Scorer) { m.scorers.put(sc) }
 
 // Manifest returns a copy of the model's sedd.json.
 func (m *Model) Manifest() manifest.Manifest { return *m.man }

@@ -37,8 +37,7 @@ type Evaluator struct {
 	mu     sync.RWMutex // shared by calls in flight, exclusive in Close
 	closed bool
 
-	poolMu  sync.Mutex
-	runners []*runtime.LogitsRunner
+	runners pool[*runtime.LogitsRunner]
 }
 
 // OpenEvaluator loads the evaluator directory dir: it reads sedd.json as a
@@ -85,15 +84,7 @@ func (e *Evaluator) Close() error {
 		return nil
 	}
 	e.closed = true
-	var errs []error
-	e.poolMu.Lock()
-	for _, r := range e.runners {
-		errs = append(errs, r.Close())
-	}
-	e.runners = nil
-	e.poolMu.Unlock()
-	errs = append(errs, e.lm.Close())
-	return errors.Join(errs...)
+	return errors.Join(e.runners.close(), e.lm.Close())
 }
 
 // CheckCompatible reports whether the evaluator can score m's samples: both
@@ -272,27 +263,9 @@ func (e *Evaluator) enter() error {
 	return nil
 }
 
-func (e *Evaluator) runner() (*runtime.LogitsRunner, error) {
-	e.poolMu.Lock()
-	if n := len(e.runners); n > 0 {
-		r := e.runners[n-1]
-		e.runners = e.runners[:n-1]
-		e.poolMu.Unlock()
-		return r, nil
-	}
-	e.poolMu.Unlock()
-	return e.lm.NewRunner()
-}
+func (e *Evaluator) runner() (*runtime.LogitsRunner, error) { return e.runners.get(e.lm.NewRunner) }
 
-func (e *Evaluator) release(r *runtime.LogitsRunner) {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
-	if len(e.runners) >= 4 {
-		_ = r.Close()
-		return
-	}
-	e.runners = append(e.runners, r)
-}
+func (e *Evaluator) release(r *runtime.LogitsRunner) { e.runners.put(r) }
 
 // GenPerplexity summarizes the scores of independent samples as a generative
 // perplexity with a 95% confidence interval over samples.
