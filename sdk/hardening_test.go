@@ -63,17 +63,6 @@ func fixtureCopy(t *testing.T, src string) string {
 	return dst
 }
 
-// hOpen opens dir with one intra-op thread and closes it when the test ends.
-func hOpen(t testing.TB, dir string, opts ...sdk.Option) *sdk.Model {
-	t.Helper()
-	m, err := sdk.Open(dir, append([]sdk.Option{sdk.WithThreads(1)}, opts...)...)
-	if err != nil {
-		t.Fatalf("Open(%s): %v", dir, err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
 // editManifest decodes dir/sedd.json, lets edit change it and writes it back.
 func editManifest(t *testing.T, dir string, edit func(m map[string]any)) {
 	t.Helper()
@@ -385,7 +374,7 @@ func TestOpenCUDAWithoutGPU(t *testing.T) {
 		t.Errorf("a failed Open changed the ONNX Runtime references from %d to %d", refs, got)
 	}
 	var warned []string
-	m = hOpen(t, hAbsorb, sdk.WithDevice(sdk.CUDA(0)), sdk.WithCPUFallback(),
+	m = open(t, hAbsorb, sdk.WithDevice(sdk.CUDA(0)), sdk.WithCPUFallback(),
 		sdk.WithWarnings(func(msg string) { warned = append(warned, msg) }))
 	if info := m.Info(); !info.FellBackToCPU || info.Provider != "cpu" {
 		t.Fatalf("with WithCPUFallback: provider %q, fell back %v; want cpu, true", info.Provider, info.FellBackToCPU)
@@ -455,7 +444,7 @@ func TestCraftedGraphs(t *testing.T) {
 // refused with the listed sentinel before anything large is allocated, and
 // the Model must stay usable.
 func TestHostileRequests(t *testing.T) {
-	m := hOpen(t, hAbsorb)
+	m := open(t, hAbsorb)
 	var tmplErr *sdk.TemplateError
 	long := strings.Repeat("x", 33)
 	sample := func(req sdk.SampleRequest) func(context.Context) error {
@@ -580,7 +569,7 @@ func TestHostileRequests(t *testing.T) {
 func TestEdgeRequestsThatRun(t *testing.T) {
 	var warnings []string
 	var mu sync.Mutex
-	m := hOpen(t, hAbsorb, sdk.WithWarnings(func(msg string) {
+	m := open(t, hAbsorb, sdk.WithWarnings(func(msg string) {
 		mu.Lock()
 		warnings = append(warnings, msg)
 		mu.Unlock()
@@ -690,7 +679,7 @@ func TestVerifyBrokenGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			tt.breaks(t, dir)
-			m := hOpen(t, dir)
+			m := open(t, dir)
 			rep, err := m.Verify(context.Background(), 0)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Verify error = %v, want %v", err, tt.want)
@@ -739,7 +728,7 @@ func TestNonFiniteScores(t *testing.T) {
 			}
 			setModel(t, dir, scoreGraph{n: tt.n, fault: tt.fault,
 				threshold: float32(badThreshold(noise, steps, diffusion.DefaultEps, tt.firstBad))}.encode())
-			m := hOpen(t, dir)
+			m := open(t, dir)
 			var seen []int
 			req := sdk.SampleRequest{Steps: steps, Predictor: tt.predictor, Batch: 2, Seed: 5,
 				Progress: func(p sdk.Progress) error { seen = append(seen, p.Step); return nil }}
@@ -787,7 +776,7 @@ func TestNonFiniteScoresInEvaluate(t *testing.T) {
 	const threshold = 1.0
 	dir := fixtureCopy(t, hAbsorb)
 	setModel(t, dir, scoreGraph{n: 257, fault: "nan", threshold: threshold}.encode())
-	m := hOpen(t, dir)
+	m := open(t, dir)
 	_, err := m.Evaluate(context.Background(), []string{"a few words of text"}, sdk.EvalRequest{Timesteps: 16, Seed: 1})
 	var se *likelihood.ScoreError
 	if !errors.Is(err, diffusion.ErrNonFinite) || !errors.As(err, &se) {
@@ -818,7 +807,7 @@ func badThreshold(noise diffusion.Noise, steps int, eps float64, firstBad int) f
 // sample, infill, verify and evaluate at the same time, and compares every
 // result with the same call made alone.
 func TestConcurrentMixedCalls(t *testing.T) {
-	m := hOpen(t, hAbsorb)
+	m := open(t, hAbsorb)
 	ctx := context.Background()
 	type job func() (any, error)
 	samples := func(res *sdk.SampleResult, err error) (any, error) {
@@ -1003,7 +992,7 @@ func TestLongRunMemory(t *testing.T) {
 	} else if testing.Short() {
 		t.Skip("long run skipped in -short mode")
 	}
-	m := hOpen(t, hAbsorb)
+	m := open(t, hAbsorb)
 	ctx := context.Background()
 	run := func(i int) {
 		var err error

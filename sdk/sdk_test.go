@@ -19,6 +19,7 @@ const (
 	tinyUniform = "testdata/tiny-uniform"
 )
 
+// open opens dir with one intra-op thread and closes it when the test ends.
 func open(t testing.TB, dir string, opts ...sdk.Option) *sdk.Model {
 	t.Helper()
 	m, err := sdk.Open(dir, append([]sdk.Option{sdk.WithThreads(1)}, opts...)...)
