@@ -93,8 +93,7 @@ class Rotary(nn.Module):
 
 
 def rotate_half(x):
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
+    x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
 
@@ -129,9 +128,12 @@ class DDiTBlock(nn.Module):
         x_skip = x
         y = modulate(self.norm1(x), shift_msa, scale_msa)
         qkv = self.attn_qkv(y).reshape(b, s, 3, h, hd)
-        q = apply_rotary(qkv[:, :, 0], cos, sin).transpose(1, 2)  # b h s hd
-        k = apply_rotary(qkv[:, :, 1], cos, sin).transpose(1, 2)
-        v = qkv[:, :, 2].transpose(1, 2)
+        # unbind and chunk rather than slicing: same values, but their backward passes do not
+        # allocate a zero-filled gradient the size of qkv per slice (training time on CPU).
+        q, k, v = qkv.unbind(2)
+        q = apply_rotary(q, cos, sin).transpose(1, 2)  # b h s hd
+        k = apply_rotary(k, cos, sin).transpose(1, 2)
+        v = v.transpose(1, 2)
         att = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
         att = torch.softmax(att, dim=-1)
         y = torch.matmul(att, v).transpose(1, 2).reshape(b, s, d)
