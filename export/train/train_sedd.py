@@ -3,7 +3,8 @@
 The loss is the reference's score entropy (losses.py / graph_lib.Absorbing.score_entropy):
 t ~ U(sampling_eps, 1), σ = -log(1 - (1 - eps) t), dσ = (1 - eps) / (1 - (1 - eps) t),
 each token masked with probability 1 - e^{-σ}, loss = Σ_i dσ · score_entropy_i, mean over the
-batch. AdamW, linear warm-up then cosine decay, gradient clipping at 1, EMA with the reference's
+batch. --masking count draws t and the mask differently (k ~ U{1..L} masked tokens, t given k,
+an importance weight: see CountMasking) for the same expected loss with less variance. AdamW, linear warm-up then cosine decay, gradient clipping at 1, EMA with the reference's
 num_updates warm-up. The run directory uses the reference's layout:
 
   RUN/.hydra/config.yaml                 full config (tokens, graph, noise, model, training, data, optim)
@@ -50,12 +51,69 @@ def perturb(x0, sigma, mask_id, gen=None):
     return torch.where(move, torch.full_like(x0, mask_id), x0)
 
 
-def masked_log_score(model, xt, sigma, mask_id):
-    """model(xt, sigma) at the masked positions only: ([M, N] log-scores, mask, batch row of each).
+class CountMasking:
+    """Draws (t, mask) for the same loss with far less variance: an importance-sampled estimator
+    of the reference's E_{t ~ U(eps_s, 1)} E_{mask | t} [dσ Σ_i score_entropy_i].
 
-    The output layer is per position, so it runs on the masked rows alone: the score
-    entropy of the absorb graph is zero elsewhere, and the [B, L, N] output is the largest
-    cost of a CPU step. Same submodules and maths as SEDD.forward (test_train checks it)."""
+    The reference draws t, then masks each token with probability p = 1 - e^{-σ(t)} = (1 - eps) t,
+    so a sequence may get no mask or a handful whose terms carry weight ~1/t. Here the number of
+    masked tokens k is drawn uniformly from 1..L, exactly k positions are masked uniformly at
+    random, and p given k is drawn from its Beta(k, L - k + 1) law truncated to the reference's
+    range [(1 - eps) eps_s, 1 - eps] (the k-th smallest of L uniforms, redrawn when outside). The
+    sequence's loss is then multiplied by the likelihood ratio
+
+        w = L p Z_k / (k (1 - eps_s) (1 - eps)),   Z_k = P(p_min <= Beta(k, L - k + 1) <= p_max),
+
+    so E[w · loss] is the reference's expected loss for every model (k = 0 has zero loss and is
+    never drawn). Z_k is exact: P(Beta(k, L - k + 1) <= x) = P(Binomial(L, x) >= k). With w,
+    each masked token's term weighs about L / k instead of a binomially noisy 1 / t."""
+
+    def __init__(self, length, noise_eps=NOISE_EPS, sampling_eps=SAMPLING_EPS):
+        self.length = length
+        self.p_min = (1 - noise_eps) * sampling_eps
+        self.p_max = 1 - noise_eps
+        self.scale = (1 - sampling_eps) * (1 - noise_eps)
+        self.z = torch.tensor([binomial_tail(length, self.p_max, k) - binomial_tail(length, self.p_min, k)
+                               for k in range(length + 1)], dtype=torch.float64)
+
+    def draw(self, x0, mask_id, gen):
+        """(xt, σ, weight) for a batch of clean sequences x0 [B, L]."""
+        b, n = x0.shape
+        if n != self.length:
+            raise ValueError(f"CountMasking was built for length {self.length}, got {n}")
+        k = torch.randint(1, n + 1, (b,), generator=gen)
+        p = torch.empty(b, dtype=torch.float64)
+        todo = torch.arange(b)
+        while len(todo):
+            u = torch.rand(len(todo), n, generator=gen, dtype=torch.float64).sort(dim=1).values
+            cand = u[torch.arange(len(todo)), k[todo] - 1]
+            ok = (cand >= self.p_min) & (cand <= self.p_max)
+            p[todo[ok]] = cand[ok]
+            todo = todo[~ok]
+        ranks = torch.rand(b, n, generator=gen).argsort(dim=1).argsort(dim=1)
+        masked = ranks < k[:, None]
+        xt = torch.where(masked.to(x0.device), torch.full_like(x0, mask_id), x0)
+        w = n * p * self.z[k] / (k * self.scale)
+        sigma = -torch.log1p(-p)
+        return xt, sigma.float().to(x0.device), w.float().to(x0.device)
+
+
+def binomial_tail(n, x, k):
+    """P(Binomial(n, x) >= k) in float64."""
+    if k <= 0:
+        return 1.0
+    return float(sum(math.comb(n, j) * x**j * (1 - x) ** (n - j) for j in range(k, n + 1)))
+
+
+def masked_hidden(model, xt, sigma, mask_id):
+    """The output layer's input at the masked positions: ([M, D] features, mask, batch row of each).
+
+    Same submodules and maths as SEDD.forward up to its final linear layer, which the loss
+    applies itself: the score entropy of the absorb graph is zero at unmasked positions, and
+    the [B, L, N] output is the largest cost of a CPU step, so it runs on masked rows only."""
+    if not model.absorb or mask_id != model.vocab_size - 1:
+        raise ValueError(f"training needs the absorb graph with the mask as the last state "
+                         f"(id {model.vocab_size - 1}), got mask id {mask_id}")
     x = model.vocab_embed(xt)
     c = F.silu(model.sigma_map(sigma))
     cos, sin = model.rotary_emb(x)
@@ -63,31 +121,64 @@ def masked_log_score(model, xt, sigma, mask_id):
         x = block(x, cos, sin, c)
     masked = xt == mask_id
     rows = masked.nonzero(as_tuple=True)[0]
-    h = x[masked][:, None, :]  # [M, 1, D]
-    out = model.output_layer(h, c[rows])[:, 0, :]  # [M, N]
-    if model.scale_by_sigma:
-        out = out - log_expm1_sigma(sigma)[rows][:, None] - math.log(out.shape[-1] - 1)
+    final = model.output_layer
+    shift, scale = final.adaLN_modulation(c[rows]).chunk(2, dim=-1)
+    h = final.norm_final(x[masked][:, None, :])[:, 0, :]
+    return h * (1 + scale) + shift, masked, rows
+
+
+def score_offset(model, sigma):
+    """What SEDD.forward subtracts from every log-score with scale_by_sigma: log(e^σ - 1) + log(N - 1)."""
+    if not model.scale_by_sigma:
+        return torch.zeros_like(sigma)
+    return log_expm1_sigma(sigma) + math.log(model.vocab_size - 1)
+
+
+def masked_log_score(model, xt, sigma, mask_id):
+    """model(xt, sigma) at the masked positions: ([M, N] log-scores, mask, batch row of each).
+    The loss does not build this matrix (see sedd_loss); test_train checks it against SEDD.forward."""
+    h, masked, rows = masked_hidden(model, xt, sigma, mask_id)
+    out = model.output_layer.linear(h) - score_offset(model, sigma)[rows][:, None]
     # SEDD.forward sets the entry of the input token (here the mask) to exactly zero.
     return torch.cat([out[:, :mask_id], torch.zeros_like(out[:, mask_id:])], dim=-1), masked, rows
 
 
-def sedd_loss(model, x0, mask_id, t=None, gen=None):
+def sedd_loss(model, x0, mask_id, t=None, gen=None, counts=None):
     """Per-sequence loss Σ_i dσ · score_entropy_i (the reference's loss_fn), shape [B].
 
     Score entropy at a masked position with clean token y and r = 1 / (e^σ - 1):
-    Σ_{j ≠ mask} exp(s_j) - r · s_y + r (log r - 1); zero at unmasked positions."""
-    if t is None:
-        t = (1 - SAMPLING_EPS) * torch.rand(x0.shape[0], generator=gen) + SAMPLING_EPS
-    sigma, dsigma = loglinear(t.to(x0.device))
-    xt = perturb(x0, sigma, mask_id, gen)
-    s, masked, rows = masked_log_score(model, xt, sigma, mask_id)
+    Σ_{j ≠ mask} exp(s_j) - r · s_y + r (log r - 1); zero at unmasked positions.
+    With s_j = o_j - off (o the final linear layer, off = score_offset) this is
+    exp(logsumexp_{j ≠ mask} o_j - off) - r (o_y - off) + r (log r - 1). The mask is the
+    last state, so the j ≠ mask columns are the first mask_id rows of the layer's weight;
+    o_y is a dot product with row y. Neither builds a full-width copy or gather of the
+    [M, N] output, whose backward passes were a third of a CPU step.
+
+    counts (a CountMasking) draws t and the mask its own way and returns the importance-weighted
+    loss, whose expectation is the same."""
+    weight = None
+    if counts is not None:
+        if t is not None:
+            raise ValueError("sedd_loss: give t or counts, not both")
+        xt, sigma, weight = counts.draw(x0, mask_id, gen)
+        dsigma = (1 - NOISE_EPS) / torch.exp(-sigma)  # (1 - eps) / (1 - (1 - eps) t)
+    else:
+        if t is None:
+            t = (1 - SAMPLING_EPS) * torch.rand(x0.shape[0], generator=gen) + SAMPLING_EPS
+        sigma, dsigma = loglinear(t.to(x0.device))
+        xt = perturb(x0, sigma, mask_id, gen)
+    h, masked, rows = masked_hidden(model, xt, sigma, mask_id)
+    lin = model.output_layer.linear
+    off = score_offset(model, sigma)[rows]
+    lse = torch.logsumexp(F.linear(h, lin.weight[:mask_id], lin.bias[:mask_id]), dim=-1)
+    y = x0[masked]
+    o_y = (h * lin.weight[y]).sum(-1) + lin.bias[y]
     esigm1 = torch.where(sigma < 0.5, torch.expm1(sigma), torch.exp(sigma) - 1)
     r = (1.0 / esigm1)[rows]
-    y = x0[masked]
-    neg = r * s.gather(-1, y[:, None]).squeeze(-1)
-    pos = s[:, :mask_id].exp().sum(-1)
     const = r * (torch.log(r) - 1)
-    per_pos = dsigma[rows] * (pos - neg + const)
+    per_pos = dsigma[rows] * (torch.exp(lse - off) - r * (o_y - off) + const)
+    if weight is not None:
+        per_pos = per_pos * weight[rows]
     return torch.zeros(x0.shape[0], dtype=per_pos.dtype, device=x0.device).index_add(0, rows, per_pos)
 
 
@@ -113,6 +204,8 @@ def make_config(args, tokens):
         "training": {
             "batch_size": args.batch, "accum": 1, "n_iters": args.steps, "ema": args.ema,
             "seed": args.seed, "weight": "standard", "snapshot_freq_minutes": args.save_minutes,
+            # ours, not the reference's: how t and the mask are drawn (same expected loss)
+            "masking": args.masking,
         },
         "data": {
             "train": "brown+nlp-corpus (export/train/data.py, split train)",
@@ -181,6 +274,10 @@ def main():
                     help="learning rate is constant until this fraction of the run, then cosine-decays (1: whole run)")
     ap.add_argument("--resume", action="store_true",
                     help="continue RUN's checkpoint (model, EMA, optimizer, step) with this invocation's schedule")
+    ap.add_argument("--masking", choices=["time", "count"], default="time",
+                    help="time: the reference's draw (t ~ U, then each token masked with probability "
+                         "1 - e^-σ); count: the same expected loss with k ~ U{1..L} masked tokens and an "
+                         "importance weight (CountMasking), much less variance per step")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
     ap.add_argument("--device", default="cpu",
                     help="cpu, or cuda / cuda:N for a GPU (float32 with TF32 matmuls; random draws stay on the "
@@ -212,13 +309,14 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
     data = RandomBlocks(train_ids, args.length, args.batch, args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
+    counts = CountMasking(args.length) if args.masking == "count" else None
 
     if args.bench:
         model.train()
         for i in range(args.bench + 2):
             if i == 2:
                 t0 = time.time()
-            loss = sedd_loss(model, data.next().to(device), mask_id, gen=gen).mean()
+            loss = sedd_loss(model, data.next().to(device), mask_id, gen=gen, counts=counts).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -265,17 +363,17 @@ def main():
             decay = max(0.0, (min(progress, 1.0) - (1 - args.decay_frac)) / args.decay_frac)
             g["lr"] = lr_at(step - 1, decay, args.lr, args.warmup)
         x0 = data.next().to(device)
-        loss = sedd_loss(model, x0, mask_id, gen=gen).mean()
+        loss = sedd_loss(model, x0, mask_id, gen=gen, counts=counts).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema.update(model.parameters())
-        run_loss += loss.item()
+        run_loss += loss.item() / x0.shape[1]
         run_n += 1
         if step % args.log_every == 0:
             el = time.time() - t_start
-            log(f"step {step} loss/token {run_loss / run_n / args.length:.4f} gnorm {gnorm:.2f} "
+            log(f"step {step} loss/token {run_loss / run_n:.4f} gnorm {gnorm:.2f} "
                 f"lr {opt.param_groups[0]['lr']:.2e} elapsed {el / 60:.1f} min tokens {step * args.batch * args.length}")
             run_loss, run_n = 0.0, 0
         if step % args.eval_every == 0 or last:
