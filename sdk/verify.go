@@ -99,3 +99,78 @@ func (m *Model) Verify(ctx context.Context, tol float64) (*VerifyReport, error) 
 	}
 	return rep, nil
 }
+
+// EvaluatorVerifyCase is the outcome of one golden case of an evaluator.
+type EvaluatorVerifyCase struct {
+	Name          string
+	Batch, Length int
+	// MaxAbs is max|ONNX − PyTorch| over the case's logits; Rel divides it by
+	// max(1, max|PyTorch|).
+	MaxAbs, Rel float64
+	OK          bool
+}
+
+// EvaluatorVerifyReport is the outcome of Evaluator.Verify.
+type EvaluatorVerifyReport struct {
+	Tolerance float64
+	Cases     []EvaluatorVerifyCase
+	// MaxRel is the largest relative error over all cases.
+	MaxRel float64
+	OK     bool
+}
+
+// Verify runs every golden input of the evaluator directory through ONNX
+// Runtime and compares the logits with the PyTorch ones stored at export, as
+// Model.Verify does for a score model: tol ≤ 0 means the manifest's
+// verify.tolerance, else DefaultTolerance; the report is returned even when a
+// case fails, and the error then matches ErrVerify.
+func (e *Evaluator) Verify(ctx context.Context, tol float64) (*EvaluatorVerifyReport, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.mu.RUnlock()
+	if tol <= 0 {
+		tol = DefaultTolerance
+		if e.man.Verify != nil && e.man.Verify.Tolerance > 0 {
+			tol = e.man.Verify.Tolerance
+		}
+	}
+	name := "golden.json"
+	if e.man.Verify != nil && e.man.Verify.Golden != "" {
+		name = e.man.Verify.Golden
+	}
+	cases, err := golden.LoadLogits(filepath.Join(e.dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no cases", ErrVerify, name)
+	}
+	runner, err := e.runner()
+	if err != nil {
+		return nil, err
+	}
+	defer e.release(runner)
+	rep := &EvaluatorVerifyReport{Tolerance: tol, OK: true}
+	for _, c := range cases {
+		if c.Vocab != e.man.VocabSize {
+			return nil, fmt.Errorf("%w: case %s has %d logits per position, the evaluator %d", ErrVerify, c.Name, c.Vocab, e.man.VocabSize)
+		}
+		got, err := runner.Logits(ctx, c.InputIDs, c.Batch, c.Length)
+		if err != nil {
+			return nil, fmt.Errorf("golden case %s: %w", c.Name, err)
+		}
+		d, err := golden.Compare(got, c.Logits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: case %s: %v", ErrVerify, c.Name, err)
+		}
+		vc := EvaluatorVerifyCase{Name: c.Name, Batch: c.Batch, Length: c.Length, MaxAbs: d.MaxAbs, Rel: d.Rel(), OK: d.Within(tol)}
+		rep.MaxRel = max(rep.MaxRel, vc.Rel)
+		rep.OK = rep.OK && vc.OK
+		rep.Cases = append(rep.Cases, vc)
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("%w: max relative error %.3g exceeds %.3g", ErrVerify, rep.MaxRel, tol)
+	}
+	return rep, nil
+}

@@ -339,6 +339,20 @@ func TestVerify(t *testing.T) {
 			t.Errorf("report %+v", rep)
 		}
 	})
+	t.Run("evaluator", func(t *testing.T) {
+		ar := mustAbs("../../models/brown-sedd-small-ar")
+		r := sedd(t, "verify", "--threads", "2", ar).ok(t)
+		if !strings.Contains(r.stdout, "logits err") || !strings.Contains(r.stdout, ": ok") || !strings.Contains(r.stdout, "evaluator") {
+			t.Errorf("verify output:\n%s", r.stdout)
+		}
+		var rep verifyReportJSON
+		if err := json.Unmarshal([]byte(sedd(t, "verify", "--json", "--threads", "2", ar).ok(t).stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK || rep.Kind != "causal-lm" || len(rep.Cases) == 0 || rep.Cases[0].RelLogits == nil || rep.Cases[0].RelLogScore != nil {
+			t.Errorf("report %+v", rep)
+		}
+	})
 	t.Run("corrupted golden outputs", func(t *testing.T) {
 		dir := copyModel(t, tinyAbsorb)
 		bin := filepath.Join(dir, "golden.bin")
