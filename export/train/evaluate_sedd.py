@@ -160,6 +160,8 @@ def main():
     tok = Tokenizer.from_file(os.path.join(args.run, "tokenizer.json"))
     out_path = os.path.join(args.run, "eval.json")
     res = json.load(open(out_path)) if os.path.exists(out_path) else {}
+    if res.get("step") != ck["step"]:
+        res = {}  # measured on other weights (the Go SDK's go_eval too): nothing of it carries over
     res["step"] = ck["step"]
     res["weights"] = "ema"
 
