@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/sedd-go/sedd/sdk/internal/golden"
+	"github.com/sedd-go/sedd/sdk/manifest"
 )
 
 // DefaultTolerance bounds max|ONNX − PyTorch| relative to max(1, max|PyTorch|)
@@ -49,22 +50,9 @@ func (m *Model) Verify(ctx context.Context, tol float64) (*VerifyReport, error) 
 		return nil, err
 	}
 	defer m.leave()
-	if tol <= 0 {
-		tol = DefaultTolerance
-		if m.man.Verify != nil && m.man.Verify.Tolerance > 0 {
-			tol = m.man.Verify.Tolerance
-		}
-	}
-	name := "golden.json"
-	if m.man.Verify != nil && m.man.Verify.Golden != "" {
-		name = m.man.Verify.Golden
-	}
-	cases, err := golden.Load(filepath.Join(m.dir, name))
+	tol, cases, err := loadGolden(m.dir, m.man.Verify, tol, golden.Load)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
-	}
-	if len(cases) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no cases", ErrVerify, name)
+		return nil, err
 	}
 	sc, err := m.scorer()
 	if err != nil {
@@ -129,22 +117,9 @@ func (e *Evaluator) Verify(ctx context.Context, tol float64) (*EvaluatorVerifyRe
 		return nil, err
 	}
 	defer e.mu.RUnlock()
-	if tol <= 0 {
-		tol = DefaultTolerance
-		if e.man.Verify != nil && e.man.Verify.Tolerance > 0 {
-			tol = e.man.Verify.Tolerance
-		}
-	}
-	name := "golden.json"
-	if e.man.Verify != nil && e.man.Verify.Golden != "" {
-		name = e.man.Verify.Golden
-	}
-	cases, err := golden.LoadLogits(filepath.Join(e.dir, name))
+	tol, cases, err := loadGolden(e.dir, e.man.Verify, tol, golden.LoadLogits)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
-	}
-	if len(cases) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no cases", ErrVerify, name)
+		return nil, err
 	}
 	runner, err := e.runner()
 	if err != nil {
@@ -173,4 +148,28 @@ func (e *Evaluator) Verify(ctx context.Context, tol float64) (*EvaluatorVerifyRe
 		return rep, fmt.Errorf("%w: max relative error %.3g exceeds %.3g", ErrVerify, rep.MaxRel, tol)
 	}
 	return rep, nil
+}
+
+// loadGolden resolves the tolerance (tol, else the manifest's, else
+// DefaultTolerance) and loads the golden cases the manifest names (default
+// golden.json) with load. Missing, corrupt or empty files wrap ErrVerify.
+func loadGolden[C any](dir string, v *manifest.Verify, tol float64, load func(string) ([]C, error)) (float64, []C, error) {
+	if tol <= 0 {
+		tol = DefaultTolerance
+		if v != nil && v.Tolerance > 0 {
+			tol = v.Tolerance
+		}
+	}
+	name := "golden.json"
+	if v != nil && v.Golden != "" {
+		name = v.Golden
+	}
+	cases, err := load(filepath.Join(dir, name))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	if len(cases) == 0 {
+		return 0, nil, fmt.Errorf("%w: %s holds no cases", ErrVerify, name)
+	}
+	return tol, cases, nil
 }
