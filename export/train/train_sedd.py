@@ -4,7 +4,8 @@ The loss is the reference's score entropy (losses.py / graph_lib.Absorbing.score
 t ~ U(sampling_eps, 1), σ = -log(1 - (1 - eps) t), dσ = (1 - eps) / (1 - (1 - eps) t),
 each token masked with probability 1 - e^{-σ}, loss = Σ_i dσ · score_entropy_i, mean over the
 batch. --masking count draws t and the mask differently (k ~ U{1..L} masked tokens, t given k,
-an importance weight: see CountMasking) for the same expected loss with less variance. AdamW, linear warm-up then cosine decay, gradient clipping at 1, EMA with the reference's
+an importance weight: see CountMasking) for the same expected loss with less variance.
+AdamW, linear warm-up then cosine decay, gradient clipping at 1, EMA with the reference's
 num_updates warm-up. The run directory uses the reference's layout:
 
   RUN/.hydra/config.yaml                 full config (tokens, graph, noise, model, training, data, optim)
@@ -30,7 +31,7 @@ import yaml
 
 import common  # noqa: F401  (puts export/ on sys.path)
 from common import EMA, Log, RandomBlocks, fixed_blocks, load_ids, lr_at
-from seddpy.model import SEDD, log_expm1_sigma
+from seddpy.model import SEDD, log_expm1_sigma, modulate
 
 NOISE_EPS = 1e-3
 SAMPLING_EPS = 1e-3
@@ -124,7 +125,7 @@ def masked_hidden(model, xt, sigma, mask_id):
     final = model.output_layer
     shift, scale = final.adaLN_modulation(c[rows]).chunk(2, dim=-1)
     h = final.norm_final(x[masked][:, None, :])[:, 0, :]
-    return h * (1 + scale) + shift, masked, rows
+    return modulate(h, shift, scale), masked, rows
 
 
 def score_offset(model, sigma):
