@@ -17,6 +17,10 @@ the same windows through ONNX Runtime and compares within three combined standar
 
     /usr/bin/python3 export/make_likelihood_golden.py            # rewrite the files
     /usr/bin/python3 export/make_likelihood_golden.py --check    # fail if they would change
+
+--check compares numbers within the precision that produced them (seddpy.goldcheck: float64
+maths to 1e-12 relative, estimates from the float32 network to 1e-6 relative), so that it
+passes on any CPU; token ids, counts, seeds and names must be equal.
 """
 
 import argparse
@@ -30,7 +34,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from seddpy import checkpoints, golden  # noqa: E402
+from seddpy import checkpoints, goldcheck, golden  # noqa: E402
 from seddpy import likelihood as lk  # noqa: E402
 from seddpy import refmath as rm  # noqa: E402
 
@@ -181,49 +185,70 @@ def tiny_estimate(model_dir):
     }
 
 
-def same(a, b, rel):
-    """a == b, numbers within rel relative (JSON documents)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k], rel) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y, rel) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= rel * abs(b)
-    return a == b
+def tolerance(name, path):
+    """The tolerance of the number at path of golden file name (seddpy.goldcheck)."""
+    if name == "score_entropy.json":
+        return goldcheck.FLOAT64  # float64 maths on fixed float32 inputs
+    if path == "golden_max_rel_diff":
+        return goldcheck.MEASURED  # this machine's rebuild error, gated at 1e-6 above
+    if path == "eps":
+        return goldcheck.FLOAT64
+    return goldcheck.FLOAT32_NETWORK  # estimates from the float32 network
+
+
+def stale(files, out_dir):
+    """{path: differences} for each file of files ({name: document}) that differs from the
+    committed copy in out_dir beyond its tolerances (or is missing)."""
+    out = {}
+    for name, doc in files.items():
+        path = os.path.join(out_dir, name)
+        if not os.path.exists(path):
+            out[path] = ["missing"]
+            continue
+        with open(path) as f:
+            committed = json.load(f)
+        diffs = goldcheck.differences(doc, committed, lambda p, name=name: tolerance(name, p))
+        if diffs:
+            out[path] = diffs
+    return out
+
+
+def build(model_dirs):
+    """The golden documents, {file name: document}."""
+    files = {"score_entropy.json": {"format": 1, "generator": "export/make_likelihood_golden.py (seddpy.likelihood, float64)",
+                                    "cases": entropy_cases()}}
+    for model_dir in model_dirs:
+        name = os.path.basename(os.path.normpath(model_dir)) + "-estimate.json"
+        if os.path.exists(os.path.join(model_dir, "sedd.json")):
+            files[name] = tiny_estimate(model_dir)
+        else:
+            print(f"no export at {model_dir}: skipping {name}", file=sys.stderr)
+    return files
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=OUT_DIR)
     ap.add_argument("--model-dir", action="append", help="tiny random-init export (repeatable; default: both committed ones)")
-    ap.add_argument("--check", action="store_true", help="fail if the committed files differ")
+    ap.add_argument("--check", action="store_true", help="fail if the committed files differ beyond the tolerances of seddpy.goldcheck")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    files = {"score_entropy.json": {"format": 1, "generator": "export/make_likelihood_golden.py (seddpy.likelihood, float64)",
-                                    "cases": entropy_cases()}}
-    for model_dir in args.model_dir or MODEL_DIRS:
-        name = os.path.basename(os.path.normpath(model_dir)) + "-estimate.json"
-        if os.path.exists(os.path.join(model_dir, "sedd.json")):
-            files[name] = tiny_estimate(model_dir)
-        else:
-            print(f"no export at {model_dir}: skipping {name}", file=sys.stderr)
-    stale = []
+    files = build(args.model_dir or MODEL_DIRS)
+    if args.check:
+        bad = stale(files, args.out_dir)
+        for path, diffs in bad.items():
+            print(f"{os.path.relpath(path, ROOT)}:", file=sys.stderr)
+            for d in diffs:
+                print(f"  {d}", file=sys.stderr)
+        if bad:
+            sys.exit("stale, rerun export/make_likelihood_golden.py: " + ", ".join(bad))
+        return
+    os.makedirs(args.out_dir, exist_ok=True)
     for name, doc in files.items():
         path = os.path.join(args.out_dir, name)
-        text = json.dumps(doc, indent=1) + "\n"
-        if args.check:
-            # The score-entropy maths is float64 and must match exactly; the estimate runs
-            # a float32 network whose last bits may depend on the BLAS build.
-            rel = 0.0 if name == "score_entropy.json" else 1e-6
-            if not os.path.exists(path) or not same(json.load(open(path)), doc, rel):
-                stale.append(path)
-            continue
-        os.makedirs(args.out_dir, exist_ok=True)
         with open(path, "w") as f:
-            f.write(text)
+            f.write(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {os.path.relpath(path, ROOT)}")
-    if stale:
-        sys.exit("stale, rerun export/make_likelihood_golden.py: " + ", ".join(stale))
 
 
 if __name__ == "__main__":
