@@ -131,8 +131,14 @@ def test_load_exported_reads_weights_from_onnx(tmp_path, fixture):
     from_seed, _ = load_exported(os.path.join(TESTDATA, fixture))
     a, b = from_onnx.state_dict(), from_seed.state_dict()
     assert a.keys() == b.keys()
+    # The ONNX weights are those the exporting machine drew from the seed; torch draws its
+    # normal_ initialisation with CPU-specific kernels (AVX2 vs default), which round the
+    # same draws differently in the last bits. So: equal to float32 rounding (1e-6 of the
+    # tensor's largest entry, 16.8 units of float32 roundoff), not bytes.
     for k in a:
-        assert torch.equal(a[k], b[k]), k
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        scale = max(b[k].abs().max().item(), 1e-30)
+        assert (a[k] - b[k]).abs().max().item() <= 1e-6 * scale, (k, (a[k] - b[k]).abs().max().item() / scale)
 
 
 def test_load_exported_refuses_a_graph_with_missing_weights(tmp_path):
