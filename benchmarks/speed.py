@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """SDK against the PyTorch reference sampler, side by side in one run.
 
-For every model and step count, runs `sedd bench speed` (the Go SDK through ONNX Runtime)
+For every model and step count, runs `sedd-bench speed` (the Go SDK through ONNX Runtime)
 and export/reference_sampler.py (the reference's sampling loop in PyTorch) one after the
 other, each in a fresh process with the same weights, threads, batch, length, predictor and
 steps, and writes every measurement to a JSON-lines file and a Markdown table to stdout.
 
-  /usr/bin/python3 benchmarks/speed.py --sedd bin/sedd \\
+  /usr/bin/python3 benchmarks/speed.py --sedd-bench bin/sedd-bench \\
       --model out/sedd-small-random:1:1024 --model models/brown-sedd-small:8:128 \\
       --steps 64,1024 --threads 2 --out benchmarks/results/speed.jsonl
 
@@ -81,7 +81,8 @@ def table(rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sedd", default=os.path.join(ROOT, "bin", "sedd"), help="the sedd binary")
+    ap.add_argument("--sedd-bench", default=os.path.join(ROOT, "bin", "sedd-bench"),
+                    help="the sedd-bench binary (cd benchmarks && go build -o ../bin/sedd-bench ./cmd/sedd-bench)")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--model", action="append", default=[], help="DIR:BATCH:LENGTH (repeatable)")
     ap.add_argument("--steps", default="64,1024")
@@ -112,7 +113,7 @@ def main(argv=None):
         for n in steps:
             common = ["--steps", str(n), "--predictor", args.predictor, "--batch", str(batch),
                       "--length", str(length), "--threads", str(args.threads), "--seed", str(args.seed)]
-            go = run_json([args.sedd, "bench", "speed", "--model", model, "--json"] + common)
+            go = run_json([args.sedd_bench, "speed", "--model", model, "--json"] + common)
             ref = [args.python, os.path.join(ROOT, "export", "reference_sampler.py"), "--model", model,
                    "--json"] + common
             if args.reference_stop_after and n > args.reference_stop_after:

@@ -2,7 +2,7 @@
 """Sample from an exported model directory with the reference repository's sampler, timed.
 
 The PyTorch side of the speed comparison in benchmarks/README.md (benchmarks/speed.sh runs
-it next to `sedd bench speed`). The network is rebuilt from the directory (from its seed for
+it next to `sedd-bench speed`). The network is rebuilt from the directory (from its seed for
 random-init exports, otherwise from model.onnx) and checked against its golden outputs; the
 sampler is seddpy/refsampler.py, the reference's loop op for op.
 

@@ -35,4 +35,11 @@ scripts/install-onnxruntime.sh
 # GPT-2 tokenizer tests; fetched once into the git-ignored export/.cache/.
 /usr/bin/python3 -c 'import sys; sys.path.insert(0, "export"); from seddpy.tokenizers import gpt2_tarball; gpt2_tarball()'
 go mod download
+(cd benchmarks && go mod download)
+# staticcheck, the linter CI runs beside go vet, pinned, into third_party/bin/.
+STATICCHECK_VERSION=v0.8.2
+if [[ "$(third_party/bin/staticcheck -version 2>/dev/null)" != *"($(echo "$STATICCHECK_VERSION" | sed 's/^v//'))"* ]]; then
+  echo "setup: installing staticcheck $STATICCHECK_VERSION into third_party/bin" >&2
+  GOBIN="$root/third_party/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
 echo "setup: done" >&2

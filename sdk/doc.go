@@ -1,36 +1,32 @@
 // Package sdk runs SEDD (Score Entropy Discrete Diffusion, Lou, Meng & Ermon,
-// ICML 2024) language models exported by export/ (see ONNX-CONTRACT.md): it
-// opens a model directory, samples text with the reference's predictors,
-// constrains samples with fixed spans and infill templates, verifies an export
-// against its golden PyTorch outputs, and estimates the likelihood bound.
+// ICML 2024) language models exported by export/export.py: it opens a model
+// directory, samples text with the reference's samplers, conditions samples
+// on a prefix, a suffix, fixed spans or an infill template, bounds the
+// likelihood of text, and verifies an export against its golden PyTorch
+// outputs. It is the only package a program needs to import.
 //
 // The happy path:
 //
-//	m, err := sdk.Open("models/brown-sedd")
+//	m, err := sdk.Open("models/brown-sedd-small")
+//	if err != nil { ... }
 //	defer m.Close()
 //	res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 128, Prefix: "The jury"})
+//	fmt.Println(res.Samples[0].Text)
 //
-// Generative perplexity: OpenEvaluator opens an autoregressive evaluator (a
-// "causal-lm" directory), Evaluator.Score scores samples with it, and
-// SummarizePerplexity and UnigramEntropy summarize a set of samples.
+// The verbs of a Model: Sample (and Stream, the same step by step), Evaluate
+// (the likelihood bound of documents), Verify (the export against its golden
+// outputs), Info, Tokenize, Decode and Close. Requests and results are plain
+// structs whose zero values mean "the default". A Model is safe for
+// concurrent use; Close never waits and stops calls in flight.
 //
-// The maths lives in sdk/diffusion (pure Go, testable with a fake score
-// function); ONNX Runtime lives in sdk/runtime, the only package that uses
-// cgo. A Model is safe for concurrent use.
+// Errors match one of ErrBadRequest, ErrBadModel, ErrRuntimeUnavailable,
+// ErrCUDAUnavailable and ErrClosed with errors.Is, or the context's error;
+// each message says what exactly is wrong and what to do (docs/ERRORS.md).
 //
-// Errors callers can match with errors.Is: ErrBadRequest, ErrBadTemplate
-// (*TemplateError), ErrTooLong, ErrClosed, ErrChecksum, ErrTokenizerMismatch,
-// ErrVerify (this package); runtime.ErrLibraryNotFound, runtime.ErrLibraryLoad
-// (*runtime.LibraryError), runtime.ErrLibraryConflict,
-// runtime.ErrCUDAUnavailable (*runtime.CUDAError), runtime.ErrNotONNX,
-// runtime.ErrEmptyNodeInput, runtime.ErrGraphMismatch (*runtime.GraphError),
-// runtime.ErrModelLoad, runtime.ErrInput; manifest.ErrSyntax,
-// manifest.ErrFormat, manifest.ErrKind, manifest.ErrGraph, manifest.ErrNoise,
-// manifest.ErrMissing, manifest.ErrInvalid, manifest.ErrMismatch
-// (*manifest.FieldError); tokenizer.ErrFormat; diffusion.ErrNonFinite (a NaN
-// or Inf score, with the step in *diffusion.ScoreError, or the timestep in
-// *likelihood.ScoreError), diffusion.ErrInvalidConfig,
-// likelihood.ErrInvalidConfig; fs.ErrNotExist for missing files; and
-// context.Canceled or context.DeadlineExceeded when ctx ends a run.
-// docs/ERRORS.md says when each occurs and what to do.
+// The SDK runs the network with ONNX Runtime's shared library, which it
+// loads at the first Open (see WithLibraryPath for where it looks). The
+// maths lives in pure Go in sdk/diffusion (sampling) and sdk/likelihood (the
+// bound), which a researcher can drive with a score function of their own;
+// sdk/tokenizer and sdk/manifest read a model's tokenizer.json and sedd.json.
+// Generative perplexity, a benchmark metric, is in sdk/perplexity.
 package sdk

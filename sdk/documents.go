@@ -1,9 +1,6 @@
 package sdk
 
-import (
-	"sort"
-	"strings"
-)
+import "strings"
 
 // SplitDocuments splits a text into documents at separator lines: lines whose
 // whole content is separator (the "\r" of a CRLF line end does not count as
@@ -14,8 +11,8 @@ import (
 // lines around a separator are dropped too. Documents left empty (a separator
 // on the first or last line, or two in a row) are left out. A text without
 // separator lines is one document; an empty separator matches no line. The
-// result is ready for Model.Evaluate, which appends the end-of-text token to
-// each document.
+// result is ready for EvaluateRequest.Documents: Evaluate appends the
+// end-of-text token (Info.EOS) to each document.
 func SplitDocuments(text, separator string) []string {
 	var docs []string
 	add := func(doc string) {
@@ -41,27 +38,4 @@ func SplitDocuments(text, separator string) []string {
 	}
 	add(text[start:])
 	return docs
-}
-
-// EOSText returns the literal text of the tokenizer's end-of-text token, such
-// as "<|endoftext|>", and whether there is one that Evaluate appends to each
-// document: the manifest names an EOS id below the model's token count and a
-// special token with that id. When several special tokens share the id, the
-// first in lexical order is returned.
-func (m *Model) EOSText() (string, bool) {
-	id := m.man.Tokenizer.EOSID
-	if id < 0 || id >= m.man.Tokens {
-		return "", false
-	}
-	var names []string
-	for name, sid := range m.man.Tokenizer.SpecialTokens {
-		if sid == id && name != "" {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return "", false
-	}
-	sort.Strings(names)
-	return names[0], true
 }

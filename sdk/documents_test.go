@@ -46,7 +46,7 @@ func TestSplitDocuments(t *testing.T) {
 	}
 }
 
-func TestEOSText(t *testing.T) {
+func TestInfoEOS(t *testing.T) {
 	for _, tc := range []struct {
 		name, dir, want string
 		ok              bool
@@ -55,9 +55,8 @@ func TestEOSText(t *testing.T) {
 		{"byte tokenizer without one", tinyAbsorb, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := open(t, tc.dir).EOSText()
-			if got != tc.want || ok != tc.ok {
-				t.Errorf("EOSText() = %q, %v, want %q, %v", got, ok, tc.want, tc.ok)
+			if got := open(t, tc.dir).Info().EOS; got != tc.want || (got != "") != tc.ok {
+				t.Errorf("Info().EOS = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -83,24 +82,21 @@ func TestSplitDocumentsOnTestSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eos, ok := tok.TokenID("<|endoftext|>")
-	if !ok {
-		t.Fatal("the shipped tokenizer has no <|endoftext|>")
+	eosIDs, err := tok.Encode("<|endoftext|>")
+	if err != nil || len(eosIDs) != 1 {
+		t.Fatalf("the shipped tokenizer has no <|endoftext|> token: %v %v", eosIDs, err)
 	}
+	eos := eosIDs[0]
 	var docs [][]int64
 	for _, d := range sdk.SplitDocuments(string(text), "<|endoftext|>") {
 		ids, err := tok.Encode(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		doc := make([]int64, len(ids))
-		for i, id := range ids {
-			doc[i] = int64(id)
-		}
-		docs = append(docs, doc)
+		docs = append(docs, ids)
 	}
-	got := likelihood.JoinDocuments(docs, int64(eos))
-	if len(want) == 0 || want[0] != int64(eos) {
+	got := likelihood.JoinDocuments(docs, eos)
+	if len(want) == 0 || want[0] != eos {
 		t.Fatalf("test.ids.npy does not start with <|endoftext|>")
 	}
 	want = want[1:]
@@ -109,7 +105,7 @@ func TestSplitDocumentsOnTestSplit(t *testing.T) {
 	}
 	differ := 0
 	for i := range got {
-		if (got[i] == int64(eos)) != (want[i] == int64(eos)) {
+		if (got[i] == eos) != (want[i] == eos) {
 			t.Fatalf("token %d: got %d, want %d: the documents do not line up", i, got[i], want[i])
 		}
 		if got[i] != want[i] {

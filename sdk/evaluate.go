@@ -2,103 +2,76 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 
 	"github.com/sedd-go/sedd/sdk/likelihood"
 )
 
-// DefaultEvalTimesteps is the number of Monte-Carlo timesteps per window when
-// an EvalRequest leaves Timesteps 0. The paper uses about 1000; 64 gives a
-// bound whose standard error is reported alongside it.
-const DefaultEvalTimesteps = 64
+// defaultEvalTimesteps is the number of Monte-Carlo timesteps per window when
+// an EvaluateRequest leaves Timesteps 0. The paper uses about 1000; 64 gives
+// a bound whose standard error is reported alongside it.
+const defaultEvalTimesteps = 64
 
-// EvalRequest describes one likelihood evaluation of a text.
-type EvalRequest struct {
-	// Timesteps is K, the Monte-Carlo timesteps per window; 0 means
-	// DefaultEvalTimesteps; at most likelihood.MaxTimesteps. At least 2 are
-	// needed for a standard error.
+// Timestep samplings of EvaluateRequest.Sampling.
+const (
+	// Stratified draws one timestep in each of K equal strata of
+	// (MinTime, 1) (the default).
+	Stratified = "stratified"
+	// Antithetic draws K/2 timesteps and their mirror images; K must be even.
+	Antithetic = "antithetic"
+)
+
+// EvaluateRequest describes one likelihood evaluation.
+type EvaluateRequest struct {
+	// Documents are the texts to score. Each is tokenized and followed by
+	// the tokenizer's end-of-text token (when it has one); the token stream
+	// is cut into windows of Length tokens. Empty documents are skipped.
+	Documents []string
+	// Timesteps is K, the Monte-Carlo timesteps per window; 0 means 64 (the
+	// paper uses about 1000). At least 2 are needed for a standard error.
 	Timesteps int
-	// Sampling spreads the timesteps (likelihood.Stratified, the default, or
-	// likelihood.Antithetic).
-	Sampling likelihood.Sampling
-	// Eps is the lower end of the time integral; 0 means likelihood.DefaultEps.
-	Eps float64
+	// Sampling spreads the timesteps: Stratified (also "") or Antithetic.
+	Sampling string
+	// MinTime is the lower end of the time integral, in (0, 1); 0 means
+	// 1e-3, the reference's training-time value.
+	MinTime float64
 	// Seed fixes every random draw.
 	Seed uint64
-	// BatchSize bounds the rows per network evaluation; 0 means
-	// likelihood.DefaultBatchSize. BatchSize × Length × N must not exceed
-	// MaxScoreElements.
+	// BatchSize bounds the rows per network evaluation; 0 means 4.
 	BatchSize int
-	// Length is the window length in tokens; 0 means the trained length, and
-	// at most MaxLengthFactor times the trained length is allowed.
+	// Length is the window length in tokens; 0 means the trained length.
 	Length int
-	// Last says whether a final window shorter than Length is kept (the
-	// default) or dropped (the paper's protocol).
-	Last likelihood.LastWindow
-	// Progress, if set, is called after each network evaluation with the rows
-	// done and the total; returning an error stops the evaluation.
-	Progress func(done, total int) error
+	// DropLast drops a final window shorter than Length (the paper's
+	// protocol); by default it is scored at its own length.
+	DropLast bool
+	// Progress, if set, is called on the calling goroutine after each
+	// network evaluation with the rows done and the total. A panic in it
+	// ends the evaluation with an error that carries the panic's value.
+	Progress func(done, total int)
 }
 
-// Evaluate estimates the likelihood bound (negative ELBO) of documents under
-// the model: each document is tokenized, the tokenizer's end-of-text token
-// (when it has one) is appended to each, the token stream is cut into
-// non-overlapping windows of req.Length tokens, and every window is scored
-// with likelihood.Evaluate. Result.Sequences holds one bound per window, in
-// order. Errors: ErrBadRequest for invalid fields, an empty text or no window
-// left to score, the errors of likelihood.Evaluate, and ctx's.
-func (m *Model) Evaluate(ctx context.Context, documents []string, req EvalRequest) (*likelihood.Result, error) {
-	switch {
-	case req.Timesteps == 0:
-		req.Timesteps = DefaultEvalTimesteps
-	case req.Timesteps < 0:
-		return nil, fmt.Errorf("%w: timesteps must be ≥ 1, got %d", ErrBadRequest, req.Timesteps)
-	}
-	length := req.Length
-	switch {
-	case length == 0:
-		length = m.man.Length
-	case length < 0:
-		return nil, fmt.Errorf("%w: length must be ≥ 1, got %d", ErrBadRequest, length)
-	}
-	if req.Eps != 0 && !(req.Eps > 0 && req.Eps < 1) {
-		return nil, fmt.Errorf("%w: eps must be in (0, 1), got %g", ErrBadRequest, req.Eps)
-	}
-	if maxLen := MaxLengthFactor * m.man.Length; length > maxLen {
-		return nil, fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
-			ErrBadRequest, length, MaxLengthFactor, m.man.Length)
-	}
-	if req.Timesteps > likelihood.MaxTimesteps {
-		return nil, fmt.Errorf("%w: timesteps must be ≤ %d, got %d", ErrBadRequest, likelihood.MaxTimesteps, req.Timesteps)
-	}
-	// length is bounded above, so the product cannot overflow once the batch
-	// size is below 2^24.
-	if req.BatchSize < 0 || req.BatchSize > 1<<24 || int64(req.BatchSize)*int64(length)*int64(m.man.N()) > MaxScoreElements {
-		return nil, fmt.Errorf("%w: batch size %d: must be ≥ 0 (0: the default), and batch size × length × %d states at most %d scores",
-			ErrBadRequest, req.BatchSize, m.man.N(), int64(MaxScoreElements))
-	}
-	docs := make([][]int64, 0, len(documents))
-	for i, d := range documents {
-		ids, err := m.encode(fmt.Sprintf("document %d", i), d)
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, ids)
-	}
-	eos := int64(-1)
-	if id := m.man.Tokenizer.EOSID; id >= 0 && id < m.man.Tokens {
-		eos = int64(id)
-	}
-	windows, err := likelihood.Windows(likelihood.JoinDocuments(docs, eos), length, req.Last)
+// Bound is a likelihood bound: the negative ELBO of some tokens (an upper
+// bound on their negative log-likelihood) estimated by Monte Carlo, in nats
+// and per token, with its standard error and the 95 % interval of the
+// perplexity bound. It is likelihood.Bound.
+type Bound = likelihood.Bound
+
+// EvaluateResult is the outcome of Model.Evaluate: the bound of all the text,
+// and one bound per window, in order.
+type EvaluateResult struct {
+	Bound
+	Windows []Bound `json:"windows"`
+}
+
+// Evaluate estimates the likelihood bound (negative ELBO) of req.Documents
+// under the model with the score-entropy estimator of SEDD.md. Errors:
+// ErrBadRequest for invalid fields, no text or no window left to score,
+// ErrBadModel for NaN or infinite scores, ErrClosed, and ctx's.
+func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (*EvaluateResult, error) {
+	cfg, windows, err := m.evalConfig(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if len(windows) == 0 {
-		if len(docs) == 0 || eos < 0 && len(likelihood.JoinDocuments(docs, eos)) == 0 {
-			return nil, fmt.Errorf("%w: nothing to evaluate: the text is empty", ErrBadRequest)
-		}
-		return nil, fmt.Errorf("%w: the text is shorter than one window of %d tokens, and short windows are dropped; keep them or lower the length", ErrBadRequest, length)
+		return nil, err
 	}
 	if err := m.enter(); err != nil {
 		return nil, err
@@ -108,14 +81,122 @@ func (m *Model) Evaluate(ctx context.Context, documents []string, req EvalReques
 	if err != nil {
 		return nil, err
 	}
-	defer m.release(sc)
-	res, err := likelihood.Evaluate(ctx, sc, windows, likelihood.Config{
-		Graph: m.graph, Noise: m.noise, Timesteps: req.Timesteps, Sampling: req.Sampling,
-		Eps: req.Eps, Seed: req.Seed, BatchSize: req.BatchSize, Progress: req.Progress,
-	})
-	if errors.Is(err, likelihood.ErrInvalidConfig) {
-		// An odd Timesteps with antithetic sampling, an unknown Sampling.
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	defer m.scorers.Put(sc)
+	var panicked any
+	if req.Progress != nil {
+		cfg.Progress = func(done, total int) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					panicked = p
+					err = fmt.Errorf("the Progress callback panicked: %v", p)
+				}
+			}()
+			req.Progress(done, total)
+			return nil
+		}
 	}
-	return res, err
+	res, err := likelihood.Evaluate(ctx, &scoreCounter{m: m, sc: sc}, windows, cfg)
+	if panicked != nil {
+		return nil, &CallbackPanic{Value: panicked}
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &EvaluateResult{Bound: res.Bound, Windows: res.Sequences}, nil
+}
+
+// CallbackPanic is the error of a call whose callback panicked; the SDK
+// recovers the panic, releases what the call held, and returns this.
+type CallbackPanic struct {
+	Value any
+}
+
+func (e *CallbackPanic) Error() string { return fmt.Sprintf("callback panicked: %v", e.Value) }
+
+// evalConfig validates req and cuts the documents into windows.
+func (m *Model) evalConfig(req EvaluateRequest) (likelihood.Config, [][]int64, error) {
+	bad := func(format string, a ...any) (likelihood.Config, [][]int64, error) {
+		return likelihood.Config{}, nil, fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, a...)...)
+	}
+	fail := func(err error) (likelihood.Config, [][]int64, error) { return likelihood.Config{}, nil, err }
+	switch {
+	case req.Timesteps == 0:
+		req.Timesteps = defaultEvalTimesteps
+	case req.Timesteps < 0:
+		return fail(fieldError("Timesteps", "must be ≥ 1, got %d", req.Timesteps))
+	case req.Timesteps > likelihood.MaxTimesteps:
+		return fail(fieldError("Timesteps", "must be ≤ %d, got %d", likelihood.MaxTimesteps, req.Timesteps))
+	}
+	var sampling likelihood.Sampling
+	switch req.Sampling {
+	case "", Stratified:
+		sampling = likelihood.Stratified
+	case Antithetic:
+		sampling = likelihood.Antithetic
+		if req.Timesteps%2 != 0 {
+			return fail(fieldError("Timesteps", "must be even for antithetic sampling, got %d", req.Timesteps))
+		}
+	default:
+		return fail(fieldError("Sampling", "%q is not a sampling: use %s or %s", req.Sampling, Stratified, Antithetic))
+	}
+	if req.MinTime != 0 && !(req.MinTime > 0 && req.MinTime < 1) || math.IsNaN(req.MinTime) {
+		return fail(fieldError("MinTime", "must be in (0, 1), got %g", req.MinTime))
+	}
+	length := req.Length
+	switch {
+	case length == 0:
+		length = m.man.Length
+	case length < 0:
+		return fail(fieldError("Length", "must be ≥ 1, got %d", length))
+	}
+	batch := req.BatchSize
+	switch {
+	case batch == 0:
+		batch = likelihood.DefaultBatchSize
+	case batch < 0:
+		return fail(fieldError("BatchSize", "must be ≥ 1, got %d", batch))
+	}
+	if err := m.checkShape(batch, length); err != nil {
+		return likelihood.Config{}, nil, err
+	}
+	if len(req.Documents) == 0 {
+		return bad("nothing to evaluate: no documents")
+	}
+	docs := make([][]int64, 0, len(req.Documents))
+	for i, d := range req.Documents {
+		ids, err := m.encode(fmt.Sprintf("document %d", i), d)
+		if err != nil {
+			return likelihood.Config{}, nil, err
+		}
+		if len(ids) > 0 {
+			docs = append(docs, ids)
+		}
+	}
+	if len(docs) == 0 {
+		// Only end-of-text tokens would be scored: that is no text at all.
+		return bad("nothing to evaluate: the documents are empty")
+	}
+	eos := int64(-1)
+	if id := m.man.Tokenizer.EOSID; id >= 0 && id < m.man.Tokens {
+		eos = int64(id)
+	}
+	last := likelihood.KeepShort
+	if req.DropLast {
+		last = likelihood.DropShort
+	}
+	windows, err := likelihood.Windows(likelihood.JoinDocuments(docs, eos), length, last)
+	if err != nil {
+		return likelihood.Config{}, nil, classify(err)
+	}
+	if len(windows) == 0 {
+		return bad("the text is shorter than one window of %d tokens, and short windows are dropped; keep them or lower the length", length)
+	}
+	if length != m.man.Length {
+		m.log.Warn("window length differs from the trained length; the bound may be loose", "length", length, "trained", m.man.Length)
+	}
+	cfg := likelihood.Config{
+		Graph: m.graph, Noise: m.noise, Timesteps: req.Timesteps, Sampling: sampling,
+		MinTime: req.MinTime, Seed: req.Seed, BatchSize: batch,
+	}
+	return cfg, windows, nil
 }

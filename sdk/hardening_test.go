@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -24,16 +25,19 @@ import (
 	"reflect"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sedd-go/sedd/internal/testlib"
 	"github.com/sedd-go/sedd/sdk"
 	"github.com/sedd-go/sedd/sdk/diffusion"
+	"github.com/sedd-go/sedd/sdk/internal/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/modeldir"
+	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 	"github.com/sedd-go/sedd/sdk/likelihood"
-	"github.com/sedd-go/sedd/sdk/manifest"
-	"github.com/sedd-go/sedd/sdk/runtime"
 	"github.com/sedd-go/sedd/sdk/tokenizer"
 )
 
@@ -44,24 +48,9 @@ const (
 
 // fixtureCopy copies the files of a fixture directory into a new temporary
 // directory.
-func fixtureCopy(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
+func fixtureCopy(t *testing.T, src string) string { return testlib.CopyDir(t, src) }
+
+func readFile(t *testing.T, path string) []byte { return testlib.ReadFile(t, path) }
 
 // editManifest decodes dir/sedd.json, lets edit change it and writes it back.
 func editManifest(t *testing.T, dir string, edit func(m map[string]any)) {
@@ -121,15 +110,6 @@ func editTokenizer(t *testing.T, dir string, edit func(doc map[string]any)) {
 	}
 }
 
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 // TestOpenBrokenModels opens copies of tiny-absorb broken in one way each.
 // Every refusal must be an error matching the listed sentinel (and, where
 // given, the listed error type), Open must not leak an ONNX Runtime reference,
@@ -137,7 +117,7 @@ func readFile(t *testing.T, path string) []byte {
 func TestOpenBrokenModels(t *testing.T) {
 	absorbModel := readFile(t, filepath.Join(hAbsorb, "model.onnx"))
 	uniformModel := readFile(t, filepath.Join(hUniform, "model.onnx"))
-	var graphErr *runtime.GraphError
+	var graphErr *onnxrt.GraphError
 	var fieldErr *manifest.FieldError
 	tests := []struct {
 		name   string
@@ -155,13 +135,13 @@ func TestOpenBrokenModels(t *testing.T) {
 		{"model.onnx is a directory", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "model.onnx"))
 			os.Mkdir(filepath.Join(dir, "model.onnx"), 0o755)
-		}, runtime.ErrNotONNX, &graphErr},
+		}, modeldir.ErrNotRegular, nil},
 		{"truncated model.onnx with matching size and sha256", func(t *testing.T, dir string) {
 			setModel(t, dir, absorbModel[:len(absorbModel)*2/3])
-		}, runtime.ErrNotONNX, nil},
+		}, onnxrt.ErrNotONNX, nil},
 		{"model.onnx cut after one byte", func(t *testing.T, dir string) {
 			setModel(t, dir, absorbModel[:1])
-		}, runtime.ErrNotONNX, nil},
+		}, onnxrt.ErrNotONNX, nil},
 		{"empty model.onnx", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "model.onnx"), nil, 0o644)
 			editManifest(t, dir, func(m map[string]any) {
@@ -169,14 +149,19 @@ func TestOpenBrokenModels(t *testing.T) {
 				delete(o, "size")
 				delete(o, "sha256")
 			})
-		}, runtime.ErrNotONNX, nil},
-		{"truncated model.onnx, checksum first", func(t *testing.T, dir string) {
+		}, onnxrt.ErrNotONNX, nil},
+		{"truncated model.onnx, size checked before anything is read", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "model.onnx"), absorbModel[:1000], 0o644)
-		}, sdk.ErrChecksum, nil},
-		{"truncated model.onnx without checksum check, size check", func(t *testing.T, dir string) {
+		}, modeldir.ErrSize, nil},
+		{"truncated model.onnx without checksum, size check", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "model.onnx"), absorbModel[:1000], 0o644)
 			editManifest(t, dir, func(m map[string]any) { delete(m["onnx"].(map[string]any), "sha256") })
-		}, runtime.ErrNotONNX, &graphErr},
+		}, modeldir.ErrSize, nil},
+		{"flipped byte in model.onnx", func(t *testing.T, dir string) {
+			data := bytes.Clone(absorbModel)
+			data[len(data)/2] ^= 0xff
+			os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644)
+		}, modeldir.ErrChecksum, nil},
 		{"random bytes as model.onnx", func(t *testing.T, dir string) {
 			data := make([]byte, 64<<10)
 			r := rand.New(rand.NewPCG(1, 2))
@@ -184,16 +169,16 @@ func TestOpenBrokenModels(t *testing.T) {
 				data[i] = byte(r.Uint32())
 			}
 			setModel(t, dir, data)
-		}, runtime.ErrNotONNX, nil},
+		}, onnxrt.ErrNotONNX, nil},
 		{"text file as model.onnx", func(t *testing.T, dir string) {
 			setModel(t, dir, []byte("version https://git-lfs.github.com/spec/v1\noid sha256:0000\nsize 273669\n"))
-		}, runtime.ErrNotONNX, nil},
+		}, onnxrt.ErrNotONNX, nil},
 		{"sedd.json as model.onnx", func(t *testing.T, dir string) {
 			setModel(t, dir, readFile(t, filepath.Join(dir, "sedd.json")))
-		}, runtime.ErrNotONNX, nil},
+		}, onnxrt.ErrNotONNX, nil},
 		{"uniform network under the absorb manifest (N 256, want 257)", func(t *testing.T, dir string) {
 			setModel(t, dir, uniformModel)
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"255 tokens in sedd.json and tokenizer, network has 257 states", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m map[string]any) {
 				m["tokens"] = 255
@@ -207,31 +192,31 @@ func TestOpenBrokenModels(t *testing.T) {
 					}
 				}
 			})
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"input renamed to input_ids", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, indicesName: "input_ids"}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"int32 indices", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, indicesType: onnxInt32}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"float64 sigma", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, sigmaType: onnxDouble}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"float16 log_score", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, scoreType: onnxFloat16}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"log_score_lse missing", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, noLSE: true}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"vocabulary dimension 300 in a crafted graph", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 300}.encode())
-		}, runtime.ErrGraphMismatch, &graphErr},
+		}, onnxrt.ErrGraphMismatch, &graphErr},
 		{"empty LayerNormalization input (crashes ONNX Runtime)", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, emptyLayerNormInput: true}.encode())
-		}, runtime.ErrEmptyNodeInput, &graphErr},
+		}, onnxrt.ErrEmptyNodeInput, &graphErr},
 		{"operator ONNX Runtime does not know", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257, unknownOp: true}.encode())
-		}, runtime.ErrModelLoad, nil},
+		}, onnxrt.ErrModelLoad, nil},
 		{"unknown manifest format", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m map[string]any) { m["format"] = 2 })
 		}, manifest.ErrFormat, &fieldErr},
@@ -257,7 +242,7 @@ func TestOpenBrokenModels(t *testing.T) {
 			editManifest(t, dir, func(m map[string]any) {
 				m["onnx"].(map[string]any)["sha256"] = "0000000000000000000000000000000000000000000000000000000000000000"
 			})
-		}, sdk.ErrChecksum, nil},
+		}, modeldir.ErrChecksum, nil},
 		{"tokenizer with 255 tokens", func(t *testing.T, dir string) {
 			editTokenizer(t, dir, func(doc map[string]any) {
 				vocab := doc["model"].(map[string]any)["vocab"].(map[string]any)
@@ -267,12 +252,12 @@ func TestOpenBrokenModels(t *testing.T) {
 					}
 				}
 			})
-		}, sdk.ErrTokenizerMismatch, nil},
+		}, manifest.ErrMismatch, nil},
 		{"tokenizer with an added token 256", func(t *testing.T, dir string) {
 			editTokenizer(t, dir, func(doc map[string]any) {
 				doc["added_tokens"] = []any{map[string]any{"id": 256, "content": "<|endoftext|>", "special": true}}
 			})
-		}, sdk.ErrTokenizerMismatch, nil},
+		}, manifest.ErrMismatch, nil},
 		{"truncated tokenizer.json", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "tokenizer.json")
 			data := readFile(t, p)
@@ -302,7 +287,7 @@ func TestOpenBrokenModels(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			tt.breaks(t, dir)
-			before := runtime.References()
+			before := onnxrt.References()
 			m, err := sdk.Open(dir, sdk.WithThreads(1))
 			if err == nil {
 				m.Close()
@@ -314,7 +299,7 @@ func TestOpenBrokenModels(t *testing.T) {
 			if tt.as != nil && !errors.As(err, tt.as) {
 				t.Fatalf("Open error = %v\nis not a %T", err, tt.as)
 			}
-			if after := runtime.References(); after != before {
+			if after := onnxrt.References(); after != before {
 				t.Errorf("a failed Open changed the ONNX Runtime references from %d to %d", before, after)
 			}
 			t.Logf("%v", err)
@@ -322,43 +307,68 @@ func TestOpenBrokenModels(t *testing.T) {
 	}
 }
 
-// TestOpenSpecialFiles refuses model files that are not regular files before
-// hashing them: hashing /dev/zero or a pipe would never end.
+// TestOpenSpecialFiles puts a FIFO, a link to /dev/zero and a huge sparse
+// file in place of each file of a model directory: Open (and Verify, for the
+// golden files) must refuse each at once with ErrBadModel, without reading
+// it: a FIFO would block forever and /dev/zero never ends.
 func TestOpenSpecialFiles(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero on this system")
 	}
-	dir := fixtureCopy(t, hAbsorb)
-	os.Remove(filepath.Join(dir, "model.onnx"))
-	if err := os.Symlink("/dev/zero", filepath.Join(dir, "model.onnx")); err != nil {
-		t.Skipf("cannot make a symbolic link: %v", err)
+	kinds := map[string]func(path string) error{
+		"fifo":      func(p string) error { return mkfifo(p) },
+		"/dev/zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+		"8 GiB sparse file": func(p string) error {
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Truncate(8 << 30)
+		},
 	}
-	done := make(chan error, 1)
-	go func() {
-		m, err := sdk.Open(dir, sdk.WithThreads(1))
-		if err == nil {
-			m.Close()
+	for _, file := range []string{"sedd.json", "tokenizer.json", "model.onnx", "golden.json", "golden.bin"} {
+		for kind, create := range kinds {
+			t.Run(file+" as "+kind, func(t *testing.T) {
+				dir := fixtureCopy(t, hAbsorb)
+				p := filepath.Join(dir, file)
+				os.Remove(p)
+				if err := create(p); err != nil {
+					t.Skipf("cannot make a %s: %v", kind, err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					m, err := sdk.Open(dir, sdk.WithThreads(1))
+					if err == nil {
+						_, err = m.Verify(context.Background(), sdk.VerifyRequest{})
+						m.Close()
+					}
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if !errors.Is(err, sdk.ErrBadModel) {
+						t.Fatalf("%s as %s: %v, want ErrBadModel", file, kind, err)
+					}
+					if !errors.Is(err, modeldir.ErrNotRegular) && !errors.Is(err, modeldir.ErrTooLarge) && !errors.Is(err, modeldir.ErrSize) {
+						t.Fatalf("%s as %s: %v, want a refusal before reading", file, kind, err)
+					}
+					t.Logf("%v", err)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s as %s: Open did not return within 10 s", file, kind)
+				}
+			})
 		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		var ge *runtime.GraphError
-		if !errors.Is(err, runtime.ErrNotONNX) || !errors.As(err, &ge) {
-			t.Fatalf("Open with model.onnx → /dev/zero: %v, want a *runtime.GraphError matching ErrNotONNX", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Open with model.onnx → /dev/zero did not return within 10 s (hashing an endless file?)")
 	}
 }
 
 // TestOpenCUDAWithoutGPU asks for CUDA. With a CPU-only ONNX Runtime (the
-// project's default install) Open must fail with a *runtime.CUDAError
-// matching runtime.ErrCUDAUnavailable, and fall back to the CPU, with a
+// project's default install) Open must fail with a *onnxrt.CUDAError
+// matching onnxrt.ErrCUDAUnavailable, and fall back to the CPU, with a
 // warning, only when WithCPUFallback is given.
 func TestOpenCUDAWithoutGPU(t *testing.T) {
-	refs := runtime.References()
-	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1), sdk.WithDevice(sdk.CUDA(0)))
+	refs := onnxrt.References()
+	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1), sdk.WithDevice("cuda:0"))
 	if err == nil {
 		defer m.Close()
 		if info := m.Info(); !strings.HasPrefix(info.Provider, "cuda") {
@@ -366,16 +376,16 @@ func TestOpenCUDAWithoutGPU(t *testing.T) {
 		}
 		t.Skip("this ONNX Runtime has a working CUDA provider")
 	}
-	var ce *runtime.CUDAError
-	if !errors.Is(err, runtime.ErrCUDAUnavailable) || !errors.As(err, &ce) {
-		t.Fatalf("Open on CUDA without one: %v, want a *runtime.CUDAError matching ErrCUDAUnavailable", err)
+	var ce *onnxrt.CUDAError
+	if !errors.Is(err, onnxrt.ErrCUDAUnavailable) || !errors.As(err, &ce) {
+		t.Fatalf("Open on CUDA without one: %v, want a *onnxrt.CUDAError matching ErrCUDAUnavailable", err)
 	}
-	if got := runtime.References(); got != refs {
+	if got := onnxrt.References(); got != refs {
 		t.Errorf("a failed Open changed the ONNX Runtime references from %d to %d", refs, got)
 	}
-	var warned []string
-	m = open(t, hAbsorb, sdk.WithDevice(sdk.CUDA(0)), sdk.WithCPUFallback(),
-		sdk.WithWarnings(func(msg string) { warned = append(warned, msg) }))
+	var logs logLines
+	m = open(t, hAbsorb, sdk.WithDevice("cuda:0"), sdk.WithCPUFallback(), logs.option())
+	warned := logs.get()
 	if info := m.Info(); !info.FellBackToCPU || info.Provider != "cpu" {
 		t.Fatalf("with WithCPUFallback: provider %q, fell back %v; want cpu, true", info.Provider, info.FellBackToCPU)
 	}
@@ -399,14 +409,14 @@ func TestCraftedGraphs(t *testing.T) {
 	}{
 		{"contract, static N", scoreGraph{n: 257}, nil},
 		{"contract, dynamic N", scoreGraph{n: -1, outN: 257}, nil},
-		{"dynamic N computing 300 states", scoreGraph{n: -1, outN: 300}, runtime.ErrGraphMismatch},
-		{"dynamic N computing 256 states", scoreGraph{n: -1, outN: 256}, runtime.ErrGraphMismatch},
+		{"dynamic N computing 300 states", scoreGraph{n: -1, outN: 300}, onnxrt.ErrGraphMismatch},
+		{"dynamic N computing 256 states", scoreGraph{n: -1, outN: 256}, onnxrt.ErrGraphMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			setModel(t, dir, tt.g.encode())
-			before := runtime.References()
+			before := onnxrt.References()
 			m, err := sdk.Open(dir, sdk.WithThreads(1))
 			if tt.want != nil {
 				if err == nil {
@@ -416,7 +426,7 @@ func TestCraftedGraphs(t *testing.T) {
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("Open error = %v, want %v", err, tt.want)
 				}
-				if after := runtime.References(); after != before {
+				if after := onnxrt.References(); after != before {
 					t.Errorf("a failed Open changed the ONNX Runtime references from %d to %d", before, after)
 				}
 				return
@@ -445,16 +455,17 @@ func TestCraftedGraphs(t *testing.T) {
 // the Model must stay usable.
 func TestHostileRequests(t *testing.T) {
 	m := open(t, hAbsorb)
-	var tmplErr *sdk.TemplateError
 	long := strings.Repeat("x", 33)
 	sample := func(req sdk.SampleRequest) func(context.Context) error {
 		return func(ctx context.Context) error { _, err := m.Sample(ctx, req); return err }
 	}
 	infill := func(tmpl string, req sdk.SampleRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := m.Infill(ctx, tmpl, req); return err }
+		req.Template = tmpl
+		return func(ctx context.Context) error { _, err := m.Sample(ctx, req); return err }
 	}
-	evaluate := func(docs []string, req sdk.EvalRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := m.Evaluate(ctx, docs, req); return err }
+	evaluate := func(docs []string, req sdk.EvaluateRequest) func(context.Context) error {
+		req.Documents = docs
+		return func(ctx context.Context) error { _, err := m.Evaluate(ctx, req); return err }
 	}
 	text := []string{"some text to evaluate"}
 	tests := []struct {
@@ -466,72 +477,71 @@ func TestHostileRequests(t *testing.T) {
 		{"steps -5", sample(sdk.SampleRequest{Steps: -5}), []error{sdk.ErrBadRequest}, nil},
 		{"steps past MaxSteps", sample(sdk.SampleRequest{Steps: diffusion.MaxSteps + 1}), []error{sdk.ErrBadRequest}, nil},
 		{"steps at the int limit", sample(sdk.SampleRequest{Steps: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
-		{"eps NaN", sample(sdk.SampleRequest{Eps: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
-		{"eps 1", sample(sdk.SampleRequest{Eps: 1}), []error{sdk.ErrBadRequest}, nil},
-		{"eps 1.5", sample(sdk.SampleRequest{Eps: 1.5}), []error{sdk.ErrBadRequest}, nil},
-		{"eps negative", sample(sdk.SampleRequest{Eps: -1e-3}), []error{sdk.ErrBadRequest}, nil},
-		{"eps +Inf", sample(sdk.SampleRequest{Eps: math.Inf(1)}), []error{sdk.ErrBadRequest}, nil},
-		{"eps -Inf", sample(sdk.SampleRequest{Eps: math.Inf(-1)}), []error{sdk.ErrBadRequest}, nil},
+		{"eps NaN", sample(sdk.SampleRequest{EndTime: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
+		{"eps 1", sample(sdk.SampleRequest{EndTime: 1}), []error{sdk.ErrBadRequest}, nil},
+		{"eps 1.5", sample(sdk.SampleRequest{EndTime: 1.5}), []error{sdk.ErrBadRequest}, nil},
+		{"eps negative", sample(sdk.SampleRequest{EndTime: -1e-3}), []error{sdk.ErrBadRequest}, nil},
+		{"eps +Inf", sample(sdk.SampleRequest{EndTime: math.Inf(1)}), []error{sdk.ErrBadRequest}, nil},
+		{"eps -Inf", sample(sdk.SampleRequest{EndTime: math.Inf(-1)}), []error{sdk.ErrBadRequest}, nil},
 		{"batch -1", sample(sdk.SampleRequest{Batch: -1}), []error{sdk.ErrBadRequest}, nil},
 		{"batch at the negative int limit", sample(sdk.SampleRequest{Batch: math.MinInt}), []error{sdk.ErrBadRequest}, nil},
 		{"batch at the int limit", sample(sdk.SampleRequest{Batch: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
 		{"batch 2^24", sample(sdk.SampleRequest{Batch: 1 << 24}), []error{sdk.ErrBadRequest}, nil},
-		{"batch over the score budget", sample(sdk.SampleRequest{Batch: sdk.MaxScoreElements/(32*257) + 1}), []error{sdk.ErrBadRequest}, nil},
+		{"batch over the score budget", sample(sdk.SampleRequest{Batch: (1<<31)/(32*257) + 1}), []error{sdk.ErrBadRequest}, nil},
 		{"length -1", sample(sdk.SampleRequest{Length: -1}), []error{sdk.ErrBadRequest}, nil},
 		{"length 2^20", sample(sdk.SampleRequest{Length: 1 << 20}), []error{sdk.ErrBadRequest}, nil},
 		{"length at the int limit", sample(sdk.SampleRequest{Length: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
-		{"length just past MaxLengthFactor", sample(sdk.SampleRequest{Length: sdk.MaxLengthFactor*32 + 1}), []error{sdk.ErrBadRequest}, nil},
-		{"unknown predictor", sample(sdk.SampleRequest{Predictor: sdk.Predictor(99)}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
-		{"prefix longer than the model", sample(sdk.SampleRequest{Prefix: long}), []error{sdk.ErrTooLong}, nil},
-		{"prefix overlapping the suffix", sample(sdk.SampleRequest{Prefix: long[:20], Suffix: long[:13]}), []error{sdk.ErrTooLong}, nil},
+		{"length just past MaxLengthFactor", sample(sdk.SampleRequest{Length: 16*32 + 1}), []error{sdk.ErrBadRequest}, nil},
+		{"unknown sampler", sample(sdk.SampleRequest{Sampler: "tweedie-99"}), []error{sdk.ErrBadRequest}, nil},
+		{"prefix longer than the model", sample(sdk.SampleRequest{Prefix: long}), []error{sdk.ErrBadRequest}, nil},
+		{"prefix overlapping the suffix", sample(sdk.SampleRequest{Prefix: long[:20], Suffix: long[:13]}), []error{sdk.ErrBadRequest}, nil},
 		{"invalid UTF-8 prefix", sample(sdk.SampleRequest{Prefix: "ok \xc3\x28"}), []error{sdk.ErrBadRequest}, nil},
 		{"invalid UTF-8 suffix", sample(sdk.SampleRequest{Suffix: "\xed\xa0\x80"}), []error{sdk.ErrBadRequest}, nil},
-		{"invalid UTF-8 fixed text", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 3, Text: "\xff"}}}), []error{sdk.ErrBadRequest}, nil},
-		{"fixed token -1", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Tokens: []int{-1}}}}), []error{sdk.ErrBadRequest}, nil},
-		{"fixed token = mask", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Tokens: []int{256}}}}), []error{sdk.ErrBadRequest}, nil},
-		{"fixed token at the int limit", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Tokens: []int{math.MaxInt}}}}), []error{sdk.ErrBadRequest}, nil},
-		{"fixed span at a negative position", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: -1, Text: "a"}}}), []error{sdk.ErrTooLong}, nil},
-		{"fixed span at the int limit", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: math.MaxInt, Text: "a"}}}), []error{sdk.ErrTooLong}, nil},
-		{"fixed span longer than the model", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Text: long}}}), []error{sdk.ErrTooLong}, nil},
-		{"fixed span overlapping the prefix", sample(sdk.SampleRequest{Prefix: "abc", Fixed: []sdk.Fixed{{Pos: 2, Text: "z"}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
-		{"fixed span overlapping the suffix", sample(sdk.SampleRequest{Suffix: "abc", Fixed: []sdk.Fixed{{Pos: 28, Tokens: []int{1, 2}}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
-		{"fixed spans overlapping each other", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 5, Text: "abc"}, {Pos: 7, Text: "d"}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
-		{"fixed span with neither text nor tokens", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 4}}}), []error{sdk.ErrBadRequest}, nil},
-		{"fixed span with both text and tokens", sample(sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 4, Text: "a", Tokens: []int{'b'}}}}), []error{sdk.ErrBadRequest}, nil},
-		{"empty template", infill("", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, nil},
-		{"unclosed [MASK:", infill("ab [MASK:", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:0]", infill("[MASK:0]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:x]", infill("a[MASK:x]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:-3]", infill("[MASK:-3]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:+3]", infill("[MASK:+3]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK: 3]", infill("[MASK: 3]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:] empty count", infill("[MASK:]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:n] past the int limit", infill("[MASK:99999999999999999999999]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"[MASK:n] past MaxTemplateMasks", infill("[MASK:1048577]", sdk.SampleRequest{}), []error{sdk.ErrBadTemplate}, &tmplErr},
-		{"template longer than the model", infill("[MASK:1048576]", sdk.SampleRequest{}), []error{sdk.ErrTooLong}, nil},
-		{"template text longer than the model", infill(long+"[MASK]", sdk.SampleRequest{}), []error{sdk.ErrTooLong}, nil},
+		{"invalid UTF-8 fixed text", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 3, Text: "\xff"}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed token -1", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 0, Tokens: []int64{-1}}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed token = mask", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 0, Tokens: []int64{256}}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed token at the int limit", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 0, Tokens: []int64{math.MaxInt}}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed span at a negative position", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: -1, Text: "a"}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed span at the int limit", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: math.MaxInt, Text: "a"}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed span longer than the model", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 0, Text: long}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed span overlapping the prefix", sample(sdk.SampleRequest{Prefix: "abc", Spans: []sdk.Span{{Pos: 2, Text: "z"}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
+		{"fixed span overlapping the suffix", sample(sdk.SampleRequest{Suffix: "abc", Spans: []sdk.Span{{Pos: 28, Tokens: []int64{1, 2}}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
+		{"fixed spans overlapping each other", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 5, Text: "abc"}, {Pos: 7, Text: "d"}}}), []error{sdk.ErrBadRequest, diffusion.ErrInvalidConfig}, nil},
+		{"fixed span with neither text nor tokens", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 4}}}), []error{sdk.ErrBadRequest}, nil},
+		{"fixed span with both text and tokens", sample(sdk.SampleRequest{Spans: []sdk.Span{{Pos: 4, Text: "a", Tokens: []int64{'b'}}}}), []error{sdk.ErrBadRequest}, nil},
+		{"unclosed [MASK:", infill("ab [MASK:", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:0]", infill("[MASK:0]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:x]", infill("a[MASK:x]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:-3]", infill("[MASK:-3]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:+3]", infill("[MASK:+3]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK: 3]", infill("[MASK: 3]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:] empty count", infill("[MASK:]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:n] past the int limit", infill("[MASK:99999999999999999999999]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"[MASK:n] past MaxTemplateMasks", infill("[MASK:1048577]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"template longer than the model", infill("[MASK:1048576]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"template text longer than the model", infill(long+"[MASK]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
 		{"template with a huge length", infill("[MASK:1048576]", sdk.SampleRequest{Length: 1 << 20}), []error{sdk.ErrBadRequest}, nil},
 		{"invalid UTF-8 template", infill("\xff[MASK]", sdk.SampleRequest{}), []error{sdk.ErrBadRequest}, nil},
 		{"template with a prefix", infill("a[MASK]", sdk.SampleRequest{Prefix: "b"}), []error{sdk.ErrBadRequest}, nil},
 		{"template with steps -5", infill("a[MASK]", sdk.SampleRequest{Steps: -5}), []error{sdk.ErrBadRequest}, nil},
-		{"template with eps NaN", infill("a[MASK]", sdk.SampleRequest{Eps: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
+		{"template with eps NaN", infill("a[MASK]", sdk.SampleRequest{EndTime: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
 		{"template with batch -1", infill("a[MASK]", sdk.SampleRequest{Batch: -1}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate timesteps -1", evaluate(text, sdk.EvalRequest{Timesteps: -1}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate timesteps 2^40", evaluate(text, sdk.EvalRequest{Timesteps: 1 << 40}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate timesteps at the int limit", evaluate(text, sdk.EvalRequest{Timesteps: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate odd timesteps, antithetic", evaluate(text, sdk.EvalRequest{Timesteps: 3, Sampling: likelihood.Antithetic}), []error{sdk.ErrBadRequest, likelihood.ErrInvalidConfig}, nil},
-		{"evaluate unknown sampling", evaluate(text, sdk.EvalRequest{Timesteps: 2, Sampling: likelihood.Sampling(7)}), []error{sdk.ErrBadRequest, likelihood.ErrInvalidConfig}, nil},
-		{"evaluate eps NaN", evaluate(text, sdk.EvalRequest{Eps: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate eps 1", evaluate(text, sdk.EvalRequest{Eps: 1}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate batch size -1", evaluate(text, sdk.EvalRequest{BatchSize: -1}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate batch size at the int limit", evaluate(text, sdk.EvalRequest{BatchSize: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate length -1", evaluate(text, sdk.EvalRequest{Length: -1}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate length 2^20", evaluate(text, sdk.EvalRequest{Length: 1 << 20}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate length at the int limit", evaluate(text, sdk.EvalRequest{Length: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate no documents", evaluate(nil, sdk.EvalRequest{}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate an empty document", evaluate([]string{""}, sdk.EvalRequest{}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate invalid UTF-8", evaluate([]string{"fine", "\xc0\xaf"}, sdk.EvalRequest{}), []error{sdk.ErrBadRequest}, nil},
-		{"evaluate a text shorter than a dropped window", evaluate(text, sdk.EvalRequest{Last: likelihood.DropShort}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate timesteps -1", evaluate(text, sdk.EvaluateRequest{Timesteps: -1}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate timesteps 2^40", evaluate(text, sdk.EvaluateRequest{Timesteps: 1 << 40}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate timesteps at the int limit", evaluate(text, sdk.EvaluateRequest{Timesteps: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate odd timesteps, antithetic", evaluate(text, sdk.EvaluateRequest{Timesteps: 3, Sampling: sdk.Antithetic}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate unknown sampling", evaluate(text, sdk.EvaluateRequest{Timesteps: 2, Sampling: "sobol"}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate eps NaN", evaluate(text, sdk.EvaluateRequest{MinTime: math.NaN()}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate eps 1", evaluate(text, sdk.EvaluateRequest{MinTime: 1}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate batch size -1", evaluate(text, sdk.EvaluateRequest{BatchSize: -1}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate batch size at the int limit", evaluate(text, sdk.EvaluateRequest{BatchSize: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate length -1", evaluate(text, sdk.EvaluateRequest{Length: -1}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate length 2^20", evaluate(text, sdk.EvaluateRequest{Length: 1 << 20}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate length at the int limit", evaluate(text, sdk.EvaluateRequest{Length: math.MaxInt}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate no documents", evaluate(nil, sdk.EvaluateRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate an empty document", evaluate([]string{""}, sdk.EvaluateRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate invalid UTF-8", evaluate([]string{"fine", "\xc0\xaf"}, sdk.EvaluateRequest{}), []error{sdk.ErrBadRequest}, nil},
+		{"evaluate a text shorter than a dropped window", evaluate(text, sdk.EvaluateRequest{DropLast: true}), []error{sdk.ErrBadRequest}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -556,8 +566,8 @@ func TestHostileRequests(t *testing.T) {
 			t.Logf("%v", err)
 		})
 	}
-	if !errors.As(infill("ab[MASK:3", sdk.SampleRequest{})(context.Background()), &tmplErr) || tmplErr.Offset != 2 {
-		t.Errorf("unclosed [MASK: at byte 2 reported as %+v", tmplErr)
+	if err := infill("ab[MASK:3", sdk.SampleRequest{})(context.Background()); err == nil || !strings.Contains(err.Error(), "byte 2") {
+		t.Errorf("unclosed [MASK: at byte 2 reported as %v", err)
 	}
 	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 2, Prefix: "still", Seed: 1}); err != nil {
 		t.Fatalf("Sample after the hostile requests: %v", err)
@@ -567,51 +577,42 @@ func TestHostileRequests(t *testing.T) {
 // TestEdgeRequestsThatRun covers requests at the edge of what is allowed:
 // they must run and mean what the documentation says.
 func TestEdgeRequestsThatRun(t *testing.T) {
-	var warnings []string
-	var mu sync.Mutex
-	m := open(t, hAbsorb, sdk.WithWarnings(func(msg string) {
-		mu.Lock()
-		warnings = append(warnings, msg)
-		mu.Unlock()
-	}))
+	var logs logLines
+	m := open(t, hAbsorb, logs.option())
 	ctx := context.Background()
 	t.Run("steps 0 means DefaultSteps", func(t *testing.T) {
 		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 0, Seed: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Steps != sdk.DefaultSteps || res.NFE != sdk.DefaultSteps+1 {
-			t.Fatalf("steps %d, NFE %d; want %d and %d", res.Steps, res.NFE, sdk.DefaultSteps, sdk.DefaultSteps+1)
+		if res.Steps != sdk.DefaultSteps || res.NetworkCalls != sdk.DefaultSteps+1 {
+			t.Fatalf("steps %d, NFE %d; want %d and %d", res.Steps, res.NetworkCalls, sdk.DefaultSteps, sdk.DefaultSteps+1)
 		}
 	})
-	t.Run("eps -0 means the default", func(t *testing.T) {
-		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2, Eps: math.Copysign(0, -1)})
+	t.Run("end time -0 means the default", func(t *testing.T) {
+		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2, EndTime: math.Copysign(0, -1)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Eps != diffusion.DefaultEps {
-			t.Fatalf("eps %g, want %g", res.Eps, diffusion.DefaultEps)
+		if res.EndTime != diffusion.DefaultEndTime {
+			t.Fatalf("end time %g, want %g", res.EndTime, diffusion.DefaultEndTime)
 		}
 	})
 	t.Run("template of only text", func(t *testing.T) {
-		mu.Lock()
-		warnings = nil
-		mu.Unlock()
-		res, err := m.Infill(ctx, "only text", sdk.SampleRequest{Steps: 2})
+		logs.reset()
+		res, err := m.Sample(ctx, sdk.SampleRequest{Template: "only text", Steps: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := res.Samples[0].Text; got != "only text" {
 			t.Fatalf("sample %q, want the template's text", got)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if len(warnings) == 0 || !strings.Contains(warnings[0], "no [MASK]") {
+		if warnings := logs.get(); len(warnings) == 0 || !strings.Contains(warnings[0], "no [MASK]") {
 			t.Fatalf("no warning about a template without masks: %q", warnings)
 		}
 	})
 	t.Run("[MASKED] and a trailing [MASK are text", func(t *testing.T) {
-		res, err := m.Infill(ctx, "[MASKED][MASK] [MASK", sdk.SampleRequest{Steps: 2})
+		res, err := m.Sample(ctx, sdk.SampleRequest{Template: "[MASKED][MASK] [MASK", Steps: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -621,17 +622,17 @@ func TestEdgeRequestsThatRun(t *testing.T) {
 		}
 	})
 	t.Run("length MaxLengthFactor times the trained length", func(t *testing.T) {
-		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 1, Length: sdk.MaxLengthFactor * 32})
+		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 1, Length: 16 * 32})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Samples[0].Tokens) != sdk.MaxLengthFactor*32 {
+		if len(res.Samples[0].Tokens) != 16*32 {
 			t.Fatalf("%d tokens", len(res.Samples[0].Tokens))
 		}
 	})
 	t.Run("fixed span filling the whole sequence", func(t *testing.T) {
 		text := strings.Repeat("ab", 16)
-		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2, Fixed: []sdk.Fixed{{Pos: 0, Text: text}}})
+		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2, Spans: []sdk.Span{{Pos: 0, Text: text}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -653,17 +654,17 @@ func TestVerifyBrokenGolden(t *testing.T) {
 	}{
 		{"network that is not the exported one", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257}.encode())
-		}, sdk.ErrVerify, true},
+		}, sdk.ErrBadModel, true},
 		{"golden.json missing", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "golden.json"))
-		}, sdk.ErrVerify, false},
+		}, sdk.ErrBadModel, false},
 		{"golden.bin truncated", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "golden.bin")
 			os.WriteFile(p, readFile(t, p)[:1000], 0o644)
-		}, sdk.ErrVerify, false},
+		}, sdk.ErrBadModel, false},
 		{"golden.json not JSON", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "golden.json"), []byte("{\"cases\": ["), 0o644)
-		}, sdk.ErrVerify, false},
+		}, sdk.ErrBadModel, false},
 		{"golden input token outside the vocabulary", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "golden.json")
 			var doc map[string]any
@@ -673,14 +674,14 @@ func TestVerifyBrokenGolden(t *testing.T) {
 			doc["cases"].([]any)[0].(map[string]any)["indices"].([]any)[0] = 100000
 			data, _ := json.Marshal(doc)
 			os.WriteFile(p, data, 0o644)
-		}, sdk.ErrVerify, false},
+		}, sdk.ErrBadModel, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			tt.breaks(t, dir)
 			m := open(t, dir)
-			rep, err := m.Verify(context.Background(), 0)
+			rep, err := m.Verify(context.Background(), sdk.VerifyRequest{})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Verify error = %v, want %v", err, tt.want)
 			}
@@ -699,13 +700,13 @@ func TestVerifyBrokenGolden(t *testing.T) {
 func TestNonFiniteScores(t *testing.T) {
 	const steps = 10
 	tests := []struct {
-		name      string
-		fixture   string
-		n         int64
-		fault     string
-		predictor sdk.Predictor
-		firstBad  int // 1-based step; steps+1 is the denoiser
-		infill    bool
+		name     string
+		fixture  string
+		n        int64
+		fault    string
+		sampler  string
+		firstBad int // 1-based step; steps+1 is the denoiser
+		infill   bool
 	}{
 		{"NaN at step 5, absorbing, analytic", hAbsorb, 257, "nan", sdk.Analytic, 5, false},
 		{"+Inf at step 3, absorbing, euler", hAbsorb, 257, "inf", sdk.Euler, 3, false},
@@ -722,20 +723,27 @@ func TestNonFiniteScores(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, noise, err := sdk.Diffusion(man)
+			_, noise, err := man.Diffusion()
 			if err != nil {
 				t.Fatal(err)
 			}
 			setModel(t, dir, scoreGraph{n: tt.n, fault: tt.fault,
-				threshold: float32(badThreshold(noise, steps, diffusion.DefaultEps, tt.firstBad))}.encode())
+				threshold: float32(badThreshold(noise, steps, diffusion.DefaultEndTime, tt.firstBad))}.encode())
 			m := open(t, dir)
 			var seen []int
-			req := sdk.SampleRequest{Steps: steps, Predictor: tt.predictor, Batch: 2, Seed: 5,
-				Progress: func(p sdk.Progress) error { seen = append(seen, p.Step); return nil }}
+			req := sdk.SampleRequest{Steps: steps, Sampler: tt.sampler, Batch: 2, Seed: 5}
 			if tt.infill {
-				_, err = m.Infill(context.Background(), "a[MASK:3]b", req)
-			} else {
-				_, err = m.Sample(context.Background(), req)
+				req.Template = "a[MASK:3]b"
+			}
+			for st, e := range m.Stream(context.Background(), req) {
+				if e != nil {
+					err = e
+					break
+				}
+				seen = append(seen, st.Index)
+			}
+			if !errors.Is(err, sdk.ErrBadModel) {
+				t.Fatalf("error = %v, want one matching sdk.ErrBadModel", err)
 			}
 			var se *diffusion.ScoreError
 			if !errors.Is(err, diffusion.ErrNonFinite) || !errors.As(err, &se) {
@@ -777,7 +785,7 @@ func TestNonFiniteScoresInEvaluate(t *testing.T) {
 	dir := fixtureCopy(t, hAbsorb)
 	setModel(t, dir, scoreGraph{n: 257, fault: "nan", threshold: threshold}.encode())
 	m := open(t, dir)
-	_, err := m.Evaluate(context.Background(), []string{"a few words of text"}, sdk.EvalRequest{Timesteps: 16, Seed: 1})
+	_, err := m.Evaluate(context.Background(), sdk.EvaluateRequest{Documents: []string{"a few words of text"}, Timesteps: 16, Seed: 1})
 	var se *likelihood.ScoreError
 	if !errors.Is(err, diffusion.ErrNonFinite) || !errors.As(err, &se) {
 		t.Fatalf("Evaluate error = %v, want a *likelihood.ScoreError matching diffusion.ErrNonFinite", err)
@@ -814,7 +822,7 @@ func TestConcurrentMixedCalls(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		var out [][]int
+		var out [][]int64
 		for _, s := range res.Samples {
 			out = append(out, s.Tokens)
 		}
@@ -823,29 +831,29 @@ func TestConcurrentMixedCalls(t *testing.T) {
 	jobs := []job{
 		func() (any, error) { return samples(m.Sample(ctx, sdk.SampleRequest{Steps: 12, Batch: 2, Seed: 1})) },
 		func() (any, error) {
-			return samples(m.Sample(ctx, sdk.SampleRequest{Steps: 9, Predictor: sdk.Euler, Prefix: "ab", Seed: 2}))
+			return samples(m.Sample(ctx, sdk.SampleRequest{Steps: 9, Sampler: sdk.Euler, Prefix: "ab", Seed: 2}))
 		},
 		func() (any, error) {
-			return samples(m.Infill(ctx, "x[MASK:4]y[MASK]z", sdk.SampleRequest{Steps: 10, Batch: 3, Seed: 3}))
+			return samples(m.Sample(ctx, sdk.SampleRequest{Template: "x[MASK:4]y[MASK]z", Steps: 10, Batch: 3, Seed: 3}))
 		},
 		func() (any, error) {
 			return samples(m.Sample(ctx, sdk.SampleRequest{Steps: 7, Length: 20, Suffix: "!", Seed: 4}))
 		},
 		func() (any, error) {
-			rep, err := m.Verify(ctx, 0)
+			rep, err := m.Verify(ctx, sdk.VerifyRequest{})
 			if err != nil {
 				return nil, err
 			}
 			return rep, nil
 		},
 		func() (any, error) {
-			return m.Evaluate(ctx, []string{"the cat sat on the mat", "hello"}, sdk.EvalRequest{Timesteps: 6, Seed: 6})
+			return m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"the cat sat on the mat", "hello"}, Timesteps: 6, Seed: 6})
 		},
 		func() (any, error) {
-			return samples(m.Infill(ctx, "[MASK:2] and [MASK:2]", sdk.SampleRequest{Steps: 8, Seed: 7, NoDenoise: true}))
+			return samples(m.Sample(ctx, sdk.SampleRequest{Template: "[MASK:2] and [MASK:2]", Steps: 8, Seed: 7, NoDenoise: true}))
 		},
 		func() (any, error) {
-			return m.Evaluate(ctx, []string{strings.Repeat("abc ", 20)}, sdk.EvalRequest{Timesteps: 4, Seed: 8, Length: 16})
+			return m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{strings.Repeat("abc ", 20)}, Timesteps: 4, Seed: 8, Length: 16})
 		},
 	}
 	want := make([]any, len(jobs))
@@ -890,7 +898,7 @@ func TestConcurrentMixedCalls(t *testing.T) {
 // reference or goroutine may outlive Close.
 func TestDeadlineShorterThanARun(t *testing.T) {
 	goroutines := goruntime.NumGoroutine()
-	refs := runtime.References()
+	refs := onnxrt.References()
 	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
@@ -910,13 +918,17 @@ func TestDeadlineShorterThanARun(t *testing.T) {
 		deadline := time.Now().Add(time.Duration(20+10*i) * time.Millisecond)
 		dctx, cancel := context.WithDeadline(ctx, deadline)
 		var done, late int
-		_, err := m.Sample(dctx, sdk.SampleRequest{Steps: steps, Batch: 2, Seed: uint64(i), Progress: func(p sdk.Progress) error {
+		var err error
+		for _, e := range m.Stream(dctx, sdk.SampleRequest{Steps: steps, Batch: 2, Seed: uint64(i)}) {
+			if e != nil {
+				err = e
+				break
+			}
 			done++
 			if dctx.Err() != nil { // the deadline has passed (as the context saw it)
 				late++
 			}
-			return nil
-		}})
+		}
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("run %d: Sample error = %v, want context.DeadlineExceeded", i, err)
@@ -935,9 +947,12 @@ func TestDeadlineShorterThanARun(t *testing.T) {
 	cctx, cancelAll := context.WithCancel(ctx)
 	cancelAll()
 	calls := map[string]func() error{
-		"Infill":   func() error { _, err := m.Infill(cctx, "a[MASK:3]", sdk.SampleRequest{}); return err },
-		"Verify":   func() error { _, err := m.Verify(cctx, 0); return err },
-		"Evaluate": func() error { _, err := m.Evaluate(cctx, []string{"some text"}, sdk.EvalRequest{}); return err },
+		"Infill": func() error { _, err := m.Sample(cctx, sdk.SampleRequest{Template: "a[MASK:3]"}); return err },
+		"Verify": func() error { _, err := m.Verify(cctx, sdk.VerifyRequest{}); return err },
+		"Evaluate": func() error {
+			_, err := m.Evaluate(cctx, sdk.EvaluateRequest{Documents: []string{"some text"}})
+			return err
+		},
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
@@ -953,13 +968,13 @@ func TestDeadlineShorterThanARun(t *testing.T) {
 	}
 	// The session holds one reference, and the pool at most one Scorer per
 	// call that was in flight at once: here one.
-	if held := runtime.References() - refs; held > 2 {
+	if held := onnxrt.References() - refs; held > 2 {
 		t.Errorf("%d ONNX Runtime references held by an idle Model after cancelled runs; want ≤ 2 (session and one pooled scorer)", held)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if after := runtime.References(); after != refs {
+	if after := onnxrt.References(); after != refs {
 		t.Errorf("ONNX Runtime references %d after Close, %d before Open", after, refs)
 	}
 	waitGoroutines(t, goroutines)
@@ -1000,7 +1015,7 @@ func TestLongRunMemory(t *testing.T) {
 		case 0:
 			_, err = m.Sample(ctx, sdk.SampleRequest{Steps: 16, Batch: 2, Seed: uint64(i)})
 		case 1:
-			_, err = m.Infill(ctx, "The [MASK:5] sat on [MASK:3].", sdk.SampleRequest{Steps: 16, Seed: uint64(i)})
+			_, err = m.Sample(ctx, sdk.SampleRequest{Template: "The [MASK:5] sat on [MASK:3].", Steps: 16, Seed: uint64(i)})
 		default:
 			dctx, cancel := context.WithTimeout(ctx, time.Minute)
 			_, err = m.Sample(dctx, sdk.SampleRequest{Steps: 16, Length: 24, Prefix: "x", Seed: uint64(i)})
@@ -1056,10 +1071,13 @@ func residentBytes(t *testing.T) int64 {
 }
 
 // TestCloseWhileCallsRun closes a Model while calls are in flight: Close
-// waits for them, they finish normally, and calls that start afterwards fail
-// with ErrClosed. Closing again is harmless.
+// returns at once, the calls in flight stop with ErrClosed (or finish, if
+// they were about to), calls that start afterwards fail with ErrClosed, and
+// once the last call has returned every ONNX Runtime reference is given
+// back. Closing again is harmless.
 func TestCloseWhileCallsRun(t *testing.T) {
-	refs := runtime.References()
+	refs := onnxrt.References()
+	goroutines := goruntime.NumGoroutine()
 	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
@@ -1072,82 +1090,190 @@ func TestCloseWhileCallsRun(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range workers {
 		wg.Go(func() {
+			req := sdk.SampleRequest{Steps: 100_000, Seed: uint64(i)}
+			if i%3 == 1 {
+				req.Template = "[MASK:4]-[MASK:4]"
+			}
+			sctx := ctx
+			if i%3 == 2 {
+				var cancel context.CancelFunc
+				sctx, cancel = context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+			}
 			first := true
-			progress := func(sdk.Progress) error {
+			for _, err := range m.Stream(sctx, req) {
+				if err != nil {
+					errs[i] = err
+					break
+				}
 				if first {
 					first = false
 					started.Done()
 				}
-				return nil
-			}
-			req := sdk.SampleRequest{Steps: 60, Seed: uint64(i), Progress: progress}
-			switch i % 3 {
-			case 0:
-				_, errs[i] = m.Sample(ctx, req)
-			case 1:
-				_, errs[i] = m.Infill(ctx, "[MASK:4]-[MASK:4]", req)
-			default:
-				dctx, cancel := context.WithTimeout(ctx, time.Minute)
-				_, errs[i] = m.Sample(dctx, req)
-				cancel()
 			}
 		})
 	}
 	started.Wait()
-	closed := make(chan error, 1)
-	go func() { closed <- m.Close() }()
-	// Calls that start while Close waits, or after, must fail cleanly.
-	late := make([]error, 4)
-	var lateWG sync.WaitGroup
-	for i := range late {
-		lateWG.Go(func() {
-			switch i {
-			case 0:
-				_, late[i] = m.Sample(ctx, sdk.SampleRequest{Steps: 3})
-			case 1:
-				_, late[i] = m.Verify(ctx, 0)
-			case 2:
-				_, late[i] = m.Evaluate(ctx, []string{"text"}, sdk.EvalRequest{Timesteps: 2})
-			default:
-				_, late[i] = m.Infill(ctx, "[MASK]", sdk.SampleRequest{Steps: 3})
-			}
-		})
-	}
-	wg.Wait()
-	if err := <-closed; err != nil {
+	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	lateWG.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("call %d in flight during Close: %v (Close must wait for it)", i, err)
-		}
-	}
-	for i, err := range late {
-		if err != nil && !errors.Is(err, sdk.ErrClosed) {
-			t.Errorf("call %d started during Close: %v, want success or ErrClosed", i, err)
-		}
-	}
-	if err := m.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
+	// Calls that start after Close fail at once.
 	after := map[string]func() error{
 		"Sample":   func() error { _, err := m.Sample(ctx, sdk.SampleRequest{}); return err },
-		"Infill":   func() error { _, err := m.Infill(ctx, "a[MASK]", sdk.SampleRequest{}); return err },
-		"Verify":   func() error { _, err := m.Verify(ctx, 0); return err },
-		"Evaluate": func() error { _, err := m.Evaluate(ctx, []string{"text"}, sdk.EvalRequest{}); return err },
+		"Infill":   func() error { _, err := m.Sample(ctx, sdk.SampleRequest{Template: "a[MASK]"}); return err },
+		"Verify":   func() error { _, err := m.Verify(ctx, sdk.VerifyRequest{}); return err },
+		"Evaluate": func() error { _, err := m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"text"}}); return err },
 	}
 	for name, call := range after {
 		if err := call(); !errors.Is(err, sdk.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
 		}
 	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, sdk.ErrClosed) {
+			t.Errorf("call %d in flight during Close: %v, want ErrClosed", i, err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
 	if info := m.Info(); info.Tokens != 256 {
 		t.Errorf("Info after Close: %+v", info)
 	}
-	if got := runtime.References(); got != refs {
-		t.Errorf("ONNX Runtime references %d after Close, %d before Open", got, refs)
+	if got := onnxrt.References(); got != refs {
+		t.Errorf("ONNX Runtime references %d after the last call returned, %d before Open", got, refs)
 	}
+	waitGoroutines(t, goroutines)
+}
+
+// TestReentrantCalls makes calls from inside a Stream's loop body: another
+// call on the same Model runs, Close from there ends the stream with
+// ErrClosed instead of deadlocking, and a Progress callback of Evaluate that
+// calls Close while another goroutine closes too never blocks.
+func TestReentrantCalls(t *testing.T) {
+	refs := onnxrt.References()
+	m, err := sdk.Open(hAbsorb, sdk.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	nested := 0
+	for st, err := range m.Stream(ctx, sdk.SampleRequest{Steps: 4, Seed: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Index == 2 {
+			res, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2, Prefix: "in"})
+			if err != nil || res.Samples[0].Text[:2] != "in" {
+				t.Fatalf("a Sample from a stream's loop body: %v", err)
+			}
+			if _, err := m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"nested"}, Timesteps: 2}); err != nil {
+				t.Fatalf("an Evaluate from a stream's loop body: %v", err)
+			}
+			nested++
+		}
+	}
+	if nested != 1 {
+		t.Fatal("the loop body never ran its nested calls")
+	}
+	done := make(chan error, 1)
+	go func() {
+		var last error
+		for st, err := range m.Stream(ctx, sdk.SampleRequest{Steps: 50}) {
+			if err != nil {
+				last = err
+				break
+			}
+			if st.Index == 3 {
+				go m.Close() // another goroutine races us to it
+				if err := m.Close(); err != nil {
+					last = fmt.Errorf("Close from the loop body: %w", err)
+					break
+				}
+				if _, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2}); !errors.Is(err, sdk.ErrClosed) {
+					last = fmt.Errorf("Sample after Close, from the loop body: %v", err)
+					break
+				}
+			}
+		}
+		done <- last
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, sdk.ErrClosed) {
+			t.Fatalf("the stream closed from its own loop body ended with %v, want ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close from a stream's loop body deadlocked")
+	}
+	waitRefs(t, refs)
+
+	m, err = sdk.Open(hAbsorb, sdk.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{strings.Repeat("abc ", 30)}, Timesteps: 8,
+		Progress: func(done, total int) { m.Close() }})
+	if !errors.Is(err, sdk.ErrClosed) {
+		t.Fatalf("Evaluate closed from its Progress callback: %v, want ErrClosed", err)
+	}
+	waitRefs(t, refs)
+}
+
+// TestCallbackPanics panics in callbacks: a panic in Evaluate's Progress
+// comes back as a *sdk.CallbackPanic holding the value; a panic in a
+// Stream's loop body goes up to the loop's caller, as in any for loop. Either
+// way nothing is left behind: the Model stays usable, no goroutine, no
+// ONNX Runtime reference and no pooled tensors beyond the first grow with
+// the number of panics.
+func TestCallbackPanics(t *testing.T) {
+	m := open(t, hAbsorb)
+	ctx := context.Background()
+	warm := func() {
+		if _, err := m.Sample(ctx, sdk.SampleRequest{Steps: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warm()
+	goroutines, refs := goruntime.NumGoroutine(), onnxrt.References()
+	for i := range 50 {
+		_, err := m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"some text"}, Timesteps: 4,
+			Progress: func(done, total int) { panic(fmt.Sprintf("boom %d", i)) }})
+		var cp *sdk.CallbackPanic
+		if !errors.As(err, &cp) || cp.Value != fmt.Sprintf("boom %d", i) {
+			t.Fatalf("Evaluate with a panicking callback: %v", err)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != fmt.Sprintf("loop %d", i) {
+					t.Fatalf("recovered %v", r)
+				}
+			}()
+			for range m.Stream(ctx, sdk.SampleRequest{Steps: 8}) {
+				panic(fmt.Sprintf("loop %d", i))
+			}
+		}()
+	}
+	warm()
+	if got := onnxrt.References(); got != refs {
+		t.Errorf("ONNX Runtime references %d after 100 panics, %d before", got, refs)
+	}
+	waitGoroutines(t, goroutines)
+}
+
+// waitRefs waits up to a second for the ONNX Runtime references to fall back
+// to n.
+func waitRefs(t *testing.T, n int) {
+	t.Helper()
+	var now int
+	for range 100 {
+		if now = onnxrt.References(); now == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d ONNX Runtime references, want %d", now, n)
 }
 
 // Minimal ONNX writer: just enough of the protobuf encoding to write score
@@ -1343,4 +1469,39 @@ func (g scoreGraph) encode() []byte {
 		pbBytes(7, fields...),                     // graph
 		pbBytes(8, pbString(1, ""), pbInt(2, 17)), // opset_import
 	}, nil)
+}
+
+// logLines collects what a Model logs, one line per record: the message and
+// its attributes.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) option() sdk.Option { return sdk.WithLogger(slog.New(lineHandler{l})) }
+
+func (l *logLines) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
+
+func (l *logLines) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = nil
+}
+
+type lineHandler struct{ l *logLines }
+
+func (h lineHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h lineHandler) WithGroup(string) slog.Handler            { return h }
+func (h lineHandler) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	h.l.mu.Lock()
+	h.l.lines = append(h.l.lines, line)
+	h.l.mu.Unlock()
+	return nil
 }

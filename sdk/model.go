@@ -1,276 +1,295 @@
 package sdk
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
+	"log/slog"
 	"os"
-	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
-	"github.com/sedd-go/sedd/sdk/manifest"
-	"github.com/sedd-go/sedd/sdk/runtime"
+	"github.com/sedd-go/sedd/sdk/internal/config"
+	"github.com/sedd-go/sedd/sdk/internal/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/modeldir"
+	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
+	"github.com/sedd-go/sedd/sdk/internal/pool"
 	"github.com/sedd-go/sedd/sdk/tokenizer"
 )
 
-// Model is an opened SEDD model directory (ONNX-CONTRACT.md): its manifest,
-// tokenizer and score network. A Model is safe for concurrent use by many
-// goroutines; each call borrows its own ONNX Runtime input and output tensors,
-// which are kept for the next call.
+// Model is an opened SEDD model: its manifest (sedd.json), tokenizer and
+// score network (docs/ONNX-CONTRACT.md). A Model is safe for concurrent use by
+// many goroutines; each call borrows ONNX Runtime tensors of its own, which
+// are kept for the next call.
 type Model struct {
-	dir   string
-	man   *manifest.Manifest
-	tok   *tokenizer.Tokenizer
-	sess  *runtime.Session
-	graph diffusion.Graph
-	noise diffusion.Noise
-	opts  options
+	dir modeldir.Dir
+	raw []byte // sedd.json as read
+	man *manifest.Manifest
+	tok *tokenizer.Tokenizer
+	// tokDigest is the sha256 of tokenizer.json's JSON value (Info).
+	tokDigest string
+	sess      *onnxrt.Session
+	graph     diffusion.Graph
+	noise     diffusion.Noise
+	opts      config.Open
+	log       *slog.Logger
 
-	// mu is held shared by every call in flight and exclusively by Close,
-	// so Close waits for running calls and later calls see closed.
-	mu     sync.RWMutex
-	closed bool
-
-	scorers pool[*runtime.Scorer]
+	// closed is set by Close; calls check it before every network
+	// evaluation, so that Close stops them within one step.
+	closed atomic.Bool
+	// mu guards inflight and released. A call counts itself in flight for
+	// its whole duration without holding mu, so that calls made from inside
+	// another call's callback never wait for each other or for Close.
+	mu       sync.Mutex
+	inflight int
+	released bool
+	scorers  pool.Pool[*onnxrt.Scorer]
 }
 
-// Open loads the model directory dir: it reads and validates sedd.json, checks
-// model.onnx against it (size, sha256, graph inputs and outputs), loads the
-// tokenizer and checks its vocabulary against the manifest, and creates the
-// ONNX Runtime session. Every refusal is an error that names the file and the
-// field; see the package documentation for the errors callers can match.
+// Open loads the model directory dir (written by export/export.py): it reads
+// and validates sedd.json, loads the tokenizer and checks its vocabulary
+// against the manifest, checks model.onnx (size, sha256, graph inputs and
+// outputs) and creates the ONNX Runtime session. Every file must be a regular
+// file within its size limit; nothing is read before that is checked. Errors
+// match ErrBadModel (with the file and the field at fault),
+// ErrRuntimeUnavailable, ErrCUDAUnavailable or ErrBadRequest (a bad option).
 func Open(dir string, opts ...Option) (*Model, error) {
-	o, err := resolveOptions(opts)
+	o, err := resolve(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDir(dir, "model"); err != nil {
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return nil, withKind(ErrBadModel, fmt.Errorf("open model %s: %w (give the directory holding sedd.json and model.onnx)", dir, err))
+	case !st.IsDir():
+		return nil, withKind(ErrBadModel, fmt.Errorf("open model %s: not a directory (give the model's directory, holding sedd.json and model.onnx)", dir))
+	}
+	return open(modeldir.OnDisk(dir), o)
+}
+
+// OpenFS loads a model directory held in fsys, such as a model embedded in
+// the program with go:embed (use fs.Sub to point at its directory); name says
+// in messages and in Info which model it is. It checks what Open checks. The
+// network is read into memory and handed to ONNX Runtime from there, so a
+// model whose weights live in external data files (over 2 GB) needs Open.
+func OpenFS(fsys fs.FS, name string, opts ...Option) (*Model, error) {
+	o, err := resolve(opts)
+	if err != nil {
 		return nil, err
 	}
-	man, err := manifest.Load(dir)
+	if fsys == nil {
+		return nil, fmt.Errorf("%w: nil fs.FS", ErrBadRequest)
+	}
+	if name == "" {
+		name = "model"
+	}
+	return open(modeldir.FromFS(fsys, name), o)
+}
+
+// open reads the model directory d, each file once.
+func open(d modeldir.Dir, o config.Open) (*Model, error) {
+	fail := func(err error) (*Model, error) {
+		return nil, classifyOpen(fmt.Errorf("open model %s: %w", d, err))
+	}
+	raw, err := d.ReadFile(manifest.FileName, modeldir.MaxManifest)
 	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", dir, err)
+		return fail(err)
+	}
+	man, err := manifest.Parse(raw)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", manifest.FileName, err))
 	}
 	if man.Kind != "" && man.Kind != manifest.KindSEDD {
-		return nil, fmt.Errorf("open model %s: %w: sedd.json describes a %q model, not a SEDD score network", dir, manifest.ErrKind, man.Kind)
+		return fail(fmt.Errorf("%w: sedd.json describes a %q model, not a SEDD score network", manifest.ErrKind, man.Kind))
 	}
-	m := &Model{dir: dir, man: man, opts: o}
-	if m.graph, m.noise, err = Diffusion(man); err != nil {
-		return nil, fmt.Errorf("open model %s: %w", dir, err)
+	m := &Model{dir: d, raw: raw, man: man, opts: o, log: o.Logger}
+	if m.graph, m.noise, err = man.Diffusion(); err != nil {
+		return fail(err)
 	}
-	if err := checkONNX(filepath.Join(dir, man.ONNX.File), man.ONNX.SHA256, man.ONNX.ExternalData, o); err != nil {
-		return nil, fmt.Errorf("open model %s: %w", dir, err)
-	}
-	m.tok, err = tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
+	tokData, err := d.ReadFile(man.Tokenizer.File, modeldir.MaxTokenizer)
 	if err != nil {
-		return nil, fmt.Errorf("open model %s: tokenizer: %w", dir, err)
+		return fail(err)
+	}
+	if m.tok, err = tokenizer.Parse(tokData, man.Tokenizer.File); err != nil {
+		return fail(err)
+	}
+	if m.tokDigest, err = modeldir.JSONDigest(tokData); err != nil {
+		return fail(fmt.Errorf("%s: %w: %v", man.Tokenizer.File, tokenizer.ErrFormat, err))
 	}
 	if v := m.tok.VocabSize(); v != man.Tokens {
-		return nil, fmt.Errorf("open model %s: %w: %s has %d tokens but sedd.json says tokens=%d",
-			dir, ErrTokenizerMismatch, man.Tokenizer.File, v, man.Tokens)
+		return fail(fmt.Errorf("%w: %s has %d tokens but sedd.json says tokens=%d", manifest.ErrMismatch, man.Tokenizer.File, v, man.Tokens))
 	}
-	m.sess, err = runtime.Open(dir, man, o.runtimeOptions()...)
+	src, err := network(d, man)
 	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", dir, err)
+		return fail(err)
+	}
+	m.sess, err = onnxrt.OpenSource(src, man.N(), o.Runtime()...)
+	if err != nil {
+		return fail(err)
 	}
 	if fb := m.sess.FellBack(); fb != nil {
-		o.warn(fmt.Sprintf("running on CPU: %v", fb))
+		m.log.Warn("running on the CPU", "reason", fb.Error())
 	}
 	return m, nil
 }
 
-// resolveOptions applies opts to the defaults.
-func resolveOptions(opts []Option) (options, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return options{}, err
-		}
+// network checks the ONNX file against the manifest (size, sha256) and
+// returns it for ONNX Runtime: its bytes, read once, or its path when ONNX
+// Runtime must read it itself (weights in external data files).
+func network(d modeldir.Dir, man *manifest.Manifest) (onnxrt.Source, error) {
+	if man.ONNX.ExternalData {
+		path, err := d.HashFile(man.ONNX.File, man.ONNX.Size, "")
+		return onnxrt.Source{Path: path}, err
 	}
-	return o, nil
-}
-
-// checkDir refuses a dir that does not exist or is not a directory; what
-// names it in the message ("model", "evaluator").
-func checkDir(dir, what string) error {
-	st, err := os.Stat(dir)
+	data, err := d.Checked(man.ONNX.File, man.ONNX.Size, man.ONNX.SHA256)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", what, err)
+		return onnxrt.Source{}, err
 	}
-	if !st.IsDir() {
-		return fmt.Errorf("open %s: %s is not a directory (give the %s's directory, holding sedd.json and model.onnx)", what, dir, what)
+	if len(data) == 0 {
+		return onnxrt.Source{}, &onnxrt.GraphError{Err: onnxrt.ErrNotONNX, Path: man.ONNX.File, Detail: "empty file"}
 	}
-	return nil
+	return onnxrt.Source{Path: man.ONNX.File, Data: data}, nil
 }
 
-// checkONNX checks the network file at path before ONNX Runtime loads it: a
-// regular file, with the sha256 of the manifest unless o turns that off or
-// the weights are in external files.
-func checkONNX(path, sha256 string, external bool, o options) error {
-	if err := checkModelFile(path); err != nil {
+// classifyOpen gives an error of Open its kind: the library or the device
+// when they are at fault, else the model.
+func classifyOpen(err error) error {
+	err = classify(err)
+	if isKinded(err) {
 		return err
 	}
-	if o.verifySHA && sha256 != "" && !external {
-		return checkSHA256(path, sha256)
-	}
-	return nil
+	return withKind(ErrBadModel, err)
 }
 
-// runtimeOptions turns o into the runtime package's session options.
-func (o options) runtimeOptions() []runtime.Option {
-	ropts := []runtime.Option{runtime.WithIntraOpThreads(o.threads)}
-	if o.libraryPath != "" {
-		ropts = append(ropts, runtime.WithLibrary(o.libraryPath))
-	}
-	if o.device.CUDA {
-		ropts = append(ropts, runtime.WithCUDA(o.device.ID))
-		if o.cpuFallback {
-			ropts = append(ropts, runtime.WithCPUFallback())
-		}
-	}
-	return ropts
-}
-
-// ErrTokenizerMismatch marks a tokenizer.json whose vocabulary disagrees with sedd.json.
-var ErrTokenizerMismatch = errors.New("tokenizer does not match the model")
-
-// ErrChecksum marks a model.onnx whose sha256 differs from the one in sedd.json.
-var ErrChecksum = errors.New("model.onnx checksum mismatch")
-
-// checkModelFile refuses a model file that is not a regular file (a
-// directory, a pipe or a device such as /dev/zero, which hashing would read
-// forever) before the file is hashed. Its size is checked against sedd.json
-// by runtime.Open, after the checksum.
-func checkModelFile(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return &runtime.GraphError{Err: runtime.ErrNotONNX, Path: path, Detail: fmt.Sprintf(
-			"not a regular file (%v); a model is a file written by export/export.py", st.Mode().Type())}
-	}
-	return nil
-}
-
-func checkSHA256(path, want string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("%w: %s has sha256 %s, sedd.json records %s (corrupt or replaced file: export it again)", ErrChecksum, path, got, want)
-	}
-	return nil
-}
-
-// Diffusion returns the graph and noise schedule a manifest describes.
-func Diffusion(man *manifest.Manifest) (diffusion.Graph, diffusion.Noise, error) {
-	var g diffusion.Graph
-	switch man.Graph {
-	case manifest.GraphAbsorb:
-		g = diffusion.Absorbing{Tokens: man.Tokens}
-	case manifest.GraphUniform:
-		g = diffusion.Uniform{Tokens: man.Tokens}
-	default:
-		return nil, nil, fmt.Errorf("%w: %q", manifest.ErrGraph, man.Graph)
-	}
-	var n diffusion.Noise
-	switch man.Noise.Type {
-	case manifest.NoiseLogLinear:
-		n = diffusion.LogLinear{Eps: man.Noise.Eps}
-	case manifest.NoiseGeometric:
-		n = diffusion.Geometric{SigmaMin: man.Noise.SigmaMin, SigmaMax: man.Noise.SigmaMax}
-	default:
-		return nil, nil, fmt.Errorf("%w: %q", manifest.ErrNoise, man.Noise.Type)
-	}
-	if err := g.Validate(); err != nil {
-		return nil, nil, err
-	}
-	if err := n.Validate(); err != nil {
-		return nil, nil, err
-	}
-	return g, n, nil
-}
-
-// Close releases the ONNX Runtime session and every tensor. It waits for calls
-// in flight to return. Close is idempotent; later calls fail with ErrClosed.
+// Close releases the ONNX Runtime session, its tensors and its threads. It
+// does not wait: calls made afterwards fail with ErrClosed at once, and calls
+// in flight stop before their next network evaluation with ErrClosed; the
+// last of them to return releases the session (Close itself does when none
+// is in flight). So Close may be called from anywhere, a callback of the
+// Model included, and never deadlocks. Close is idempotent.
 func (m *Model) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	m.closed = true
-	return errors.Join(m.scorers.close(), m.sess.Close())
-}
-
-// enter marks a call in flight; it fails once the model is closed.
-func (m *Model) enter() error {
-	m.mu.RLock()
-	if m.closed {
-		m.mu.RUnlock()
-		return ErrClosed
+	m.mu.Lock()
+	idle := m.inflight == 0
+	m.mu.Unlock()
+	if idle {
+		return m.release()
 	}
 	return nil
 }
 
-func (m *Model) leave() { m.mu.RUnlock() }
+// release frees the session once; it runs when the model is closed and no
+// call is in flight.
+func (m *Model) release() error {
+	m.mu.Lock()
+	if m.released {
+		m.mu.Unlock()
+		return nil
+	}
+	m.released = true
+	m.mu.Unlock()
+	return errors.Join(m.scorers.Close(), m.sess.Close())
+}
+
+// enter counts a call in flight; it fails once the model is closed.
+func (m *Model) enter() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() || m.released {
+		return ErrClosed
+	}
+	m.inflight++
+	return nil
+}
+
+// leave ends a call; the last call after Close releases the session.
+func (m *Model) leave() {
+	m.mu.Lock()
+	m.inflight--
+	last := m.inflight == 0 && m.closed.Load()
+	m.mu.Unlock()
+	if last {
+		if err := m.release(); err != nil {
+			m.log.Warn("releasing the closed model", "error", err.Error())
+		}
+	}
+}
 
 // scorer borrows a Scorer (tensors of its own) from the pool.
-func (m *Model) scorer() (*runtime.Scorer, error) { return m.scorers.get(m.sess.NewScorer) }
+func (m *Model) scorer() (*onnxrt.Scorer, error) {
+	sc, err := m.scorers.Get(m.sess.NewScorer)
+	return sc, classify(err)
+}
 
-// release returns a Scorer to the pool, keeping at most a few.
-func (m *Model) release(sc *runtime.Scorer) { m.scorers.put(sc) }
-
-// Manifest returns a copy of the model's sedd.json.
-func (m *Model) Manifest() manifest.Manifest { return *m.man }
-
-// Dir returns the model directory.
-func (m *Model) Dir() string { return m.dir }
-
-// Tokenizer returns the model's tokenizer. It is safe for concurrent use.
-func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
-
-// Graph returns the model's diffusion graph.
-func (m *Model) Graph() diffusion.Graph { return m.graph }
-
-// Noise returns the model's noise schedule.
-func (m *Model) Noise() diffusion.Noise { return m.noise }
-
-// Info describes an opened model and where it runs.
+// Info describes an opened model and where it runs. It is plain data, with
+// JSON names, for printing and logging.
 type Info struct {
-	Dir, Name      string
-	Graph, Noise   string
-	Tokens, States int
-	Length         int
-	Params         int64
-	Hidden, Blocks int
-	Heads, CondDim int
-	ScaleBySigma   bool
-	ONNXFile       string
-	ONNXSize       int64
-	ORTVersion     string
-	LibraryPath    string
-	LibrarySource  string
-	LibraryReason  string
-	Provider       string
-	FellBackToCPU  bool
-	TokenizerKind  string
-	SpecialTokens  map[string]int
-	Threads        int
+	// Name is the model's name in sedd.json; Dir its directory, or the name
+	// given to OpenFS for a model that is not on disk.
+	Name string `json:"name"`
+	Dir  string `json:"dir"`
+	// Graph is "absorb" or "uniform"; Noise the schedule in words, such as
+	// "loglinear(eps=0.001)".
+	Graph string `json:"graph"`
+	Noise string `json:"noise"`
+	// Tokens is the vocabulary size, States the states of one position
+	// (Tokens+1 with the mask of the absorbing graph), MaskID the mask's id
+	// in sampled tokens (-1 for the uniform graph), Length the trained
+	// sequence length.
+	Tokens int `json:"tokens"`
+	States int `json:"states"`
+	MaskID int `json:"mask_id"`
+	Length int `json:"length"`
+	// The network: parameters and DDiT hyper-parameters (0 when sedd.json
+	// does not record them).
+	Params       int64 `json:"params"`
+	Hidden       int   `json:"hidden_size"`
+	Blocks       int   `json:"n_blocks"`
+	Heads        int   `json:"n_heads"`
+	CondDim      int   `json:"cond_dim"`
+	ScaleBySigma bool  `json:"scale_by_sigma"`
+	// Tokenizer is the tokenizer's kind; SpecialTokens its special tokens;
+	// EOS the literal text of its end-of-text token ("" when it has none),
+	// which Evaluate appends to each document and SplitDocuments splits at;
+	// TokenizerDigest the sha256 of tokenizer.json's JSON value (equal for
+	// files that differ only in whitespace), to tell whether two models
+	// share a tokenizer.
+	Tokenizer       string         `json:"tokenizer"`
+	SpecialTokens   map[string]int `json:"special_tokens"`
+	EOS             string         `json:"eos"`
+	TokenizerDigest string         `json:"tokenizer_digest"`
+	// ONNXFile and ONNXSize describe the network file.
+	ONNXFile string `json:"onnx_file"`
+	ONNXSize int64  `json:"onnx_size"`
+	// Format is sedd.json's format version; Source says in words what the
+	// model was exported from; ExportedWith the torch and onnx versions of
+	// the exporter (when recorded).
+	Format       int    `json:"format"`
+	Source       string `json:"source"`
+	ExportedWith string `json:"exported_with"`
+	// Runtime: the ONNX Runtime version, the library file, how it was found
+	// and why, the execution provider ("cpu" or "cuda:N"), whether a CUDA
+	// request fell back to the CPU, and the intra-op threads.
+	ORTVersion    string `json:"onnxruntime_version"`
+	LibraryPath   string `json:"library_path"`
+	LibrarySource string `json:"library_source"`
+	LibraryReason string `json:"library_reason"`
+	Provider      string `json:"provider"`
+	FellBackToCPU bool   `json:"fell_back_to_cpu"`
+	Threads       int    `json:"threads"`
+	// Manifest is sedd.json as read.
+	Manifest json.RawMessage `json:"manifest"`
 }
 
 // Info reports the model's manifest, the ONNX Runtime library in use and the
-// execution provider.
+// execution provider. It works after Close too.
 func (m *Model) Info() Info {
 	man := m.man
 	noise := man.Noise.Type
@@ -280,16 +299,137 @@ func (m *Model) Info() Info {
 	case manifest.NoiseGeometric:
 		noise = fmt.Sprintf("geometric(sigma_min=%g, sigma_max=%g)", man.Noise.SigmaMin, man.Noise.SigmaMax)
 	}
+	mask, _ := man.MaskID()
+	eos, _ := m.eosText()
 	lib := m.sess.Library()
 	return Info{
-		Dir: m.dir, Name: man.Name, Graph: man.Graph, Noise: noise,
-		Tokens: man.Tokens, States: man.N(), Length: man.Length,
+		Name: man.Name, Dir: m.dir.String(), Graph: man.Graph, Noise: noise,
+		Tokens: man.Tokens, States: man.N(), MaskID: mask, Length: man.Length,
 		Params: man.Model.Params, Hidden: man.Model.HiddenSize, Blocks: man.Model.NBlocks,
 		Heads: man.Model.NHeads, CondDim: man.Model.CondDim, ScaleBySigma: man.Model.ScaleBySigma,
-		ONNXFile: filepath.Join(m.dir, man.ONNX.File), ONNXSize: man.ONNX.Size,
+		Tokenizer: man.Tokenizer.Kind, SpecialTokens: man.Tokenizer.SpecialTokens, EOS: eos, TokenizerDigest: m.tokDigest,
+		ONNXFile: man.ONNX.File, ONNXSize: man.ONNX.Size,
+		Format: man.Format, Source: sourceText(man.Source), ExportedWith: exporterText(man.Exporter),
 		ORTVersion: m.sess.Version(), LibraryPath: lib.Path, LibrarySource: lib.Source, LibraryReason: lib.Reason,
-		Provider: m.sess.Provider(), FellBackToCPU: m.sess.FellBack() != nil,
-		TokenizerKind: man.Tokenizer.Kind, SpecialTokens: man.Tokenizer.SpecialTokens,
-		Threads: m.opts.threads,
+		Provider: m.sess.Provider(), FellBackToCPU: m.sess.FellBack() != nil, Threads: m.opts.Threads,
+		Manifest: json.RawMessage(m.raw),
 	}
+}
+
+// eosText returns the literal text of the tokenizer's end-of-text token, such
+// as "<|endoftext|>", and whether there is one: the manifest names an EOS id
+// below the model's token count and a special token with that id. When
+// several special tokens share the id, the first in lexical order is
+// returned.
+func (m *Model) eosText() (string, bool) {
+	id := m.man.Tokenizer.EOSID
+	if id < 0 || id >= m.man.Tokens {
+		return "", false
+	}
+	var names []string
+	for name, sid := range m.man.Tokenizer.SpecialTokens {
+		if sid == id && name != "" {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	sort.Strings(names)
+	return names[0], true
+}
+
+// sourceText summarises sedd.json's free-form "source" object in words.
+func sourceText(raw json.RawMessage) string {
+	var src struct {
+		Kind  string  `json:"kind"`
+		Path  *string `json:"path"`
+		Shape string  `json:"shape"`
+		Step  *int    `json:"step"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &src) != nil || src.Kind == "" {
+		return "source not recorded"
+	}
+	s := "exported from " + src.Kind
+	switch {
+	case src.Path != nil && *src.Path != "":
+		s += " " + *src.Path
+	case src.Shape != "":
+		s += " (" + src.Shape + ")"
+	}
+	if src.Step != nil {
+		s += fmt.Sprintf(", step %d", *src.Step)
+	}
+	return s
+}
+
+// exporterText says which torch and onnx versions wrote the export, from
+// sedd.json's free-form "exporter" object.
+func exporterText(raw json.RawMessage) string {
+	var ex map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &ex) != nil {
+		return "not recorded"
+	}
+	var parts []string
+	for _, k := range []string{"torch", "onnx", "exporter", "opset"} {
+		if v, ok := ex[k]; ok && v != nil {
+			parts = append(parts, fmt.Sprintf("%s %v", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "not recorded"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Tokenize returns the token ids of text under the model's tokenizer, as
+// Sample and Evaluate tokenize prompts and documents (no end-of-text token is
+// added). It fails with ErrBadRequest for text that is not valid UTF-8.
+func (m *Model) Tokenize(text string) ([]int64, error) {
+	return m.encode("text", text)
+}
+
+// encode tokenizes text; what names it in errors.
+func (m *Model) encode(what, text string) ([]int64, error) {
+	ids, err := m.tok.Encode(text)
+	if err != nil {
+		return nil, withKind(ErrBadRequest, fmt.Errorf("%s: %w", what, err))
+	}
+	return ids, nil
+}
+
+// Decode returns the text of tokens, writing mask for each mask token (for
+// example "_" to watch a sample denoise, or "" to leave masks out). Ids
+// outside the vocabulary decode to "\uFFFD".
+func (m *Model) Decode(tokens []int64, mask string) string {
+	maskID := int64(-1)
+	if id, ok := m.man.MaskID(); ok {
+		maskID = int64(id)
+	}
+	var out []byte
+	run := make([]int64, 0, len(tokens))
+	flush := func() {
+		if len(run) > 0 {
+			s, err := m.tok.Decode(run)
+			if err != nil {
+				s = "\uFFFD"
+			}
+			out = append(out, s...)
+			run = run[:0]
+		}
+	}
+	for _, t := range tokens {
+		switch {
+		case t == maskID:
+			flush()
+			out = append(out, mask...)
+		case t < 0 || t >= int64(m.man.Tokens):
+			flush()
+			out = append(out, "\uFFFD"...)
+		default:
+			run = append(run, t)
+		}
+	}
+	flush()
+	return string(out)
 }

@@ -2,133 +2,98 @@ package sdk
 
 import (
 	"fmt"
-	"runtime"
-	"strconv"
-	"strings"
+	"log/slog"
+	goruntime "runtime"
+
+	"github.com/sedd-go/sedd/sdk/internal/config"
 )
 
-// Device names where the score network runs.
-type Device struct {
-	// CUDA selects ONNX Runtime's CUDA execution provider; false means CPU.
-	CUDA bool
-	// ID is the CUDA device ordinal; ignored on CPU.
-	ID int
-}
+// Option configures Open and OpenFS. Options are applied in order; one that
+// returns an error makes Open fail with it (matching ErrBadRequest).
+type Option func(*config.Open) error
 
-// CPU is the default device.
-var CPU = Device{}
+// maxThreads bounds WithThreads: ONNX Runtime creates that many threads per
+// session, so a typo such as 100000 would exhaust the machine.
+func maxThreads() int { return max(64, 4*goruntime.NumCPU()) }
 
-// CUDA returns the CUDA device with the given ordinal.
-func CUDA(id int) Device { return Device{CUDA: true, ID: id} }
-
-// String renders the device as ParseDevice accepts it: "cpu", "cuda:N".
-func (d Device) String() string {
-	if !d.CUDA {
-		return "cpu"
-	}
-	return "cuda:" + strconv.Itoa(d.ID)
-}
-
-// ParseDevice reads "cpu", "cuda" (device 0) or "cuda:N".
-func ParseDevice(s string) (Device, error) {
-	switch v := strings.ToLower(strings.TrimSpace(s)); {
-	case v == "cpu":
-		return CPU, nil
-	case v == "cuda" || v == "gpu":
-		return CUDA(0), nil
-	case strings.HasPrefix(v, "cuda:"):
-		id, err := strconv.Atoi(v[len("cuda:"):])
-		if err != nil || id < 0 {
-			return Device{}, fmt.Errorf("%w: device %q: write cuda:N with N a device number ≥ 0", ErrBadRequest, s)
-		}
-		return CUDA(id), nil
-	default:
-		return Device{}, fmt.Errorf("%w: device %q: use cpu, cuda or cuda:N", ErrBadRequest, s)
-	}
-}
-
-// Option configures Open. Options are applied in order; one that returns an
-// error makes Open fail with it.
-type Option func(*options) error
-
-type options struct {
-	libraryPath string
-	threads     int
-	device      Device
-	cpuFallback bool
-	verifySHA   bool
-	warn        func(string)
-}
-
-func defaultOptions() options {
-	return options{threads: runtime.NumCPU(), verifySHA: true, warn: func(string) {}}
-}
-
-// WithLibraryPath sets the path of the ONNX Runtime shared library. Without it
-// the SDK looks at ONNXRUNTIME_SHARED_LIBRARY_PATH, the project's own install
-// (third_party/onnxruntime), the per-user install and the system paths, in that
-// order; Info reports which one was used.
+// WithLibraryPath sets the path of the ONNX Runtime shared library. Without
+// it the SDK uses ONNXRUNTIME_SHARED_LIBRARY_PATH, then looks next to the
+// executable (and in ../third_party/onnxruntime/ from it), in the per-user
+// install (${XDG_DATA_HOME:-~/.local/share}/sedd/onnxruntime/) and in the
+// system library directories, in that order; Info reports which one was used
+// and why.
 func WithLibraryPath(path string) Option {
-	return func(o *options) error {
+	return func(o *config.Open) error {
 		if path == "" {
 			return fmt.Errorf("%w: empty ONNX Runtime library path", ErrBadRequest)
 		}
-		o.libraryPath = path
+		o.LibraryPath = path
 		return nil
 	}
 }
 
 // WithThreads sets the number of threads ONNX Runtime uses inside one forward
-// pass (intra-op threads). The default is the number of CPUs.
+// pass (intra-op threads), between 1 and four per logical CPU (at least 64).
+// The default is the number of logical CPUs.
 func WithThreads(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("%w: threads must be ≥ 1, got %d", ErrBadRequest, n)
+	return func(o *config.Open) error {
+		if n < 1 || n > maxThreads() {
+			return fmt.Errorf("%w: threads must be between 1 and %d (4 per CPU of this machine, at least 64), got %d",
+				ErrBadRequest, maxThreads(), n)
 		}
-		o.threads = n
+		o.Threads = n
 		return nil
 	}
 }
 
-// WithDevice selects the execution provider: CPU (the default) or CUDA(id).
-// When CUDA cannot be loaded, Open fails with an error matching
-// runtime.ErrCUDAUnavailable unless WithCPUFallback is also given.
+// WithDevice selects where the network runs: "cpu" (the default), "cuda"
+// (device 0) or "cuda:N". When CUDA cannot be used, Open fails with an error
+// matching ErrCUDAUnavailable, unless WithCPUFallback is also given.
 //
 // ONNX Runtime's CUDA provider replaces Go's signal handlers (onnxruntime_go
 // issue 140): a Go program using it may not see SIGINT or SIGSEGV the way Go
 // normally does.
-func WithDevice(d Device) Option {
-	return func(o *options) error {
-		if d.CUDA && d.ID < 0 {
-			return fmt.Errorf("%w: CUDA device id must be ≥ 0, got %d", ErrBadRequest, d.ID)
+func WithDevice(device string) Option {
+	return func(o *config.Open) error {
+		cuda, id, err := config.ParseDevice(device)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
-		o.device = d
+		o.CUDA, o.DeviceID = cuda, id
 		return nil
 	}
 }
 
 // WithCPUFallback makes Open fall back to the CPU when the requested CUDA
-// device cannot be used. Info reports that it fell back, and the warning
-// function (WithWarnings) is told why.
+// device cannot be used. Info reports that it fell back, and the logger is
+// told why.
 func WithCPUFallback() Option {
-	return func(o *options) error { o.cpuFallback = true; return nil }
+	return func(o *config.Open) error { o.CPUFallback = true; return nil }
 }
 
-// WithoutChecksum skips the sha256 check of model.onnx against sedd.json at
-// Open, which costs about one second per gigabyte.
-func WithoutChecksum() Option {
-	return func(o *options) error { o.verifySHA = false; return nil }
-}
-
-// WithWarnings sets a function that receives warnings (for example a sequence
-// length other than the trained one, or a CPU fallback). The default discards
-// them. The function may be called from several goroutines at once.
-func WithWarnings(f func(msg string)) Option {
-	return func(o *options) error {
-		if f == nil {
-			f = func(string) {}
+// WithLogger sets where warnings go (a sequence length other than the trained
+// one, a CPU fallback, an infill template without masks). The default
+// discards them.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *config.Open) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrBadRequest)
 		}
-		o.warn = f
+		o.Logger = l
 		return nil
 	}
+}
+
+// resolve applies opts to the defaults.
+func resolve(opts []Option) (config.Open, error) {
+	o := config.Defaults()
+	for _, opt := range opts {
+		if opt == nil {
+			return config.Open{}, fmt.Errorf("%w: nil Option", ErrBadRequest)
+		}
+		if err := opt(&o); err != nil {
+			return config.Open{}, err
+		}
+	}
+	return o, nil
 }

@@ -4,378 +4,477 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
-	"github.com/sedd-go/sedd/sdk/runtime"
+	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 )
-
-// Predictor names a reverse-diffusion step rule: Analytic (the reference's
-// "Tweedie τ-leaping", the default), Euler or None.
-type Predictor = diffusion.Predictor
-
-// The predictors of SEDD.md.
-const (
-	Analytic = diffusion.Analytic
-	Euler    = diffusion.Euler
-	None     = diffusion.None
-)
-
-// ParsePredictor reads "analytic", "euler" or "none".
-func ParsePredictor(name string) (Predictor, error) { return diffusion.ParsePredictor(name) }
 
 // Limits on a request, checked before anything is allocated for it.
 const (
-	// MaxLengthFactor bounds SampleRequest.Length to this many times the
-	// model's trained length.
-	MaxLengthFactor = 16
-	// MaxScoreElements bounds Batch × Length × N, the float32 scores of one
-	// network output (8 GiB at this bound), which the SDK allocates in host
-	// memory.
-	MaxScoreElements = 1 << 31
+	// maxLengthFactor bounds SampleRequest.Length (and EvaluateRequest.Length)
+	// to this many times the model's trained length.
+	maxLengthFactor = 16
+	// maxScoreElements bounds Batch × Length × States, the float32 scores of
+	// one network output (8 GiB at this bound), held in host memory.
+	maxScoreElements = 1 << 31
 )
 
-// DefaultSteps is the number of predictor steps when a request leaves Steps 0:
+// DefaultSteps is the number of sampling steps when a request leaves Steps 0:
 // the reference's training-time sampling setting.
 const DefaultSteps = 128
 
-// Fixed pins tokens at a position of every sample: Text is tokenized and its
-// tokens placed from Pos on, or Tokens are used as they are. Exactly one of
-// Text and Tokens must be set. Spans must not overlap each other or the
-// prefix and suffix.
-type Fixed struct {
-	Pos    int
-	Text   string
-	Tokens []int
-}
+// Samplers, the step rules a SampleRequest may name.
+const (
+	// Analytic is the reference's "analytic" predictor (Tweedie τ-leaping),
+	// the default.
+	Analytic = "analytic"
+	// Euler is the reference's "euler" predictor. For the absorbing graph
+	// with log-linear noise it is the same rule as Analytic.
+	Euler = "euler"
+	// None changes nothing between steps (only the final denoiser samples).
+	None = "none"
+)
 
 // SampleRequest describes one sampling call. Its zero value is valid: one
 // unconditional sample of the model's trained length with the analytic
-// predictor, DefaultSteps steps, denoising on, eps 1e-5 and seed 0.
+// sampler, DefaultSteps steps and the final denoiser, seed 0.
 type SampleRequest struct {
-	// Steps is the number of predictor steps (network evaluations, plus one for
-	// the denoiser). 0 means DefaultSteps; negative or more than
-	// diffusion.MaxSteps is an error.
+	// Steps is the number of sampling steps (network evaluations, plus one
+	// for the denoiser); 0 means DefaultSteps.
 	Steps int
-	// Predictor is the step rule; the zero value is Analytic.
-	Predictor Predictor
+	// Sampler is the step rule: Analytic (also ""), Euler or None.
+	Sampler string
 	// NoDenoise turns off the final denoising step (on in the reference).
 	NoDenoise bool
-	// Eps is the last time of the grid, in (0, 1); 0 means 1e-5.
-	Eps float64
+	// EndTime is the last diffusion time of the time grid, in (0, 1); 0
+	// means 1e-5, the reference's sampling eps.
+	EndTime float64
 	// Batch is the number of samples; 0 means 1.
 	Batch int
 	// Length is the sequence length in tokens; 0 means the trained length.
-	// Other lengths up to MaxLengthFactor times the trained length run, with
-	// a warning; Batch × Length × N must not exceed MaxScoreElements.
+	// Other lengths up to 16 times the trained one run, with a warning.
 	Length int
-	// Seed makes the run reproducible bit for bit on CPU.
+	// Seed makes the run reproducible: the same seed and request give the
+	// same tokens, bit for bit, on the CPU.
 	Seed uint64
 	// Prefix and Suffix are texts pinned at the start and at the end of every
-	// sample; Fixed pins further spans anywhere.
+	// sample; Spans pins further text or tokens anywhere.
 	Prefix, Suffix string
-	Fixed          []Fixed
-	// Progress, if set, is called after each step; returning an error stops
-	// the run, and Sample returns that error. It runs inside the call, so it
-	// must not call Close on the same Model: Close waits for calls in flight,
-	// and would wait for itself. Return an error (or cancel the context)
-	// instead, and close after Sample returns.
-	Progress func(Progress) error
+	Spans          []Span
+	// Template makes the call an infill: text with spans to generate,
+	// "[MASK]" for one token and "[MASK:n]" for n, anywhere; every literal
+	// piece keeps its tokens at its place. The template occupies the first
+	// positions of a sequence of Length tokens (0: the trained length); when
+	// it is shorter, the end-of-text token (if the tokenizer has one) is
+	// pinned right after it and the remaining positions are generated and
+	// discarded, so the samples hold exactly the template's positions.
+	// Prefix, Suffix and Spans must be empty with a template.
+	Template string
 }
 
-// Progress is what a SampleRequest.Progress callback sees after each step.
-type Progress struct {
-	// Step counts steps done, from 1 to Steps (the denoiser is the last step).
-	Step, Steps int
-	// T is the diffusion time the tokens now belong to (0 after denoising).
-	T float64
-	// Batch and Length give the shape of Tokens.
-	Batch, Length int
-	// Tokens holds the current tokens of every row, row-major; masks are
-	// Model.Mask(). Valid only during the callback; do not modify.
-	Tokens []int64
-	// Masked counts the positions still masked (absorbing graph), over all rows.
-	Masked int
-}
-
-// Row returns the current tokens of row b.
-func (p Progress) Row(b int) []int64 { return p.Tokens[b*p.Length : (b+1)*p.Length] }
-
-// Sample is one generated sequence.
-type Sample struct {
-	Index  int
-	Tokens []int
+// Span pins tokens at positions Pos, Pos+1, … of every sample: Text,
+// tokenized, or Tokens as they are. Exactly one of them must be set. Spans
+// must not overlap each other, the prefix or the suffix.
+type Span struct {
+	Pos    int
 	Text   string
+	Tokens []int64
 }
 
-// SampleResult is the outcome of Model.Sample or Model.Infill.
+// SampleResult is the outcome of Model.Sample.
 type SampleResult struct {
-	Samples []Sample
-	// Steps is the number of predictor steps, NFE the number of network
-	// evaluations (Steps, plus one for the denoiser).
-	Steps, NFE int
-	Predictor  Predictor
-	Denoise    bool
-	Eps        float64
-	Seed       uint64
-	Length     int
+	Samples []Sequence
+	// Steps is the number of sampling steps; NetworkCalls the number of
+	// network evaluations made (the steps, plus one for the denoiser).
+	Steps, NetworkCalls int
+	// Sampler, Denoise, EndTime, Seed and Length are the settings the run
+	// used, defaults filled in.
+	Sampler string
+	Denoise bool
+	EndTime float64
+	Seed    uint64
+	Length  int
 	// Elapsed is the wall time of the whole call; Network is the part of it
-	// spent in the score network's forward passes (ONNX Runtime), so
-	// Elapsed − Network is this SDK's own cost: the predictor's draws,
-	// projection, checks and decoding.
+	// spent in the score network's forward passes (ONNX Runtime), so that
+	// Elapsed − Network is this SDK's own cost.
 	Elapsed, Network time.Duration
 }
 
-// timedScore is the Scorer with a clock around each forward pass.
-type timedScore struct {
-	sc      *runtime.Scorer
-	elapsed time.Duration
+// Sequence is one generated sample: its token ids and its text.
+type Sequence struct {
+	Tokens []int64
+	Text   string
 }
 
-func (t *timedScore) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
-	start := time.Now()
-	s, err := t.sc.Score(ctx, x, sigma, batch, length)
-	t.elapsed += time.Since(start)
-	return s, err
+// Step is what Model.Stream yields after each sampling step.
+type Step struct {
+	// Index counts the steps done, from 1 to Steps (the denoiser, when on,
+	// is the last step).
+	Index, Steps int
+	// T is the diffusion time the tokens now belong to (0 after denoising).
+	T float64
+	// Tokens holds the current tokens of each sample (masks are Info's
+	// MaskID; Model.Decode renders them). The slices are reused: they are
+	// valid until the loop body returns and must not be modified.
+	Tokens [][]int64
+	// Masked counts the positions still masked (absorbing graph), over all
+	// samples.
+	Masked int
+	// Result is set on the last step only: the outcome of the run, as
+	// Sample returns it.
+	Result *SampleResult
 }
 
-// Mask returns the absorbing graph's mask id, or -1 for a uniform graph.
-func (m *Model) Mask() int64 {
-	if a, ok := m.graph.(diffusion.Absorbing); ok {
-		return a.Mask()
+// Sample draws req.Batch sequences from the model with the reverse diffusion
+// of SEDD.md, conditioned on the request's prefix, suffix, spans or infill
+// template. It honours ctx inside a network evaluation: a cancelled context
+// stops the run within one forward pass and leaves the Model usable.
+// Errors: ErrBadRequest (checked before anything runs), ErrBadModel (the
+// network returned NaN or infinite scores), ErrClosed, and ctx's.
+func (m *Model) Sample(ctx context.Context, req SampleRequest) (*SampleResult, error) {
+	r, err := m.resolve(req)
+	if err != nil {
+		return nil, err
 	}
-	return -1
+	return m.run(ctx, r, nil)
 }
+
+// Stream is Sample step by step: it yields the state of the samples after
+// every step, the last one carrying the result. Breaking out of the loop
+// stops the run (and releases what it holds) before the next network
+// evaluation. An error is yielded once, as the last value.
+//
+//	for step, err := range m.Stream(ctx, req) {
+//		if err != nil {
+//			return err
+//		}
+//		fmt.Println(step.Index, m.Decode(step.Tokens[0], "_"))
+//	}
+//
+// The loop body runs on the calling goroutine, inside the run; it may call
+// other methods of the Model, Close included.
+func (m *Model) Stream(ctx context.Context, req SampleRequest) iter.Seq2[Step, error] {
+	return func(yield func(Step, error) bool) {
+		r, err := m.resolve(req)
+		if err != nil {
+			yield(Step{}, err)
+			return
+		}
+		broke := false
+		res, last, err := m.stream(ctx, r, func(s Step) bool {
+			if !yield(s, nil) {
+				broke = true
+				return false
+			}
+			return true
+		})
+		switch {
+		case broke:
+		case err != nil:
+			yield(Step{}, err)
+		default:
+			last.Result = res
+			yield(last, nil)
+		}
+	}
+}
+
+// errStopped stops a run whose Stream loop was left.
+var errStopped = errors.New("stream stopped")
 
 // resolved is a validated request.
 type resolved struct {
-	cfg    diffusion.Config
-	keep   [2]int // only tokens [keep[0], keep[1]) of each row are returned
-	req    SampleRequest
-	masked bool
+	cfg     diffusion.Config
+	sampler string
+	keep    [2]int // only tokens [keep[0], keep[1]) of each row are returned
 }
 
+// resolve validates req and turns it into a sampler configuration: every
+// check runs here, before anything is allocated for the run.
 func (m *Model) resolve(req SampleRequest) (*resolved, error) {
-	r := &resolved{req: req}
 	steps := req.Steps
 	switch {
 	case steps == 0:
 		steps = DefaultSteps
 	case steps < 0:
-		return nil, fmt.Errorf("%w: steps must be ≥ 1, got %d", ErrBadRequest, steps)
+		return nil, fieldError("Steps", "must be ≥ 1, got %d", steps)
 	case steps > diffusion.MaxSteps:
-		return nil, fmt.Errorf("%w: steps must be ≤ %d, got %d", ErrBadRequest, diffusion.MaxSteps, steps)
+		return nil, fieldError("Steps", "must be ≤ %d, got %d", diffusion.MaxSteps, steps)
 	}
-	eps := req.Eps
-	if eps == 0 {
-		eps = diffusion.DefaultEps
+	var pred diffusion.Predictor
+	name := req.Sampler
+	switch name {
+	case "", Analytic:
+		pred, name = diffusion.Analytic, Analytic
+	case Euler:
+		pred = diffusion.Euler
+	case None:
+		pred = diffusion.None
+	default:
+		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s or %s", req.Sampler, Analytic, Euler, None)
 	}
-	if !(eps > 0 && eps < 1) || math.IsNaN(eps) {
-		return nil, fmt.Errorf("%w: eps must be in (0, 1), got %g", ErrBadRequest, eps)
+	end := req.EndTime
+	if end == 0 {
+		end = diffusion.DefaultEndTime
+	}
+	if !(end > 0 && end < 1) || math.IsNaN(end) {
+		return nil, fieldError("EndTime", "must be in (0, 1), got %g", req.EndTime)
 	}
 	batch := req.Batch
 	switch {
 	case batch == 0:
 		batch = 1
 	case batch < 0:
-		return nil, fmt.Errorf("%w: batch must be ≥ 1, got %d", ErrBadRequest, batch)
+		return nil, fieldError("Batch", "must be ≥ 1, got %d", batch)
 	}
 	length := req.Length
 	switch {
 	case length == 0:
 		length = m.man.Length
 	case length < 0:
-		return nil, fmt.Errorf("%w: length must be ≥ 1, got %d", ErrBadRequest, length)
+		return nil, fieldError("Length", "must be ≥ 1, got %d", length)
 	}
-	if maxLen := MaxLengthFactor * m.man.Length; length > maxLen {
-		return nil, fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
-			ErrBadRequest, length, MaxLengthFactor, m.man.Length)
+	if err := m.checkShape(batch, length); err != nil {
+		return nil, err
 	}
-	// batch is bounded first, so that the products cannot overflow.
-	if batch > (1<<24)/length || int64(batch)*int64(length)*int64(m.man.N()) > MaxScoreElements {
-		return nil, fmt.Errorf("%w: batch %d × length %d is too large: one network output would hold more than %d scores; lower the batch",
-			ErrBadRequest, batch, length, int64(MaxScoreElements))
+	r := &resolved{sampler: name, keep: [2]int{0, length}}
+	spans, keep, err := m.spans(req, length)
+	if err != nil {
+		return nil, err
+	}
+	if keep > 0 {
+		r.keep[1] = keep
 	}
 	if length != m.man.Length {
-		m.opts.warn(fmt.Sprintf("length %d differs from the trained length %d; quality may suffer", length, m.man.Length))
+		m.log.Warn("sequence length differs from the trained length; quality may suffer", "length", length, "trained", m.man.Length)
+	}
+	r.cfg = diffusion.Config{
+		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
+		Denoise: !req.NoDenoise, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+	}
+	return r, nil
+}
+
+// checkShape bounds batch × length before anything is allocated.
+func (m *Model) checkShape(batch, length int) error {
+	if maxLen := maxLengthFactor * m.man.Length; length > maxLen {
+		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
+			ErrBadRequest, length, maxLengthFactor, m.man.Length)
+	}
+	// batch is bounded first, so that the products cannot overflow.
+	if batch > (1<<24)/length || int64(batch)*int64(length)*int64(m.man.N()) > maxScoreElements {
+		return fmt.Errorf("%w: batch %d × length %d is too large: one network output would hold more than %d scores; lower the batch",
+			ErrBadRequest, batch, length, int64(maxScoreElements))
+	}
+	return nil
+}
+
+// spans returns the fixed spans of req in a sequence of length tokens, and
+// for an infill template the number of leading positions the samples keep.
+func (m *Model) spans(req SampleRequest, length int) ([]diffusion.Span, int, error) {
+	if req.Template != "" {
+		if req.Prefix != "" || req.Suffix != "" || len(req.Spans) > 0 {
+			return nil, 0, fmt.Errorf("%w: an infill request takes its fixed text from the template; leave Prefix, Suffix and Spans empty", ErrBadRequest)
+		}
+		return m.templateSpans(req.Template, req.Length, length)
 	}
 	var spans []diffusion.Span
 	var used int
 	if req.Prefix != "" {
 		ids, err := m.encode("prefix", req.Prefix)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		spans = append(spans, diffusion.Span{Start: 0, Tokens: ids})
 		used += len(ids)
 	}
+	if used > length {
+		return nil, 0, fmt.Errorf("%w: the prefix takes %d tokens but the length is %d; shorten it or raise the length", ErrBadRequest, used, length)
+	}
 	if req.Suffix != "" {
 		ids, err := m.encode("suffix", req.Suffix)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		used += len(ids)
 		if used > length {
-			return nil, fmt.Errorf("%w: prefix and suffix take %d tokens but the length is %d; shorten them or raise --length", ErrTooLong, used, length)
+			return nil, 0, fmt.Errorf("%w: prefix and suffix take %d tokens but the length is %d; shorten them or raise the length", ErrBadRequest, used, length)
 		}
 		spans = append(spans, diffusion.Span{Start: length - len(ids), Tokens: ids})
 	}
-	if used > length {
-		return nil, fmt.Errorf("%w: the prefix takes %d tokens but the length is %d; shorten it or raise --length", ErrTooLong, used, length)
-	}
-	for k, f := range req.Fixed {
+	for k, f := range req.Spans {
 		var ids []int64
 		switch {
 		case f.Text == "" && len(f.Tokens) == 0:
-			return nil, fmt.Errorf("%w: fixed span %d has neither Text nor Tokens", ErrBadRequest, k)
+			return nil, 0, fmt.Errorf("%w: span %d has neither Text nor Tokens", ErrBadRequest, k)
 		case f.Text != "" && len(f.Tokens) > 0:
-			return nil, fmt.Errorf("%w: fixed span %d has both Text and Tokens; set one of them", ErrBadRequest, k)
-		}
-		if f.Text != "" {
+			return nil, 0, fmt.Errorf("%w: span %d has both Text and Tokens; set one of them", ErrBadRequest, k)
+		case f.Text != "":
 			var err error
-			if ids, err = m.encode(fmt.Sprintf("fixed span %d", k), f.Text); err != nil {
-				return nil, err
+			if ids, err = m.encode(fmt.Sprintf("span %d", k), f.Text); err != nil {
+				return nil, 0, err
 			}
-		} else {
-			ids = make([]int64, len(f.Tokens))
-			for i, t := range f.Tokens {
-				if t < 0 || t >= m.man.Tokens {
-					return nil, fmt.Errorf("%w: fixed span %d: token %d is outside [0, %d)", ErrBadRequest, k, t, m.man.Tokens)
+		default:
+			for _, t := range f.Tokens {
+				if t < 0 || t >= int64(m.man.Tokens) {
+					return nil, 0, fmt.Errorf("%w: span %d: token %d is outside [0, %d)", ErrBadRequest, k, t, m.man.Tokens)
 				}
-				ids[i] = int64(t)
 			}
+			ids = f.Tokens
 		}
 		if f.Pos < 0 || f.Pos > length-len(ids) {
-			return nil, fmt.Errorf("%w: fixed span %d of %d tokens at position %d does not fit in the length %d", ErrTooLong, k, len(ids), f.Pos, length)
+			return nil, 0, fmt.Errorf("%w: span %d of %d tokens at position %d does not fit in the length %d", ErrBadRequest, k, len(ids), f.Pos, length)
 		}
 		spans = append(spans, diffusion.Span{Start: f.Pos, Tokens: ids})
 	}
-	r.cfg = diffusion.Config{
-		Graph: m.graph, Noise: m.noise, Predictor: req.Predictor, Steps: steps, Eps: eps,
-		Denoise: !req.NoDenoise, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
-	}
-	r.keep = [2]int{0, length}
-	return r, nil
+	return spans, 0, nil
 }
 
-func (m *Model) encode(what, text string) ([]int64, error) {
-	if !utf8.ValidString(text) {
-		return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrBadRequest, what)
-	}
-	ids, err := m.tok.Encode(text)
+// templateSpans turns an infill template into fixed spans: literal text
+// pinned where it stands, mask spans left free, and the end-of-text token
+// right after the template when it is shorter than the sequence.
+// requested is the request's Length (0: none).
+func (m *Model) templateSpans(template string, requested, length int) ([]diffusion.Span, int, error) {
+	parts, err := parseTemplate(template)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadRequest, what, err)
+		return nil, 0, err
 	}
-	out := make([]int64, len(ids))
-	for i, id := range ids {
-		out[i] = int64(id)
+	var spans []diffusion.Span
+	pos, masks := 0, 0
+	for _, p := range parts {
+		if p.Masks > 0 {
+			pos += p.Masks
+			masks += p.Masks
+			continue
+		}
+		ids, err := m.encode("template text", p.Text)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(ids) > 0 { // text a normalizer removes entirely pins nothing
+			spans = append(spans, diffusion.Span{Start: pos, Tokens: ids})
+			pos += len(ids)
+		}
+		if pos > length {
+			break
+		}
 	}
-	return out, nil
+	if pos > length {
+		if requested == 0 {
+			return nil, 0, fmt.Errorf("%w: the template is at least %d tokens but the model's length is %d; shorten it (or pass a longer length, which the model was not trained on)", ErrBadRequest, pos, length)
+		}
+		return nil, 0, fmt.Errorf("%w: the template is at least %d tokens but the length is %d", ErrBadRequest, pos, length)
+	}
+	if masks == 0 {
+		m.log.Warn("the infill template has no [MASK] span; nothing to generate")
+	}
+	if eos := m.man.Tokenizer.EOSID; pos < length && eos >= 0 && eos < m.man.Tokens {
+		spans = append(spans, diffusion.Span{Start: pos, Tokens: []int64{int64(eos)}})
+	}
+	return spans, pos, nil
 }
 
-// Sample draws req.Batch sequences from the model with the reverse diffusion
-// of SEDD.md. It honours ctx inside a network evaluation: a cancelled context
-// stops the run within one forward pass and leaves the Model usable.
-func (m *Model) Sample(ctx context.Context, req SampleRequest) (*SampleResult, error) {
-	r, err := m.resolve(req)
-	if err != nil {
-		return nil, err
-	}
-	return m.run(ctx, r)
+// scoreCounter is the Scorer with a clock and a counter around each forward
+// pass, and the Model's closed flag checked before each.
+type scoreCounter struct {
+	m       *Model
+	sc      *onnxrt.Scorer
+	elapsed time.Duration
+	calls   int
 }
 
-func (m *Model) run(ctx context.Context, r *resolved) (*SampleResult, error) {
+func (t *scoreCounter) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	if t.m.closed.Load() {
+		return diffusion.Scores{}, ErrClosed
+	}
+	start := time.Now()
+	s, err := t.sc.Score(ctx, x, sigma, batch, length)
+	t.elapsed += time.Since(start)
+	t.calls++
+	return s, err
+}
+
+// run samples r; onStep, when not nil, sees every step.
+func (m *Model) run(ctx context.Context, r *resolved, onStep func(Step) bool) (*SampleResult, error) {
+	res, _, err := m.stream(ctx, r, onStep)
+	return res, err
+}
+
+// stream samples r, calling onStep after every step but the last (whose
+// state it returns), and stopping when onStep returns false.
+func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool) (*SampleResult, Step, error) {
 	if err := m.enter(); err != nil {
-		return nil, err
+		return nil, Step{}, err
 	}
 	defer m.leave()
 	start := time.Now()
 	cfg := r.cfg
-	mask := m.Mask()
-	if r.req.Progress != nil {
-		cb := r.req.Progress
+	var last Step
+	if onStep != nil {
+		mask, _ := m.man.MaskID()
+		var views [][]int64
 		cfg.Progress = func(s diffusion.Step) error {
+			if views == nil {
+				views = make([][]int64, s.Batch)
+				for b := range views {
+					row := s.Tokens[b*s.Length : (b+1)*s.Length]
+					views[b] = row[r.keep[0]:r.keep[1]:r.keep[1]]
+				}
+			}
 			masked := 0
-			if mask >= 0 {
-				for _, t := range s.Tokens {
-					if t == mask {
+			for _, v := range views {
+				for _, t := range v {
+					if t == int64(mask) {
 						masked++
 					}
 				}
 			}
-			return cb(Progress{Step: s.Index, Steps: s.Steps, T: s.T, Batch: s.Batch, Length: s.Length, Tokens: s.Tokens, Masked: masked})
+			st := Step{Index: s.Index, Steps: s.Steps, T: s.T, Tokens: views, Masked: masked}
+			if s.Index == s.Steps {
+				last = st
+				return nil
+			}
+			if !onStep(st) {
+				return errStopped
+			}
+			return nil
 		}
 	}
 	sampler, err := diffusion.NewSampler(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, Step{}, classify(err)
 	}
 	sc, err := m.scorer()
 	if err != nil {
-		return nil, err
+		return nil, Step{}, err
 	}
-	timed := &timedScore{sc: sc}
-	tokens, err := sampler.Run(ctx, timed)
-	m.release(sc)
-	if se := (*diffusion.ScoreError)(nil); errors.As(err, &se) {
-		return nil, fmt.Errorf("%w (the network's output cannot be sampled from; check the export with Verify, or sedd verify)", err)
-	}
+	defer m.scorers.Put(sc)
+	counted := &scoreCounter{m: m, sc: sc}
+	tokens, err := sampler.Run(ctx, counted)
 	if err != nil {
-		return nil, err
+		if se := (*diffusion.ScoreError)(nil); errors.As(err, &se) {
+			err = fmt.Errorf("%w (the network's output cannot be sampled from; check the export with Verify, or sedd verify)", err)
+		}
+		return nil, Step{}, classify(err)
 	}
 	res := &SampleResult{
-		Steps: cfg.Steps, NFE: cfg.Steps, Predictor: cfg.Predictor, Denoise: cfg.Denoise,
-		Eps: cfg.Eps, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: timed.elapsed,
+		Steps: cfg.Steps, NetworkCalls: counted.calls, Sampler: r.sampler, Denoise: cfg.Denoise,
+		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
 	}
-	if cfg.Denoise {
-		res.NFE++
-	}
-	if cfg.Eps == 0 {
-		res.Eps = diffusion.DefaultEps
-	}
+	L := cfg.Length
 	for b := 0; b < cfg.Batch; b++ {
-		row := tokens[b*cfg.Length+r.keep[0] : b*cfg.Length+r.keep[1]]
-		ids := make([]int, len(row))
-		for i, t := range row {
-			ids[i] = int(t)
+		row := tokens[b*L+r.keep[0] : b*L+r.keep[1] : b*L+r.keep[1]]
+		res.Samples = append(res.Samples, Sequence{Tokens: row, Text: m.Decode(row, "")})
+	}
+	if onStep != nil {
+		last.Tokens = make([][]int64, len(res.Samples))
+		for b, s := range res.Samples {
+			last.Tokens[b] = s.Tokens
 		}
-		res.Samples = append(res.Samples, Sample{Index: b, Tokens: ids, Text: m.Render(row, "")})
 	}
 	res.Elapsed = time.Since(start)
-	return res, nil
-}
-
-// Render decodes tokens to text, writing maskGlyph for each mask token (for
-// example "_" to watch a sample denoise). Ids outside the vocabulary render as
-// "�".
-func (m *Model) Render(tokens []int64, maskGlyph string) string {
-	mask := m.Mask()
-	var out []byte
-	run := make([]int, 0, len(tokens))
-	flush := func() {
-		if len(run) > 0 {
-			s, err := m.tok.Decode(run)
-			if err != nil {
-				s = "\uFFFD"
-			}
-			out = append(out, s...)
-			run = run[:0]
-		}
-	}
-	for _, t := range tokens {
-		switch {
-		case t == mask:
-			flush()
-			out = append(out, maskGlyph...)
-		case t < 0 || t >= int64(m.man.Tokens):
-			flush()
-			out = append(out, "\uFFFD"...)
-		default:
-			run = append(run, int(t))
-		}
-	}
-	flush()
-	return string(out)
+	return res, last, nil
 }

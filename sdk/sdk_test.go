@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"github.com/sedd-go/sedd/internal/testlib"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +12,13 @@ import (
 	"testing"
 
 	"github.com/sedd-go/sedd/sdk"
-	"github.com/sedd-go/sedd/sdk/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 )
+
+// TestMain points the tests at the project's own ONNX Runtime install when
+// ONNXRUNTIME_SHARED_LIBRARY_PATH is unset.
+func TestMain(m *testing.M) { testlib.Main(m) }
 
 const (
 	tinyAbsorb  = "testdata/tiny-absorb"
@@ -34,11 +40,11 @@ func TestVerifyFixtures(t *testing.T) {
 	for _, dir := range []string{tinyAbsorb, tinyUniform} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			m := open(t, dir)
-			rep, err := m.Verify(context.Background(), 0)
+			rep, err := m.Verify(context.Background(), sdk.VerifyRequest{})
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if !rep.OK || len(rep.Cases) == 0 || rep.MaxRel > sdk.DefaultTolerance {
+			if !rep.OK || len(rep.Cases) == 0 || rep.MaxRel > 1e-4 {
 				t.Fatalf("Verify report not OK: %+v", rep)
 			}
 		})
@@ -56,14 +62,14 @@ func TestSampleConditioning(t *testing.T) {
 		fixed map[int]string // position → text expected there (bytes tokenizer: one token per byte)
 	}{
 		{"unconditional absorb analytic", tinyAbsorb, sdk.SampleRequest{Steps: 8, Batch: 2, Seed: 1}, nil},
-		{"unconditional absorb euler", tinyAbsorb, sdk.SampleRequest{Steps: 8, Predictor: sdk.Euler, Seed: 2}, nil},
+		{"unconditional absorb euler", tinyAbsorb, sdk.SampleRequest{Steps: 8, Sampler: sdk.Euler, Seed: 2}, nil},
 		{"prefix", tinyAbsorb, sdk.SampleRequest{Steps: 8, Batch: 3, Prefix: "Once", Seed: 3}, map[int]string{0: "Once"}},
 		{"suffix", tinyAbsorb, sdk.SampleRequest{Steps: 8, Suffix: "end.", Seed: 4}, map[int]string{28: "end."}},
-		{"middle span", tinyAbsorb, sdk.SampleRequest{Steps: 8, Fixed: []sdk.Fixed{{Pos: 10, Text: "mid"}}, Seed: 5}, map[int]string{10: "mid"}},
-		{"prefix suffix and span", tinyAbsorb, sdk.SampleRequest{Steps: 4, Prefix: "A", Suffix: "Z", Fixed: []sdk.Fixed{{Pos: 16, Tokens: []int{'q'}}}, Seed: 6},
+		{"middle span", tinyAbsorb, sdk.SampleRequest{Steps: 8, Spans: []sdk.Span{{Pos: 10, Text: "mid"}}, Seed: 5}, map[int]string{10: "mid"}},
+		{"prefix suffix and span", tinyAbsorb, sdk.SampleRequest{Steps: 4, Prefix: "A", Suffix: "Z", Spans: []sdk.Span{{Pos: 16, Tokens: []int64{'q'}}}, Seed: 6},
 			map[int]string{0: "A", 31: "Z", 16: "q"}},
 		{"uniform analytic with prefix", tinyUniform, sdk.SampleRequest{Steps: 8, Batch: 2, Prefix: "Hi", Seed: 7}, map[int]string{0: "Hi"}},
-		{"uniform euler", tinyUniform, sdk.SampleRequest{Steps: 8, Predictor: sdk.Euler, Suffix: "!", Seed: 8}, map[int]string{31: "!"}},
+		{"uniform euler", tinyUniform, sdk.SampleRequest{Steps: 8, Sampler: sdk.Euler, Suffix: "!", Seed: 8}, map[int]string{31: "!"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,25 +82,26 @@ func TestSampleConditioning(t *testing.T) {
 			if len(res.Samples) != batch {
 				t.Fatalf("got %d samples, want %d", len(res.Samples), batch)
 			}
-			if res.NFE != tt.req.Steps+1 {
-				t.Errorf("NFE = %d, want %d (steps + denoiser)", res.NFE, tt.req.Steps+1)
+			if res.NetworkCalls != tt.req.Steps+1 {
+				t.Errorf("NetworkCalls = %d, want %d (steps + denoiser)", res.NetworkCalls, tt.req.Steps+1)
 			}
 			if res.Network <= 0 || res.Network > res.Elapsed {
 				t.Errorf("Network = %v, want in (0, Elapsed = %v]", res.Network, res.Elapsed)
 			}
-			for _, s := range res.Samples {
-				if len(s.Tokens) != m.Manifest().Length {
-					t.Fatalf("sample has %d tokens, want %d", len(s.Tokens), m.Manifest().Length)
+			info := m.Info()
+			for k, s := range res.Samples {
+				if len(s.Tokens) != info.Length {
+					t.Fatalf("sample has %d tokens, want %d", len(s.Tokens), info.Length)
 				}
 				for i, tok := range s.Tokens {
-					if tok < 0 || tok >= m.Manifest().Tokens {
+					if tok < 0 || tok >= int64(info.Tokens) {
 						t.Fatalf("token %d at %d is not a vocabulary token (mask left after denoising?)", tok, i)
 					}
 				}
 				for pos, text := range tt.fixed {
 					for i := range len(text) {
-						if s.Tokens[pos+i] != int(text[i]) {
-							t.Fatalf("sample %d: position %d = %d, want fixed %q", s.Index, pos+i, s.Tokens[pos+i], text[i])
+						if s.Tokens[pos+i] != int64(text[i]) {
+							t.Fatalf("sample %d: position %d = %d, want fixed %q", k, pos+i, s.Tokens[pos+i], text[i])
 						}
 					}
 				}
@@ -125,7 +132,7 @@ func TestAbsorbLogLinearEulerEqualsAnalytic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Predictor = sdk.Euler
+		req.Sampler = sdk.Euler
 		e, err := m.Sample(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
@@ -141,27 +148,27 @@ func TestAbsorbLogLinearEulerEqualsAnalytic(t *testing.T) {
 func TestSampleWithoutDenoiseKeepsMasksPossible(t *testing.T) {
 	m := open(t, tinyAbsorb)
 	// One step from t=1 with no denoiser leaves most positions masked.
-	res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 1, NoDenoise: true, Eps: 0.9})
+	res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 1, NoDenoise: true, EndTime: 0.9})
 	if err != nil {
 		t.Fatal(err)
 	}
 	masks := 0
 	for _, tok := range res.Samples[0].Tokens {
-		if int64(tok) == m.Mask() {
+		if tok == int64(m.Info().MaskID) {
 			masks++
 		}
 	}
 	if masks == 0 {
 		t.Fatalf("no masks after one short step without denoising: %v", res.Samples[0].Tokens)
 	}
-	if res.NFE != 1 {
-		t.Fatalf("NFE = %d, want 1", res.NFE)
+	if res.NetworkCalls != 1 {
+		t.Fatalf("NetworkCalls = %d, want 1", res.NetworkCalls)
 	}
 }
 
 func TestInfillKeepsLiterals(t *testing.T) {
 	m := open(t, tinyAbsorb)
-	res, err := m.Infill(context.Background(), "ab[MASK:3]cd[MASK]e", sdk.SampleRequest{Steps: 8, Batch: 2, Seed: 9})
+	res, err := m.Sample(context.Background(), sdk.SampleRequest{Template: "ab[MASK:3]cd[MASK]e", Steps: 8, Batch: 2, Seed: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,32 +177,30 @@ func TestInfillKeepsLiterals(t *testing.T) {
 			t.Fatalf("infill returned %d tokens, want the template's 9", len(s.Tokens))
 		}
 		for pos, want := range map[int]byte{0: 'a', 1: 'b', 5: 'c', 6: 'd', 8: 'e'} {
-			if s.Tokens[pos] != int(want) {
+			if s.Tokens[pos] != int64(want) {
 				t.Fatalf("literal %q at %d replaced by %d: %v", want, pos, s.Tokens[pos], s.Tokens)
 			}
 		}
 	}
 }
 
-func TestProgressAndStop(t *testing.T) {
+func TestStreamAndStop(t *testing.T) {
 	m := open(t, tinyAbsorb)
 	var steps []int
-	stop := errors.New("enough")
-	_, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 10, Progress: func(p sdk.Progress) error {
-		steps = append(steps, p.Step)
-		if p.Steps != 11 || p.Length != 32 || len(p.Tokens) != 32 {
-			t.Errorf("progress shape: %+v", p)
+	for st, err := range m.Stream(context.Background(), sdk.SampleRequest{Steps: 10}) {
+		if err != nil {
+			t.Fatal(err)
 		}
-		if p.Step == 3 {
-			return stop
+		steps = append(steps, st.Index)
+		if st.Steps != 11 || len(st.Tokens) != 1 || len(st.Tokens[0]) != 32 || st.Result != nil {
+			t.Errorf("step %d: %d steps, %d rows, result %v", st.Index, st.Steps, len(st.Tokens), st.Result)
 		}
-		return nil
-	}})
-	if !errors.Is(err, stop) {
-		t.Fatalf("Sample error = %v, want the callback's error", err)
+		if st.Index == 3 {
+			break
+		}
 	}
 	if !slices.Equal(steps, []int{1, 2, 3}) {
-		t.Fatalf("progress saw steps %v, want [1 2 3]", steps)
+		t.Fatalf("the stream yielded steps %v, want [1 2 3]", steps)
 	}
 	// The model stays usable.
 	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 2}); err != nil {
@@ -203,19 +208,86 @@ func TestProgressAndStop(t *testing.T) {
 	}
 }
 
+// TestStreamEqualsSample: the stream's last step carries the result Sample
+// gives for the same request, and every step before it shows masks
+// disappearing without a position ever changing once unmasked.
+func TestStreamEqualsSample(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	req := sdk.SampleRequest{Steps: 12, Batch: 2, Seed: 4, Prefix: "ab"}
+	want, err := m.Sample(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := int64(m.Info().MaskID)
+	var prev [][]int64
+	var last sdk.Step
+	n := 0
+	for st, err := range m.Stream(context.Background(), req) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		for b, row := range st.Tokens {
+			for i, tok := range row {
+				if prev != nil && prev[b][i] != mask && prev[b][i] != tok {
+					t.Fatalf("step %d: row %d position %d changed from %d to %d", st.Index, b, i, prev[b][i], tok)
+				}
+			}
+		}
+		prev = make([][]int64, len(st.Tokens))
+		for b, row := range st.Tokens {
+			prev[b] = slices.Clone(row)
+		}
+		last = st
+	}
+	if n != 13 || last.Index != 13 || last.Result == nil || last.Masked != 0 {
+		t.Fatalf("%d steps, last %d, result %v, %d masked", n, last.Index, last.Result != nil, last.Masked)
+	}
+	for b := range want.Samples {
+		if !slices.Equal(last.Result.Samples[b].Tokens, want.Samples[b].Tokens) || !slices.Equal(last.Tokens[b], want.Samples[b].Tokens) {
+			t.Fatalf("row %d: stream %v, sample %v", b, last.Result.Samples[b].Tokens, want.Samples[b].Tokens)
+		}
+	}
+	// An infill stream shows only the template's positions.
+	for st, err := range m.Stream(context.Background(), sdk.SampleRequest{Template: "x[MASK:3]y", Steps: 2}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Tokens[0]) != 5 {
+			t.Fatalf("infill step %d shows %d positions, want the template's 5", st.Index, len(st.Tokens[0]))
+		}
+	}
+	// A bad request is the stream's one and only value.
+	k := 0
+	for _, err := range m.Stream(context.Background(), sdk.SampleRequest{Steps: -1}) {
+		k++
+		if !errors.Is(err, sdk.ErrBadRequest) {
+			t.Fatalf("bad request: %v", err)
+		}
+	}
+	if k != 1 {
+		t.Fatalf("a bad request yielded %d values", k)
+	}
+}
+
 func TestCancelStopsWithinOneEvaluation(t *testing.T) {
 	m := open(t, tinyAbsorb)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	calls := 0
-	_, err := m.Sample(ctx, sdk.SampleRequest{Steps: 50, Progress: func(p sdk.Progress) error {
+	var err error
+	for st, e := range m.Stream(ctx, sdk.SampleRequest{Steps: 50}) {
+		if e != nil {
+			err = e
+			break
+		}
 		calls++
-		if p.Step == 5 {
+		if st.Index == 5 {
 			cancel()
 		}
-		return nil
-	}})
+	}
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Sample error = %v, want context.Canceled", err)
+		t.Fatalf("Stream error = %v, want context.Canceled", err)
 	}
 	if calls > 6 {
 		t.Fatalf("run went on for %d steps after cancel at step 5", calls-5)
@@ -229,7 +301,7 @@ func TestCancelStopsWithinOneEvaluation(t *testing.T) {
 func TestConcurrentSamplesMatchSequential(t *testing.T) {
 	m := open(t, tinyAbsorb)
 	const n = 6
-	want := make([][]int, n)
+	want := make([][]int64, n)
 	for i := range n {
 		res, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 6, Seed: uint64(100 + i), Prefix: "x"})
 		if err != nil {
@@ -237,7 +309,7 @@ func TestConcurrentSamplesMatchSequential(t *testing.T) {
 		}
 		want[i] = res.Samples[0].Tokens
 	}
-	got := make([][]int, n)
+	got := make([][]int64, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -270,14 +342,19 @@ func TestBadRequests(t *testing.T) {
 		want error
 	}{
 		{"negative steps", sdk.SampleRequest{Steps: -1}, sdk.ErrBadRequest},
-		{"eps above 1", sdk.SampleRequest{Eps: 2}, sdk.ErrBadRequest},
-		{"eps negative", sdk.SampleRequest{Eps: -0.1}, sdk.ErrBadRequest},
+		{"end time above 1", sdk.SampleRequest{EndTime: 2}, sdk.ErrBadRequest},
+		{"end time negative", sdk.SampleRequest{EndTime: -0.1}, sdk.ErrBadRequest},
 		{"negative batch", sdk.SampleRequest{Batch: -2}, sdk.ErrBadRequest},
 		{"negative length", sdk.SampleRequest{Length: -2}, sdk.ErrBadRequest},
-		{"prefix longer than the model", sdk.SampleRequest{Prefix: "x" + long}, sdk.ErrTooLong},
-		{"prefix and suffix together too long", sdk.SampleRequest{Prefix: long[:20], Suffix: long[:20]}, sdk.ErrTooLong},
-		{"span past the end", sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 30, Text: "abc"}}}, sdk.ErrTooLong},
-		{"token out of range", sdk.SampleRequest{Fixed: []sdk.Fixed{{Pos: 0, Tokens: []int{256}}}}, sdk.ErrBadRequest},
+		{"prefix longer than the model", sdk.SampleRequest{Prefix: "x" + long}, sdk.ErrBadRequest},
+		{"prefix and suffix together too long", sdk.SampleRequest{Prefix: long[:20], Suffix: long[:20]}, sdk.ErrBadRequest},
+		{"span past the end", sdk.SampleRequest{Spans: []sdk.Span{{Pos: 30, Text: "abc"}}}, sdk.ErrBadRequest},
+		{"token out of range", sdk.SampleRequest{Spans: []sdk.Span{{Pos: 0, Tokens: []int64{256}}}}, sdk.ErrBadRequest},
+		{"overlapping spans", sdk.SampleRequest{Prefix: "abc", Spans: []sdk.Span{{Pos: 2, Text: "x"}}}, sdk.ErrBadRequest},
+		{"unknown sampler", sdk.SampleRequest{Sampler: "tweedie"}, sdk.ErrBadRequest},
+		{"template with a prefix", sdk.SampleRequest{Template: "a[MASK]", Prefix: "b"}, sdk.ErrBadRequest},
+		{"template longer than the model", sdk.SampleRequest{Template: "[MASK:40]"}, sdk.ErrBadRequest},
+		{"malformed template", sdk.SampleRequest{Template: "a [MASK:"}, sdk.ErrBadRequest},
 		{"invalid UTF-8", sdk.SampleRequest{Prefix: "\xff\xfe"}, sdk.ErrBadRequest},
 	}
 	for _, tt := range tests {
@@ -287,12 +364,6 @@ func TestBadRequests(t *testing.T) {
 				t.Fatalf("Sample error = %v, want %v", err, tt.want)
 			}
 		})
-	}
-	if _, err := m.Infill(context.Background(), "[MASK:40]", sdk.SampleRequest{}); !errors.Is(err, sdk.ErrTooLong) {
-		t.Fatalf("Infill of a template longer than the model: %v, want ErrTooLong", err)
-	}
-	if _, err := m.Infill(context.Background(), "a [MASK:", sdk.SampleRequest{}); !errors.Is(err, sdk.ErrBadTemplate) {
-		t.Fatalf("Infill of a bad template: %v, want ErrBadTemplate", err)
 	}
 }
 
@@ -311,7 +382,7 @@ func TestOpenRefusesBrokenDirectories(t *testing.T) {
 			data, _ := os.ReadFile(p)
 			data[len(data)/2] ^= 0xff
 			os.WriteFile(p, data, 0o644)
-		}, sdk.ErrChecksum},
+		}, modeldir.ErrChecksum},
 		{"missing tokenizer", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "tokenizer.json")) }, os.ErrNotExist},
 	}
 	for _, tt := range tests {

@@ -10,30 +10,30 @@ func TestParseTemplate(t *testing.T) {
 	tests := []struct {
 		name     string
 		template string
-		want     []TemplatePart
+		want     []templatePart
 	}{
-		{"plain text", "hello", []TemplatePart{{Text: "hello"}}},
+		{"plain text", "hello", []templatePart{{Text: "hello"}}},
 		{"empty", "", nil},
-		{"one mask", "[MASK]", []TemplatePart{{Masks: 1}}},
-		{"counted mask in text", "The [MASK:12] and that's why I was late.", []TemplatePart{
+		{"one mask", "[MASK]", []templatePart{{Masks: 1}}},
+		{"counted mask in text", "The [MASK:12] and that's why I was late.", []templatePart{
 			{Text: "The "}, {Masks: 12}, {Text: " and that's why I was late."}}},
-		{"adjacent masks stay separate", "[MASK][MASK:2]", []TemplatePart{{Masks: 1}, {Masks: 2}}},
-		{"bracket that is not a mask is text", "a [b] [MASKED] c", []TemplatePart{{Text: "a [b] [MASKED] c"}}},
-		{"lowercase is text", "[mask]", []TemplatePart{{Text: "[mask]"}}},
-		{"non-ASCII around masks", "é[MASK]😀", []TemplatePart{{Text: "é"}, {Masks: 1}, {Text: "😀"}}},
+		{"adjacent masks stay separate", "[MASK][MASK:2]", []templatePart{{Masks: 1}, {Masks: 2}}},
+		{"bracket that is not a mask is text", "a [b] [MASKED] c", []templatePart{{Text: "a [b] [MASKED] c"}}},
+		{"lowercase is text", "[mask]", []templatePart{{Text: "[mask]"}}},
+		{"non-ASCII around masks", "é[MASK]😀", []templatePart{{Text: "é"}, {Masks: 1}, {Text: "😀"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseTemplate(tt.template)
+			got, err := parseTemplate(tt.template)
 			if err != nil {
-				t.Fatalf("ParseTemplate(%q): %v", tt.template, err)
+				t.Fatalf("parseTemplate(%q): %v", tt.template, err)
 			}
 			if len(got) != len(tt.want) {
-				t.Fatalf("ParseTemplate(%q) = %+v, want %+v", tt.template, got, tt.want)
+				t.Fatalf("parseTemplate(%q) = %+v, want %+v", tt.template, got, tt.want)
 			}
 			for i := range got {
 				if got[i] != tt.want[i] {
-					t.Fatalf("ParseTemplate(%q)[%d] = %+v, want %+v", tt.template, i, got[i], tt.want[i])
+					t.Fatalf("parseTemplate(%q)[%d] = %+v, want %+v", tt.template, i, got[i], tt.want[i])
 				}
 			}
 		})
@@ -56,13 +56,13 @@ func TestParseTemplateErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseTemplate(tt.template)
-			if !errors.Is(err, ErrBadTemplate) {
-				t.Fatalf("ParseTemplate(%q) error = %v, want ErrBadTemplate", tt.template, err)
+			_, err := parseTemplate(tt.template)
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("parseTemplate(%q) error = %v, want ErrBadRequest", tt.template, err)
 			}
-			var te *TemplateError
+			var te *templateError
 			if !errors.As(err, &te) || te.Offset != tt.offset {
-				t.Fatalf("ParseTemplate(%q) error = %#v, want offset %d", tt.template, err, tt.offset)
+				t.Fatalf("parseTemplate(%q) error = %#v, want offset %d", tt.template, err, tt.offset)
 			}
 		})
 	}
@@ -75,7 +75,7 @@ func FuzzParseTemplate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		parts, err := ParseTemplate(s)
+		parts, err := parseTemplate(s)
 		if err != nil {
 			return
 		}
@@ -92,7 +92,7 @@ func FuzzParseTemplate(f *testing.F) {
 				b.WriteString(p.Text)
 			}
 		}
-		again, err := ParseTemplate(b.String())
+		again, err := parseTemplate(b.String())
 		if err != nil {
 			t.Fatalf("re-rendered %q of %q does not parse: %v", b.String(), s, err)
 		}
@@ -113,7 +113,7 @@ func itoa(n int) string {
 	return string(d)
 }
 
-func total(parts []TemplatePart) int {
+func total(parts []templatePart) int {
 	n := 0
 	for _, p := range parts {
 		n += p.Masks

@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sedd-go/sedd/internal/cmdline"
 	"github.com/sedd-go/sedd/sdk"
-	"github.com/sedd-go/sedd/sdk/likelihood"
 )
 
 func evalCommand() *cli.Command {
@@ -32,12 +32,12 @@ func evalCommand() *cli.Command {
 				"lines (each non-empty line is one) or eos (lines holding only the model's end-of-text token, such as <|endoftext|>, " +
 				"separate documents; the line breaks around them are dropped, as in the training data)"},
 			&cli.BoolFlag{Name: "lines", Usage: "same as --documents lines"},
-			&cli.IntFlag{Name: "timesteps", Aliases: []string{"k"}, Value: sdk.DefaultEvalTimesteps, Usage: "Monte-Carlo timesteps per window (the paper: 1000)"},
-			&cli.StringFlag{Name: "sampling", Value: "stratified", Usage: "how timesteps are drawn: stratified or antithetic"},
-			&cli.Float64Flag{Name: "eps", Value: likelihood.DefaultEps, Usage: "lower end of the time integral, in (0, 1)"},
+			&cli.IntFlag{Name: "timesteps", Aliases: []string{"k"}, Value: 64, Usage: "Monte-Carlo timesteps per window (the paper: 1000)"},
+			&cli.StringFlag{Name: "sampling", Value: sdk.Stratified, Usage: "how timesteps are drawn: stratified or antithetic"},
+			&cli.Float64Flag{Name: "eps", Value: 1e-3, Usage: "lower end of the time integral, in (0, 1)"},
 			&cli.IntFlag{Name: "length", Usage: "window length in tokens", DefaultText: "the model's trained length"},
 			&cli.BoolFlag{Name: "drop-last", Usage: "drop a final window shorter than the length, as the paper's protocol does"},
-			&cli.IntFlag{Name: "batch-size", Value: likelihood.DefaultBatchSize, Usage: "rows per network evaluation"},
+			&cli.IntFlag{Name: "batch-size", Value: 4, Usage: "rows per network evaluation"},
 			&cli.Uint64Flag{Name: "seed", Usage: "random seed"},
 			&cli.BoolFlag{Name: "json", Usage: "write the result as one JSON object (corpus bound and one per window)"},
 		}, modelFlags()...),
@@ -49,31 +49,21 @@ func runEval(c *cli.Context) error {
 	if c.Args().Present() {
 		return usagef("eval takes no arguments, got %q: pass the text file as --data FILE", c.Args().First())
 	}
-	req := sdk.EvalRequest{
-		Timesteps: c.Int("timesteps"), Eps: c.Float64("eps"), Seed: c.Uint64("seed"),
-		Length: c.Int("length"), BatchSize: c.Int("batch-size"),
+	req := sdk.EvaluateRequest{
+		Timesteps: c.Int("timesteps"), Sampling: c.String("sampling"), MinTime: c.Float64("eps"), Seed: c.Uint64("seed"),
+		Length: c.Int("length"), BatchSize: c.Int("batch-size"), DropLast: c.Bool("drop-last"),
 	}
-	var err error
+	// The SDK checks the values; on the command line 0 is a mistake rather
+	// than "the default", and one timestep leaves no standard error.
 	switch {
 	case c.String("data") == "":
 		return usagef("eval needs --data FILE, the text to score")
 	case req.Timesteps < 2:
 		return usagef("--timesteps must be ≥ 2 (a standard error needs two draws), got %d", req.Timesteps)
-	case !(req.Eps > 0 && req.Eps < 1):
-		return usagef("--eps must be in (0, 1), got %g", req.Eps)
-	case req.Length < 0:
-		return usagef("--length must be ≥ 1 (or 0 for the model's length), got %d", req.Length)
-	case req.BatchSize < 1:
-		return usagef("--batch-size must be ≥ 1, got %d", req.BatchSize)
-	}
-	if req.Sampling, err = likelihood.ParseSampling(c.String("sampling")); err != nil {
-		return usagef("--sampling %q: use stratified or antithetic", c.String("sampling"))
-	}
-	if req.Sampling == likelihood.Antithetic && req.Timesteps%2 != 0 {
-		return usagef("--sampling antithetic needs an even --timesteps, got %d", req.Timesteps)
-	}
-	if c.Bool("drop-last") {
-		req.Last = likelihood.DropShort
+	case req.MinTime == 0:
+		return usagef("--eps must be in (0, 1), got 0")
+	case req.BatchSize == 0:
+		return usagef("--batch-size must be ≥ 1, got 0")
 	}
 	split := c.String("documents")
 	if c.Bool("lines") {
@@ -98,16 +88,15 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	docs, err := splitDocuments(m, text, split)
-	if err != nil {
+	if req.Documents, err = splitDocuments(m, text, split); err != nil {
 		return err
 	}
 	stdout, stderr := streams(c)
-	b := newBar(stderr, "evaluating", "rows")
-	req.Progress = func(done, total int) error { b.update(done, total); return nil }
+	b := cmdline.NewBar(stderr, "evaluating", "rows")
+	req.Progress = b.Update
 	start := time.Now()
-	res, err := m.Evaluate(c.Context, docs, req)
-	b.clear()
+	res, err := m.Evaluate(c.Context, req)
+	b.Clear()
 	if err != nil {
 		return err
 	}
@@ -117,13 +106,13 @@ func runEval(c *cli.Context) error {
 		return writeEvalJSON(stdout, m, req, res, rate)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "tokens\t%d in %d windows\n", res.Tokens, len(res.Sequences))
+	fmt.Fprintf(tw, "tokens\t%d in %d windows\n", res.Tokens, len(res.Windows))
 	fmt.Fprintf(tw, "bound\t%.4f ± %.4f nats/token (K=%d %s timesteps per window)\n",
 		res.NatsPerToken, res.StdErr, req.Timesteps, req.Sampling)
 	fmt.Fprintf(tw, "perplexity\t≤ %.3f  [%.3f, %.3f] 95%% Monte-Carlo interval\n",
 		res.Perplexity, res.PerplexityLow, res.PerplexityHigh)
 	fmt.Fprintf(tw, "throughput\t%.0f tokens/s (%.0f network rows/s, %s)\n",
-		rate.TokensPerSecond, float64(len(res.Sequences)*req.Timesteps)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
+		rate.TokensPerSecond, float64(len(res.Windows)*req.Timesteps)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
 	return tw.Flush()
 }
 
@@ -156,12 +145,11 @@ func splitDocuments(m *sdk.Model, text, how string) ([]string, error) {
 		}
 		return docs, nil
 	case "eos":
-		eos, ok := m.EOSText()
-		if !ok {
-			return nil, usagef("--documents eos: the model's tokenizer (%s) has no end-of-text token to split at; use file or lines",
-				m.Manifest().Tokenizer.Kind)
+		info := m.Info()
+		if info.EOS == "" {
+			return nil, usagef("--documents eos: the model's tokenizer (%s) has no end-of-text token to split at; use file or lines", info.Tokenizer)
 		}
-		return sdk.SplitDocuments(text, eos), nil
+		return sdk.SplitDocuments(text, info.EOS), nil
 	}
 	return []string{text}, nil
 }
@@ -174,7 +162,8 @@ type evalJSON struct {
 	Eps       float64 `json:"eps"`
 	Seed      uint64  `json:"seed"`
 	throughput
-	*likelihood.Result
+	sdk.Bound
+	Sequences []sdk.Bound `json:"sequences"`
 }
 
 // throughput is how fast an evaluation ran: tokens scored per second of wall
@@ -184,11 +173,11 @@ type throughput struct {
 	TokensPerSecond float64 `json:"tokens_per_second"`
 }
 
-func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvalRequest, res *likelihood.Result, rate throughput) error {
+func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvaluateRequest, res *sdk.EvaluateResult, rate throughput) error {
 	// Bounds with too few draws have infinite standard errors, which JSON
 	// cannot hold; --timesteps ≥ 2 avoids them, but a short window of an
 	// antithetic run could still meet one.
-	clean := func(b *likelihood.Bound) {
+	clean := func(b *sdk.Bound) {
 		for _, f := range []*float64{&b.NatsStdErr, &b.StdErr, &b.PerplexityLow, &b.PerplexityHigh} {
 			if math.IsInf(*f, 0) || math.IsNaN(*f) {
 				*f = -1
@@ -196,11 +185,15 @@ func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvalRequest, res *likeliho
 		}
 	}
 	clean(&res.Bound)
-	for i := range res.Sequences {
-		clean(&res.Sequences[i])
+	for i := range res.Windows {
+		clean(&res.Windows[i])
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(evalJSON{Model: m.Dir(), Timesteps: req.Timesteps, Sampling: req.Sampling.String(),
-		Eps: req.Eps, Seed: req.Seed, throughput: rate, Result: res})
+	sampling := req.Sampling
+	if sampling == "" {
+		sampling = sdk.Stratified
+	}
+	return enc.Encode(evalJSON{Model: m.Info().Dir, Timesteps: req.Timesteps, Sampling: sampling,
+		Eps: req.MinTime, Seed: req.Seed, throughput: rate, Bound: res.Bound, Sequences: res.Windows})
 }

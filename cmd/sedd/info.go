@@ -9,8 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/sedd-go/sedd/sdk"
-	"github.com/sedd-go/sedd/sdk/manifest"
+	"github.com/sedd-go/sedd/internal/cmdline"
 )
 
 func infoCommand() *cli.Command {
@@ -23,7 +22,7 @@ func infoCommand() *cli.Command {
 		}, modelFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 1 {
-				return usagef("info takes at most one model directory, got %d arguments%s", c.Args().Len(), flagsAfterArgs(c))
+				return usagef("info takes at most one model directory, got %d arguments%s", c.Args().Len(), cmdline.FlagsAfterArgs(c))
 			}
 			opts, err := modelOptions(c)
 			if err != nil {
@@ -35,23 +34,24 @@ func infoCommand() *cli.Command {
 			}
 			defer m.Close()
 			stdout, _ := streams(c)
-			info, man := m.Info(), m.Manifest()
+			info := m.Info()
 			if c.Bool("json") {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(infoJSON(info, man))
+				return enc.Encode(info)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 			row("model", "%s (%s)", info.Name, info.Dir)
-			row("manifest", "format %d, %s", man.Format, source(man))
+			row("manifest", "format %d, %s", info.Format, info.Source)
+			row("exported with", "%s", info.ExportedWith)
 			row("parameters", "%s", thousands(info.Params))
 			row("network", "DDiT, hidden %d, %d blocks, %d heads, cond %d, scale_by_sigma %t",
 				info.Hidden, info.Blocks, info.Heads, info.CondDim, info.ScaleBySigma)
 			row("graph", "%s (%d states per position)", info.Graph, info.States)
 			row("noise", "%s", info.Noise)
 			row("length", "%d tokens", info.Length)
-			row("vocabulary", "%d tokens, %s tokenizer%s", info.Tokens, info.TokenizerKind, specials(info.SpecialTokens))
+			row("vocabulary", "%d tokens, %s tokenizer%s", info.Tokens, info.Tokenizer, specials(info.SpecialTokens))
 			row("onnx", "%s, %s bytes", info.ONNXFile, thousands(info.ONNXSize))
 			row("onnx runtime", "%s", info.ORTVersion)
 			row("library", "%s", info.LibraryPath)
@@ -64,30 +64,6 @@ func infoCommand() *cli.Command {
 			return tw.Flush()
 		},
 	}
-}
-
-// source summarises sedd.json's free-form "source" object.
-func source(man manifest.Manifest) string {
-	var src struct {
-		Kind  string  `json:"kind"`
-		Path  *string `json:"path"`
-		Shape string  `json:"shape"`
-		Step  *int    `json:"step"`
-	}
-	if len(man.Source) == 0 || json.Unmarshal(man.Source, &src) != nil || src.Kind == "" {
-		return "source not recorded"
-	}
-	s := "exported from " + src.Kind
-	switch {
-	case src.Path != nil && *src.Path != "":
-		s += " " + *src.Path
-	case src.Shape != "":
-		s += " (" + src.Shape + ")"
-	}
-	if src.Step != nil {
-		s += fmt.Sprintf(", step %d", *src.Step)
-	}
-	return s
 }
 
 func specials(m map[string]int) string {
@@ -112,37 +88,4 @@ func thousands(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
-}
-
-type infoOut struct {
-	Dir           string            `json:"dir"`
-	Name          string            `json:"name"`
-	Graph         string            `json:"graph"`
-	Noise         string            `json:"noise"`
-	Tokens        int               `json:"tokens"`
-	States        int               `json:"states"`
-	Length        int               `json:"length"`
-	Params        int64             `json:"params"`
-	ONNXFile      string            `json:"onnx_file"`
-	ONNXSize      int64             `json:"onnx_size"`
-	ORTVersion    string            `json:"onnxruntime_version"`
-	LibraryPath   string            `json:"library_path"`
-	LibrarySource string            `json:"library_source"`
-	LibraryReason string            `json:"library_reason"`
-	Provider      string            `json:"provider"`
-	FellBackToCPU bool              `json:"fell_back_to_cpu"`
-	Threads       int               `json:"threads"`
-	TokenizerKind string            `json:"tokenizer_kind"`
-	SpecialTokens map[string]int    `json:"special_tokens"`
-	Manifest      manifest.Manifest `json:"manifest"`
-}
-
-func infoJSON(i sdk.Info, man manifest.Manifest) infoOut {
-	return infoOut{
-		Dir: i.Dir, Name: i.Name, Graph: i.Graph, Noise: i.Noise, Tokens: i.Tokens, States: i.States,
-		Length: i.Length, Params: i.Params, ONNXFile: i.ONNXFile, ONNXSize: i.ONNXSize,
-		ORTVersion: i.ORTVersion, LibraryPath: i.LibraryPath, LibrarySource: i.LibrarySource,
-		LibraryReason: i.LibraryReason, Provider: i.Provider, FellBackToCPU: i.FellBackToCPU,
-		Threads: i.Threads, TokenizerKind: i.TokenizerKind, SpecialTokens: i.SpecialTokens, Manifest: man,
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,123 +16,43 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sedd-go/sedd/models"
-	"github.com/sedd-go/sedd/sdk/runtime"
+	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/internal/cmdtest"
+	"github.com/sedd-go/sedd/internal/testlib"
+	"github.com/sedd-go/sedd/sdk"
+)
+
+const (
+	exitOK          = cmdline.ExitOK
+	exitRuntime     = cmdline.ExitRuntime
+	exitUsage       = cmdline.ExitUsage
+	exitInterrupted = cmdline.ExitInterrupted
+	envModel        = cmdline.EnvModel
 )
 
 // The tests build the sedd binary once and drive it as a subprocess, from a
 // directory outside the repository, the way a user would.
-var (
-	binary string // path of the built sedd
-	ortLib string // ONNX Runtime library for the subprocesses, "" if none
-)
+var command *cmdtest.Command
 
 // Committed fixture models (see sdk/testdata).
 var (
-	tinyAbsorb  = mustAbs("../../sdk/testdata/tiny-absorb")
-	tinyUniform = mustAbs("../../sdk/testdata/tiny-uniform")
+	tinyAbsorb  = cmdtest.Abs("../../sdk/testdata/tiny-absorb")
+	tinyUniform = cmdtest.Abs("../../sdk/testdata/tiny-uniform")
 )
 
-func mustAbs(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		panic(err)
-	}
-	return a
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sedd-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "sedd")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building sedd:", err)
-		return 1
-	}
-	if lib, err := runtime.FindLibrary(""); err == nil {
-		ortLib = lib.Path
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { cmdtest.Main(m, "sedd", &command) }
 
 // needORT skips tests that run a model when no ONNX Runtime library exists.
-func needORT(t *testing.T) {
-	t.Helper()
-	if ortLib == "" {
-		t.Skip("no ONNX Runtime library: run scripts/install-onnxruntime.sh")
-	}
-}
+func needORT(t *testing.T) { t.Helper(); command.NeedORT(t) }
 
-// result is the outcome of one sedd run.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// sedd runs the binary with args from a fresh directory outside the
+// sedd runs the command with args from a fresh directory outside the
 // repository, with a private cache directory and no SEDD_MODEL.
-func sedd(t *testing.T, args ...string) result {
+func sedd(t *testing.T, args ...string) cmdtest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = childEnv(t)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("sedd %s: %v", strings.Join(args, " "), err)
-	}
-	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic:") {
-		t.Fatalf("sedd %s crashed:\n%s", strings.Join(args, " "), r.stderr)
-	}
-	return r
+	return command.Run(t, args...)
 }
 
-func childEnv(t *testing.T) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envModel+"=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") &&
-			!strings.HasPrefix(kv, runtime.EnvLibraryPath+"=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "XDG_CACHE_HOME="+t.TempDir())
-	if ortLib != "" {
-		env = append(env, runtime.EnvLibraryPath+"="+ortLib)
-	}
-	return env
-}
-
-// ok fails the test unless r succeeded.
-func (r result) ok(t *testing.T) result {
-	t.Helper()
-	if r.code != 0 {
-		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
-	}
-	return r
-}
+func childEnv(t *testing.T) []string { return command.Env(t) }
 
 // sampleLine is one --json line.
 type sampleLine struct {
@@ -170,12 +89,12 @@ func parseLines(t *testing.T, out string) []sampleLine {
 
 func TestSample(t *testing.T) {
 	needORT(t)
-	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "16", "--seed", "5").ok(t)
-	if strings.TrimSpace(r.stdout) == "" {
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "16", "--seed", "5").OK(t)
+	if strings.TrimSpace(r.Stdout) == "" {
 		t.Error("no text on stdout")
 	}
-	if r.stderr != "" {
-		t.Errorf("stderr is not a terminal, so it should stay quiet; got %q", r.stderr)
+	if r.Stderr != "" {
+		t.Errorf("stderr is not a terminal, so it should stay quiet; got %q", r.Stderr)
 	}
 }
 
@@ -189,11 +108,11 @@ func TestSampleJSON(t *testing.T) {
 	}{
 		{"absorb analytic", tinyAbsorb, nil, 128, 129, "analytic"},
 		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
-		{"uniform none", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 13, "none"},
+		{"uniform none: only the denoiser runs the network", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 1, "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"sample", "--model", tc.model, "--json", "--batch", "3", "--seed", "9"}, tc.args...)
-			lines := parseLines(t, sedd(t, args...).ok(t).stdout)
+			lines := parseLines(t, sedd(t, args...).OK(t).Stdout)
 			if len(lines) != 3 {
 				t.Fatalf("got %d JSON lines, want 3", len(lines))
 			}
@@ -215,7 +134,7 @@ func TestSampleJSON(t *testing.T) {
 func TestSamplePrefixSuffix(t *testing.T) {
 	needORT(t)
 	lines := parseLines(t, sedd(t, "sample", "--model", tinyAbsorb, "--json", "--batch", "2", "--steps", "8",
-		"--prefix", "Hello", "--suffix", "bye.").ok(t).stdout)
+		"--prefix", "Hello", "--suffix", "bye.").OK(t).Stdout)
 	for _, l := range lines {
 		// The byte tokenizer's ids are the bytes.
 		if got := bytesOf(l.Tokens[:5]); got != "Hello" {
@@ -241,7 +160,7 @@ func bytesOf(tokens []int) string {
 func TestSampleSeed(t *testing.T) {
 	needORT(t)
 	run := func(seed string) string {
-		return sedd(t, "sample", "--model", tinyAbsorb, "--steps", "20", "--batch", "2", "--seed", seed).ok(t).stdout
+		return sedd(t, "sample", "--model", tinyAbsorb, "--steps", "20", "--batch", "2", "--seed", seed).OK(t).Stdout
 	}
 	a, b, c := run("42"), run("42"), run("43")
 	if a != b {
@@ -256,10 +175,10 @@ var frameHeader = regexp.MustCompile(`(?m)^--- step (\d+)/(\d+)  t=[0-9.]+  mask
 
 func TestShowStepsPlainFrames(t *testing.T) {
 	needORT(t)
-	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "6", "--seed", "1", "--show-steps").ok(t)
-	frames := frameHeader.FindAllStringSubmatch(r.stdout, -1)
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "6", "--seed", "1", "--show-steps").OK(t)
+	frames := frameHeader.FindAllStringSubmatch(r.Stdout, -1)
 	if len(frames) != 7 {
-		t.Fatalf("got %d frames, want 7 (6 steps and the denoiser):\n%s", len(frames), r.stdout)
+		t.Fatalf("got %d frames, want 7 (6 steps and the denoiser):\n%s", len(frames), r.Stdout)
 	}
 	for i, f := range frames {
 		if f[1] != fmt.Sprint(i+1) || f[2] != "7" {
@@ -269,22 +188,22 @@ func TestShowStepsPlainFrames(t *testing.T) {
 	if frames[6][3] != "0" {
 		t.Errorf("the last frame still has masks: %q", frames[6][0])
 	}
-	first := strings.SplitN(r.stdout, "\n", 3)[1]
+	first := strings.SplitN(r.Stdout, "\n", 3)[1]
 	if !strings.Contains(first, "_") {
 		t.Errorf("the first frame %q shows no masks", first)
 	}
-	if strings.Contains(r.stdout, "\x1b[") {
+	if strings.Contains(r.Stdout, "\x1b[") {
 		t.Error("plain frames contain terminal escapes")
 	}
 }
 
 func TestShowStepsJSONKeepsStdoutClean(t *testing.T) {
 	needORT(t)
-	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "4", "--show-steps", "--json").ok(t)
-	if n := len(parseLines(t, r.stdout)); n != 1 {
+	r := sedd(t, "sample", "--model", tinyAbsorb, "--steps", "4", "--show-steps", "--json").OK(t)
+	if n := len(parseLines(t, r.Stdout)); n != 1 {
 		t.Errorf("got %d JSON lines, want 1", n)
 	}
-	if n := len(frameHeader.FindAllString(r.stderr, -1)); n != 5 {
+	if n := len(frameHeader.FindAllString(r.Stderr, -1)); n != 5 {
 		t.Errorf("got %d frames on stderr, want 5", n)
 	}
 }
@@ -296,7 +215,7 @@ func TestInfill(t *testing.T) {
 	literal := map[int]byte{0: 'a', 1: 'b', 7: 'c', 8: 'd', 10: 'e', 11: 'f'}
 	for _, model := range []string{tinyAbsorb, tinyUniform} {
 		t.Run(filepath.Base(model), func(t *testing.T) {
-			lines := parseLines(t, sedd(t, "infill", "--model", model, "--json", "--batch", "3", "--steps", "16", template).ok(t).stdout)
+			lines := parseLines(t, sedd(t, "infill", "--model", model, "--json", "--batch", "3", "--steps", "16", template).OK(t).Stdout)
 			if len(lines) != 3 {
 				t.Fatalf("got %d samples, want 3", len(lines))
 			}
@@ -313,7 +232,7 @@ func TestInfill(t *testing.T) {
 		})
 	}
 	t.Run("text output", func(t *testing.T) {
-		out := sedd(t, "infill", "--model", tinyAbsorb, "--steps", "8", "The [MASK:3] end.").ok(t).stdout
+		out := sedd(t, "infill", "--model", tinyAbsorb, "--steps", "8", "The [MASK:3] end.").OK(t).Stdout
 		if !strings.HasPrefix(out, "The ") || !strings.HasSuffix(out, " end.\n") {
 			t.Errorf("infill text %q lost its literal text", out)
 		}
@@ -324,33 +243,32 @@ func TestVerify(t *testing.T) {
 	needORT(t)
 	for _, model := range []string{tinyAbsorb, tinyUniform} {
 		t.Run(filepath.Base(model), func(t *testing.T) {
-			r := sedd(t, "verify", model).ok(t)
-			if !strings.Contains(r.stdout, "max relative error") || !strings.Contains(r.stdout, ": ok") {
-				t.Errorf("verify output:\n%s", r.stdout)
+			r := sedd(t, "verify", model).OK(t)
+			if !strings.Contains(r.Stdout, "max relative error") || !strings.Contains(r.Stdout, ": ok") {
+				t.Errorf("verify output:\n%s", r.Stdout)
 			}
 		})
 	}
 	t.Run("json", func(t *testing.T) {
-		var rep verifyReportJSON
-		if err := json.Unmarshal([]byte(sedd(t, "verify", "--json", "--model", tinyAbsorb).ok(t).stdout), &rep); err != nil {
+		var rep struct {
+			Kind      string  `json:"kind"`
+			OK        bool    `json:"ok"`
+			Tolerance float64 `json:"tolerance"`
+			Cases     []struct {
+				RelLogScore *float64 `json:"rel_log_score"`
+			} `json:"cases"`
+		}
+		if err := json.Unmarshal([]byte(sedd(t, "verify", "--json", "--model", tinyAbsorb).OK(t).Stdout), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if !rep.OK || len(rep.Cases) == 0 || rep.Tolerance != 1e-4 {
+		if !rep.OK || rep.Kind != "sedd" || len(rep.Cases) == 0 || rep.Cases[0].RelLogScore == nil || rep.Tolerance != 1e-4 {
 			t.Errorf("report %+v", rep)
 		}
 	})
-	t.Run("evaluator", func(t *testing.T) {
-		ar := mustAbs("../../models/brown-sedd-small-ar")
-		r := sedd(t, "verify", "--threads", "2", ar).ok(t)
-		if !strings.Contains(r.stdout, "logits err") || !strings.Contains(r.stdout, ": ok") || !strings.Contains(r.stdout, "evaluator") {
-			t.Errorf("verify output:\n%s", r.stdout)
-		}
-		var rep verifyReportJSON
-		if err := json.Unmarshal([]byte(sedd(t, "verify", "--json", "--threads", "2", ar).ok(t).stdout), &rep); err != nil {
-			t.Fatal(err)
-		}
-		if !rep.OK || rep.Kind != "causal-lm" || len(rep.Cases) == 0 || rep.Cases[0].RelLogits == nil || rep.Cases[0].RelLogScore != nil {
-			t.Errorf("report %+v", rep)
+	t.Run("an evaluator is for sedd-bench verify", func(t *testing.T) {
+		r := sedd(t, "verify", cmdtest.Abs("../../models/brown-sedd-small-ar"))
+		if r.Code != exitRuntime || !strings.Contains(r.Stderr, "causal-lm") {
+			t.Errorf("exit %d, stderr %q", r.Code, r.Stderr)
 		}
 	})
 	t.Run("corrupted golden outputs", func(t *testing.T) {
@@ -365,48 +283,37 @@ func TestVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := sedd(t, "verify", dir)
-		if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stderr, "exceeds") {
-			t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		if r.Code != 1 || !strings.Contains(r.Stdout, "FAIL") || !strings.Contains(r.Stderr, "exceeds") {
+			t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 }
 
 // copyModel copies a model directory into a temporary one.
-func copyModel(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
+func copyModel(t *testing.T, src string) string { return testlib.CopyDir(t, src) }
 
 func TestInfo(t *testing.T) {
 	needORT(t)
-	r := sedd(t, "info", tinyAbsorb).ok(t)
+	r := sedd(t, "info", tinyAbsorb).OK(t)
 	for _, want := range []string{"tiny-absorb", "53,761", "absorb (257 states", "loglinear", "32 tokens",
-		"256 tokens, bytes tokenizer", "onnx runtime", ortLib, "ONNXRUNTIME_SHARED_LIBRARY_PATH", "cpu"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("info lacks %q:\n%s", want, r.stdout)
+		"256 tokens, bytes tokenizer", "onnx runtime", command.ORTLib, "ONNXRUNTIME_SHARED_LIBRARY_PATH", "cpu"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("info lacks %q:\n%s", want, r.Stdout)
 		}
 	}
-	var info infoOut
-	if err := json.Unmarshal([]byte(sedd(t, "info", "--json", "--model", tinyUniform).ok(t).stdout), &info); err != nil {
+	var info sdk.Info
+	if err := json.Unmarshal([]byte(sedd(t, "info", "--json", "--model", tinyUniform).OK(t).Stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(info.Manifest, &man); err != nil {
 		t.Fatal(err)
 	}
 	if info.Graph != "uniform" || info.States != 256 || info.Params <= 0 || info.ORTVersion == "" ||
-		info.LibraryPath != ortLib || info.LibrarySource != runtime.SourceEnv || info.Provider != "cpu" ||
-		info.Manifest.Name != "tiny-uniform" {
+		info.LibraryPath != command.ORTLib || info.LibrarySource != "env" || info.Provider != "cpu" ||
+		man.Name != "tiny-uniform" || info.Name != "tiny-uniform" || !strings.Contains(info.ExportedWith, "torch") {
 		t.Errorf("info --json = %+v", info)
 	}
 }
@@ -426,15 +333,20 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"sample", "--bogus"}, exitUsage, "-bogus"},
 		{"unknown command", []string{"smaple"}, exitUsage, `unknown command "smaple"`},
 		{"missing model dir", []string{"sample", "--model", "no/such/model"}, exitRuntime, "does not exist"},
-		{"broken model", []string{"sample", "--model", broken}, exitRuntime, "sha256"},
-		{"template longer than the model", []string{"infill", "--model", tinyAbsorb, "x[MASK:40]"}, exitRuntime, "the template is 41 tokens but the model's length is 32"},
+		{"broken model", []string{"sample", "--model", broken}, exitRuntime, "1000 bytes, but sedd.json records"},
+		{"template longer than the model", []string{"infill", "--model", tinyAbsorb, "x[MASK:40]"}, exitUsage, "the template is at least 41 tokens but the model's length is 32"},
+		{"empty template", []string{"infill", "--model", tinyAbsorb, ""}, exitUsage, "template is empty"},
 		{"steps 0", []string{"sample", "--model", tinyAbsorb, "--steps", "0"}, exitUsage, "--steps must be ≥ 1"},
 		{"eps 2", []string{"sample", "--model", tinyAbsorb, "--eps", "2"}, exitUsage, "--eps must be in (0, 1)"},
 		{"batch 0", []string{"sample", "--model", tinyAbsorb, "--batch", "0"}, exitUsage, "--batch"},
-		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor"},
+		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor \"foo\" is not a sampler"},
+		{"negative length", []string{"sample", "--model", tinyAbsorb, "--length", "-3"}, exitUsage, "--length must be ≥ 1"},
+		{"eval antithetic with odd timesteps", []string{"eval", "--model", tinyAbsorb, "--data", cmdtest.Abs("../../README.md"), "--sampling", "antithetic", "-k", "3"}, exitUsage, "--timesteps must be even"},
 		{"unknown device", []string{"sample", "--model", tinyAbsorb, "--device", "tpu"}, exitUsage, "cpu, cuda or cuda:N"},
 		{"not a number", []string{"sample", "--steps", "many"}, exitUsage, "steps"},
-		{"prefix longer than the model", []string{"sample", "--model", tinyAbsorb, "--prefix", strings.Repeat("x", 40)}, exitRuntime, "--length"},
+		{"prefix longer than the model", []string{"sample", "--model", tinyAbsorb, "--prefix", strings.Repeat("x", 40)}, exitUsage, "raise the length"},
+		{"prefix and prefix file", []string{"sample", "--model", tinyAbsorb, "--prefix", "a", "--prefix-file", "x.txt"}, exitUsage, "not both"},
+		{"missing prefix file", []string{"sample", "--model", tinyAbsorb, "--prefix-file", "no-such-file.txt"}, exitUsage, "no-such-file.txt"},
 		{"unclosed [MASK:", []string{"infill", "--model", tinyAbsorb, "a [MASK:3 b"}, exitUsage, "without a closing"},
 		{"[MASK:0]", []string{"infill", "--model", tinyAbsorb, "a [MASK:0] b"}, exitUsage, "between 1 and"},
 		{"infill without template", []string{"infill", "--model", tinyAbsorb}, exitUsage, "needs a TEMPLATE"},
@@ -450,60 +362,47 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sedd(t, tc.args...)
-			if r.code != tc.code {
-				t.Errorf("exit %d, want %d; stderr:\n%s", r.code, tc.code, r.stderr)
+			if r.Code != tc.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", r.Code, tc.code, r.Stderr)
 			}
-			if !strings.HasPrefix(r.stderr, "sedd: ") || !strings.Contains(r.stderr, tc.want) {
-				t.Errorf("stderr %q does not start with \"sedd: \" and mention %q", r.stderr, tc.want)
+			if !strings.HasPrefix(r.Stderr, "sedd: ") || !strings.Contains(r.Stderr, tc.want) {
+				t.Errorf("stderr %q does not start with \"sedd: \" and mention %q", r.Stderr, tc.want)
 			}
-			if n := strings.Count(r.stderr, "\n"); n > 2 {
-				t.Errorf("stderr has %d lines, want a one-line message (and a usage hint):\n%s", n, r.stderr)
+			if n := strings.Count(r.Stderr, "\n"); n > 2 {
+				t.Errorf("stderr has %d lines, want a one-line message (and a usage hint):\n%s", n, r.Stderr)
 			}
-			if r.stdout != "" {
-				t.Errorf("stdout %q, want nothing", r.stdout)
+			if r.Stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.Stdout)
 			}
 		})
 	}
 }
 
-func TestNoModel(t *testing.T) {
-	if models.Name() != "" {
-		t.Skip("this build ships a default model")
-	}
-	r := sedd(t, "sample")
-	if r.code != exitRuntime || !strings.Contains(r.stderr, "--model DIR") || !strings.Contains(r.stderr, envModel) {
-		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
-	}
-}
-
 func TestBuiltInModel(t *testing.T) {
-	if models.Name() == "" {
-		t.Skip("this build ships no default model")
-	}
 	needORT(t)
 	// No flags, no SEDD_MODEL, a directory outside the repository and an
-	// empty cache: the built-in model is extracted and used.
-	r := sedd(t, "sample", "--steps", "8", "--seed", "1", "--json").ok(t)
-	lines := parseLines(t, r.stdout)
+	// empty cache: the built-in model is used, and nothing is written.
+	r := sedd(t, "sample", "--steps", "8", "--seed", "1", "--json").OK(t)
+	lines := parseLines(t, r.Stdout)
 	if len(lines) != 1 || lines[0].Text == "" {
-		t.Fatalf("sample from the built-in model: %q", r.stdout)
+		t.Fatalf("sample from the built-in model: %q", r.Stdout)
 	}
-	info := sedd(t, "info").ok(t)
-	if !strings.Contains(info.stdout, models.Name()) {
-		t.Errorf("info does not name the built-in model %s:\n%s", models.Name(), info.stdout)
+	info := sedd(t, "info").OK(t)
+	if !strings.Contains(info.Stdout, "built-in model brown-sedd-small") {
+		t.Errorf("info does not name the built-in model:\n%s", info.Stdout)
 	}
 }
 
 func TestModelFromEnvironment(t *testing.T) {
 	needORT(t)
-	cmd := exec.Command(binary, "info", "--json")
+	cmd := exec.Command(command.Binary, "info", "--json")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(childEnv(t), envModel+"="+tinyUniform)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	var info infoOut
+	var info sdk.Info
 	if err := json.Unmarshal(out, &info); err != nil || info.Name != "tiny-uniform" {
 		t.Errorf("info with %s set: %+v, %v", envModel, info, err)
 	}
@@ -512,30 +411,30 @@ func TestModelFromEnvironment(t *testing.T) {
 func TestCUDA(t *testing.T) {
 	needORT(t)
 	r := sedd(t, "info", "--json", "--device", "cuda", tinyAbsorb)
-	if r.code == 0 {
+	if r.Code == 0 {
 		// A CUDA build of ONNX Runtime on a machine with a GPU.
-		var info infoOut
-		if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || !strings.Contains(strings.ToLower(info.Provider), "cuda") {
+		var info sdk.Info
+		if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil || !strings.Contains(strings.ToLower(info.Provider), "cuda") {
 			t.Errorf("--device cuda succeeded but runs on %q (%v)", info.Provider, err)
 		}
 		return
 	}
-	if r.code != exitRuntime || !strings.Contains(r.stderr, "CUDA") || !strings.Contains(r.stderr, "--cpu-fallback") {
-		t.Errorf("--device cuda without CUDA: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != exitRuntime || !strings.Contains(r.Stderr, "CUDA") || !strings.Contains(r.Stderr, "--cpu-fallback") {
+		t.Errorf("--device cuda without CUDA: exit %d, stderr %q", r.Code, r.Stderr)
 	}
-	r = sedd(t, "info", "--json", "--device", "cuda", "--cpu-fallback", tinyAbsorb).ok(t)
-	var info infoOut
-	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || !info.FellBackToCPU || info.Provider != "cpu" {
+	r = sedd(t, "info", "--json", "--device", "cuda", "--cpu-fallback", tinyAbsorb).OK(t)
+	var info sdk.Info
+	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil || !info.FellBackToCPU || info.Provider != "cpu" {
 		t.Errorf("--cpu-fallback: %+v, %v", info, err)
 	}
-	if !strings.Contains(r.stderr, "warning") {
-		t.Errorf("no warning about the fallback on stderr: %q", r.stderr)
+	if !strings.Contains(r.Stderr, "warning") {
+		t.Errorf("no warning about the fallback on stderr: %q", r.Stderr)
 	}
 }
 
 func TestInterrupt(t *testing.T) {
 	needORT(t)
-	cmd := exec.Command(binary, "sample", "--model", tinyAbsorb, "--steps", "10000000", "--show-steps")
+	cmd := exec.Command(command.Binary, "sample", "--model", tinyAbsorb, "--steps", "10000000", "--show-steps")
 	cmd.Dir = t.TempDir()
 	cmd.Env = childEnv(t)
 	stdout, err := cmd.StdoutPipe()
@@ -635,7 +534,7 @@ func onTerminal(t *testing.T, args ...string) string {
 		t.Skipf("no pseudo-terminal: %v", err)
 	}
 	defer master.Close()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(command.Binary, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(childEnv(t), "TERM=xterm")
 	cmd.Stdout, cmd.Stderr = slave, slave
@@ -683,7 +582,7 @@ func TestEval(t *testing.T) {
 		} `json:"sequences"`
 	}
 	eval := func(args ...string) (evalOut, string) {
-		out := sedd(t, append([]string{"eval", "--data", data, "--json", "-k", "8", "--seed", "3"}, args...)...).ok(t).stdout
+		out := sedd(t, append([]string{"eval", "--data", data, "--json", "-k", "8", "--seed", "3"}, args...)...).OK(t).Stdout
 		var e evalOut
 		if err := json.Unmarshal([]byte(out), &e); err != nil {
 			t.Fatalf("%v in %s", err, out)
@@ -714,9 +613,9 @@ func TestEval(t *testing.T) {
 		})
 	}
 	t.Run("text output", func(t *testing.T) {
-		r := sedd(t, "eval", "--model", tinyAbsorb, "--data", data, "-k", "4").ok(t)
-		if !strings.Contains(r.stdout, "perplexity  ≤ ") || !strings.Contains(r.stdout, "nats/token") {
-			t.Errorf("eval output:\n%s", r.stdout)
+		r := sedd(t, "eval", "--model", tinyAbsorb, "--data", data, "-k", "4").OK(t)
+		if !strings.Contains(r.Stdout, "perplexity  ≤ ") || !strings.Contains(r.Stdout, "nats/token") {
+			t.Errorf("eval output:\n%s", r.Stdout)
 		}
 	})
 }
@@ -739,9 +638,9 @@ func TestEvalDocuments(t *testing.T) {
 		"The jury said it did find that the court had been right.", "Plainfield -- James P. Mitchell and Sen. Walter."}
 	separated := write("separated.txt", "\n"+strings.Join(docs, "\n<|endoftext|>\n\n")+"\n<|endoftext|>\n")
 	perLine := write("lines.txt", strings.Join(docs, "\n")+"\n")
-	shipped := mustAbs("../../models/brown-sedd-small")
+	shipped := cmdtest.Abs("../../models/brown-sedd-small")
 	eval := func(args ...string) string {
-		return withoutTiming(sedd(t, append([]string{"eval", "--model", shipped, "--json", "-k", "2", "--seed", "5", "--length", "16"}, args...)...).ok(t).stdout)
+		return withoutTiming(sedd(t, append([]string{"eval", "--model", shipped, "--json", "-k", "2", "--seed", "5", "--length", "16"}, args...)...).OK(t).Stdout)
 	}
 	eos, lines, whole := eval("--data", separated, "--documents", "eos"), eval("--data", perLine, "--lines"), eval("--data", separated)
 	if eos != lines {
@@ -751,8 +650,8 @@ func TestEvalDocuments(t *testing.T) {
 		t.Error("--documents eos gave the whole-file result")
 	}
 	r := sedd(t, "eval", "--model", tinyAbsorb, "--data", separated, "--documents", "eos")
-	if r.code != exitUsage || !strings.Contains(r.stderr, "no end-of-text token") {
-		t.Errorf("eos split with a byte tokenizer: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != exitUsage || !strings.Contains(r.Stderr, "no end-of-text token") {
+		t.Errorf("eos split with a byte tokenizer: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 }
 

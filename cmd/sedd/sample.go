@@ -2,21 +2,29 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sedd-go/sedd/internal/cmdline"
 	"github.com/sedd-go/sedd/sdk"
 )
+
+// maxTextFile bounds a prompt, suffix or template read from a file: far more
+// tokens than any model's length, but not enough to exhaust memory.
+const maxTextFile = 16 << 20
 
 // samplingFlags are the flags shared by sample and infill.
 func samplingFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "predictor steps (network evaluations, plus one to denoise)"},
-		&cli.StringFlag{Name: "predictor", Value: "analytic", Usage: "step rule: analytic, euler or none"},
+		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise)"},
+		&cli.StringFlag{Name: "predictor", Aliases: []string{"sampler"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler or none"},
 		&cli.BoolFlag{Name: "denoise", Value: true, Usage: "finish with the denoising step (--denoise=false turns it off)"},
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
@@ -30,7 +38,9 @@ func samplingFlags() []cli.Flag {
 func sampleCommand() *cli.Command {
 	flags := append(samplingFlags(),
 		&cli.StringFlag{Name: "prefix", Usage: "`TEXT` every sample starts with"},
+		&cli.StringFlag{Name: "prefix-file", Usage: "read the prefix from `FILE` (- for standard input; one final newline is dropped)"},
 		&cli.StringFlag{Name: "suffix", Usage: "`TEXT` every sample ends with"},
+		&cli.StringFlag{Name: "suffix-file", Usage: "read the suffix from `FILE` (- for standard input; one final newline is dropped)"},
 	)
 	return &cli.Command{
 		Name:      "sample",
@@ -39,16 +49,19 @@ func sampleCommand() *cli.Command {
 		Flags:     append(flags, modelFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("sample takes no arguments, got %q (use --prefix TEXT to start the text, or sedd infill TEMPLATE)", c.Args().First())
+				return usagef("sample takes no arguments, got %q (use --prefix TEXT to start the text, or sedd infill TEMPLATE)", oneLine(clipArg(c.Args().First())))
 			}
 			req, err := sampleRequest(c)
 			if err != nil {
 				return err
 			}
-			req.Prefix, req.Suffix = c.String("prefix"), c.String("suffix")
-			return generate(c, req, func(m *sdk.Model, req sdk.SampleRequest) (*sdk.SampleResult, error) {
-				return m.Sample(c.Context, req)
-			})
+			if req.Prefix, err = textFlag(c, "prefix"); err != nil {
+				return err
+			}
+			if req.Suffix, err = textFlag(c, "suffix"); err != nil {
+				return err
+			}
+			return generate(c, req)
 		},
 	}
 }
@@ -62,52 +75,105 @@ func infillCommand() *cli.Command {
 anywhere in the text. Every literal piece of the template keeps its tokens at its positions.
 Put the flags before the template, for example:
 
-   sedd infill --seed 7 "The [MASK:12] and that's why I was late."`,
-		Flags: append(samplingFlags(), modelFlags()...),
+   sedd infill --seed 7 "The [MASK:12] and that's why I was late."
+
+A long template can come from a file instead: --template-file FILE (- for standard input).`,
+		Flags: append(append(samplingFlags(),
+			&cli.StringFlag{Name: "template-file", Usage: "read the template from `FILE` (- for standard input; one final newline is dropped)"},
+		), modelFlags()...),
 		Action: func(c *cli.Context) error {
+			var tmpl string
 			switch n := c.Args().Len(); {
+			case n == 0 && c.IsSet("template-file"):
+				var err error
+				if tmpl, err = readText(c.String("template-file"), "--template-file"); err != nil {
+					return err
+				}
 			case n == 0:
-				return usagef("infill needs a TEMPLATE, for example: sedd infill \"The [MASK:12] and that's why I was late.\"")
+				return usagef("infill needs a TEMPLATE, for example: sedd infill \"The [MASK:12] and that's why I was late.\" (or --template-file FILE)")
 			case n > 1:
 				return usagef("infill takes one TEMPLATE after the flags, got %d arguments (quote the template; flags go before it)", n)
+			case c.IsSet("template-file"):
+				return usagef("give the template as an argument or with --template-file, not both")
+			default:
+				tmpl = c.Args().First()
 			}
-			tmpl := c.Args().First()
-			if _, err := sdk.ParseTemplate(tmpl); err != nil {
-				return err
+			if tmpl == "" {
+				return usagef("the infill template is empty; write text with [MASK] or [MASK:n] spans")
 			}
 			req, err := sampleRequest(c)
 			if err != nil {
 				return err
 			}
-			return generate(c, req, func(m *sdk.Model, req sdk.SampleRequest) (*sdk.SampleResult, error) {
-				return m.Infill(c.Context, tmpl, req)
-			})
+			req.Template = tmpl
+			return generate(c, req)
 		},
 	}
 }
 
-// sampleRequest reads and checks the sampling flags. Values that the SDK reads
-// as "the default" (0 steps, eps 0, batch 0) are refused here: on the command
-// line they are mistakes.
-func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
-	var req sdk.SampleRequest
-	if req.Steps = c.Int("steps"); req.Steps < 1 {
-		return req, usagef("--steps must be ≥ 1, got %d", req.Steps)
+// textFlag returns the text of --NAME or --NAME-file; both at once is a usage
+// error.
+func textFlag(c *cli.Context, name string) (string, error) {
+	file := name + "-file"
+	switch {
+	case c.IsSet(name) && c.IsSet(file):
+		return "", usagef("give --%s or --%s, not both", name, file)
+	case c.IsSet(file):
+		return readText(c.String(file), "--"+file)
 	}
-	p, err := sdk.ParsePredictor(c.String("predictor"))
+	return c.String(name), nil
+}
+
+// readText reads a text argument from path ("-" is standard input), at most
+// maxTextFile bytes, without one final newline.
+func readText(path, flag string) (string, error) {
+	var r io.Reader
+	if path == "-" {
+		r = os.Stdin
+	} else {
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			return "", cmdline.UsageError{Err: fmt.Errorf("%s: %w", flag, err)}
+		case !st.Mode().IsRegular():
+			return "", usagef("%s %s: not a regular file", flag, path)
+		case st.Size() > maxTextFile:
+			return "", usagef("%s %s: %d bytes, more than the %d a text may have", flag, path, st.Size(), maxTextFile)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return "", cmdline.UsageError{Err: fmt.Errorf("%s: %w", flag, err)}
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxTextFile+1))
 	if err != nil {
-		return req, usagef("--predictor %q: use analytic, euler or none", c.String("predictor"))
+		return "", fmt.Errorf("%s: reading %s: %w", flag, path, err)
 	}
-	req.Predictor = p
-	req.NoDenoise = !c.Bool("denoise")
-	if req.Eps = c.Float64("eps"); !(req.Eps > 0 && req.Eps < 1) || math.IsNaN(req.Eps) {
-		return req, usagef("--eps must be in (0, 1), got %g", req.Eps)
+	if len(data) > maxTextFile {
+		return "", usagef("%s %s: more than the %d bytes a text may have", flag, path, maxTextFile)
 	}
-	if req.Batch = c.Int("batch"); req.Batch < 1 {
-		return req, usagef("--batch must be ≥ 1, got %d", req.Batch)
+	s := strings.TrimSuffix(string(data), "\n")
+	return strings.TrimSuffix(s, "\r"), nil
+}
+
+// sampleRequest reads the sampling flags. The SDK checks their values; only
+// what the command line treats differently from the SDK is checked here:
+// values the SDK reads as "the default" (0 steps, eps 0, batch 0) are
+// mistakes on the command line.
+func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
+	req := sdk.SampleRequest{
+		Steps: c.Int("steps"), Sampler: c.String("predictor"), NoDenoise: !c.Bool("denoise"),
+		EndTime: c.Float64("eps"), Batch: c.Int("batch"), Length: c.Int("length"),
 	}
-	if req.Length = c.Int("length"); req.Length < 0 {
-		return req, usagef("--length must be ≥ 1 (or 0 for the model's length), got %d", req.Length)
+	switch {
+	case req.Steps == 0:
+		return req, usagef("--steps must be ≥ 1, got 0")
+	case req.EndTime == 0:
+		return req, usagef("--eps must be in (0, 1), got 0")
+	case req.Batch == 0:
+		return req, usagef("--batch must be ≥ 1, got 0")
 	}
 	if c.IsSet("seed") {
 		req.Seed = c.Uint64("seed")
@@ -119,7 +185,7 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 
 // generate opens the model, runs one sampling call with progress display and
 // prints the samples.
-func generate(c *cli.Context, req sdk.SampleRequest, call func(*sdk.Model, sdk.SampleRequest) (*sdk.SampleResult, error)) error {
+func generate(c *cli.Context, req sdk.SampleRequest) error {
 	opts, err := modelOptions(c)
 	if err != nil {
 		return err
@@ -131,11 +197,18 @@ func generate(c *cli.Context, req sdk.SampleRequest, call func(*sdk.Model, sdk.S
 	defer m.Close()
 	stdout, stderr := streams(c)
 	v := newView(m, stdout, stderr, c.Bool("show-steps"), c.Bool("json"))
-	req.Progress = v.progress
-	res, err := call(m, req)
+	var res *sdk.SampleResult
+	for step, err := range m.Stream(c.Context, req) {
+		if err != nil {
+			v.done()
+			return err
+		}
+		v.step(step)
+		res = step.Result
+	}
 	v.done()
-	if err != nil {
-		return err
+	if res == nil {
+		return errors.New("the sampling run ended without a result")
 	}
 	if c.Bool("json") {
 		return writeJSON(stdout, res)
@@ -151,7 +224,7 @@ func generate(c *cli.Context, req sdk.SampleRequest, call func(*sdk.Model, sdk.S
 type jsonSample struct {
 	Index     int     `json:"index"`
 	Text      string  `json:"text"`
-	Tokens    []int   `json:"tokens"`
+	Tokens    []int64 `json:"tokens"`
 	Steps     int     `json:"steps"`
 	NFE       int     `json:"nfe"`
 	Predictor string  `json:"predictor"`
@@ -166,11 +239,11 @@ type jsonSample struct {
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	for _, s := range res.Samples {
+	for i, s := range res.Samples {
 		err := enc.Encode(jsonSample{
-			Index: s.Index, Text: s.Text, Tokens: s.Tokens,
-			Steps: res.Steps, NFE: res.NFE, Predictor: res.Predictor.String(), Denoise: res.Denoise,
-			Eps: res.Eps, Seed: res.Seed, Length: res.Length,
+			Index: i, Text: s.Text, Tokens: s.Tokens,
+			Steps: res.Steps, NFE: res.NetworkCalls, Predictor: res.Sampler, Denoise: res.Denoise,
+			Eps: res.EndTime, Seed: res.Seed, Length: res.Length,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})
@@ -182,10 +255,10 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 }
 
 func writeText(w io.Writer, res *sdk.SampleResult) error {
-	for _, s := range res.Samples {
+	for i, s := range res.Samples {
 		var err error
 		if len(res.Samples) > 1 {
-			_, err = fmt.Fprintf(w, "--- sample %d\n%s\n", s.Index, s.Text)
+			_, err = fmt.Fprintf(w, "--- sample %d\n%s\n", i, s.Text)
 		} else {
 			_, err = fmt.Fprintln(w, s.Text)
 		}

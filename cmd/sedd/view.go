@@ -8,14 +8,12 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sedd-go/sedd/internal/cmdline"
 	"github.com/sedd-go/sedd/sdk"
 )
 
 // Timing of the live displays.
 const (
-	// barDelay is how long a run goes before the progress bar appears, so
-	// that quick runs print nothing to stderr.
-	barDelay = 300 * time.Millisecond
 	// redrawEvery is the shortest time between two redraws on a terminal; the
 	// first and the last state are always drawn.
 	redrawEvery = 40 * time.Millisecond
@@ -32,10 +30,11 @@ const (
 // when its stream is a terminal and as one plain frame per step otherwise.
 // With --json the frames go to stderr, so that stdout stays JSON lines.
 type view struct {
-	m *sdk.Model
+	m    *sdk.Model
+	mask bool // the model has a mask state (absorbing graph)
 
-	bar  *bar      // nil: no progress bar
-	last time.Time // last redraw of the screen
+	bar  *cmdline.Bar // nil: no progress bar
+	last time.Time    // last redraw of the screen
 
 	frames io.Writer // nil: no --show-steps
 	live   bool      // frames are redrawn in place
@@ -45,28 +44,28 @@ type view struct {
 }
 
 func newView(m *sdk.Model, stdout, stderr *os.File, showSteps, jsonOut bool) *view {
-	v := &view{m: m}
+	v := &view{m: m, mask: m.Info().MaskID >= 0}
 	if showSteps {
 		v.frames = stdout
 		if jsonOut {
 			v.frames = stderr
 		}
 		f := v.frames.(*os.File)
-		v.live = isTerminal(f)
-		v.width, v.height = termSize(f)
+		v.live = cmdline.IsTerminal(f)
+		v.width, v.height = cmdline.TermSize(f)
 	}
 	// A live frame already shows the step; a bar on a terminal would fight
 	// with it.
 	if !v.live {
-		v.bar = newBar(stderr, "sampling", "steps")
+		v.bar = cmdline.NewBar(stderr, "sampling", "steps")
 	}
 	return v
 }
 
-// progress is the sdk.SampleRequest.Progress callback.
-func (v *view) progress(p sdk.Progress) error {
+// step shows one step of a sdk.Model.Stream.
+func (v *view) step(p sdk.Step) {
 	now := time.Now()
-	last := p.Step == p.Steps
+	last := p.Index == p.Steps
 	throttled := !last && now.Sub(v.last) < redrawEvery
 	switch {
 	case v.frames != nil && !v.live:
@@ -75,79 +74,37 @@ func (v *view) progress(p sdk.Progress) error {
 		v.liveFrame(p)
 		v.last = now
 	}
-	v.bar.update(p.Step, p.Steps)
-	return nil
+	v.bar.Update(p.Index, p.Steps)
 }
 
 // done removes the live displays before the results are printed.
 func (v *view) done() {
-	v.bar.clear()
+	v.bar.Clear()
 	if v.live && v.lines > 0 {
 		fmt.Fprintf(v.frames, "\x1b[%dA\r\x1b[J", v.lines)
 		v.lines = 0
 	}
 }
 
-// bar is a progress bar redrawn in place with \r on a terminal. It appears
-// only once a run has gone on for barDelay. A nil *bar draws nothing.
-type bar struct {
-	w            io.Writer
-	label, units string
-	start, last  time.Time
-	drawn        bool
-}
-
-// newBar returns a bar on w, or nil when w is not a terminal.
-func newBar(w *os.File, label, units string) *bar {
-	if !isTerminal(w) {
-		return nil
-	}
-	return &bar{w: w, label: label, units: units, start: time.Now()}
-}
-
-// update shows done out of total.
-func (b *bar) update(done, total int) {
-	if b == nil {
-		return
-	}
-	now := time.Now()
-	if now.Sub(b.start) < barDelay || (done < total && now.Sub(b.last) < redrawEvery) {
-		return
-	}
-	b.last = now
-	const width = 30
-	filled := width * min(done, total) / max(total, 1)
-	elapsed := now.Sub(b.start)
-	eta := time.Duration(float64(elapsed) / float64(max(done, 1)) * float64(total-done))
-	fmt.Fprintf(b.w, "\r\x1b[K%s [%s%s] %d/%d %s  %.1fs, %.1fs left", b.label,
-		strings.Repeat("█", filled), strings.Repeat("·", width-filled),
-		done, total, b.units, elapsed.Seconds(), eta.Seconds())
-	b.drawn = true
-}
-
-// clear removes the bar from the screen.
-func (b *bar) clear() {
-	if b != nil && b.drawn {
-		fmt.Fprint(b.w, "\r\x1b[K")
-		b.drawn = false
-	}
-}
-
 // header describes the state of a step.
-func (v *view) header(p sdk.Progress) string {
-	s := fmt.Sprintf("step %d/%d  t=%.4f", p.Step, p.Steps, p.T)
-	if v.m.Mask() >= 0 {
-		s += fmt.Sprintf("  masked %d/%d", p.Masked, p.Batch*p.Length)
+func (v *view) header(p sdk.Step) string {
+	s := fmt.Sprintf("step %d/%d  t=%.4f", p.Index, p.Steps, p.T)
+	if v.mask {
+		positions := 0
+		for _, r := range p.Tokens {
+			positions += len(r)
+		}
+		s += fmt.Sprintf("  masked %d/%d", p.Masked, positions)
 	}
 	return s
 }
 
-// rows renders every row of p with glyph for masks, one line each.
-func (v *view) rows(p sdk.Progress, glyph string) []string {
-	out := make([]string, p.Batch)
-	for b := range out {
-		out[b] = printable(v.m.Render(p.Row(b), glyph))
-		if p.Batch > 1 {
+// rows renders every sample of p with glyph for masks, one line each.
+func (v *view) rows(p sdk.Step, glyph string) []string {
+	out := make([]string, len(p.Tokens))
+	for b, row := range p.Tokens {
+		out[b] = printable(v.m.Decode(row, glyph))
+		if len(p.Tokens) > 1 {
 			out[b] = fmt.Sprintf("[%d] %s", b, out[b])
 		}
 	}
@@ -155,7 +112,7 @@ func (v *view) rows(p sdk.Progress, glyph string) []string {
 }
 
 // plainFrame writes one frame per step: a header line, then one line per row.
-func (v *view) plainFrame(p sdk.Progress) {
+func (v *view) plainFrame(p sdk.Step) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s\n", v.header(p))
 	for _, r := range v.rows(p, maskInFrames) {
@@ -168,7 +125,7 @@ func (v *view) plainFrame(p sdk.Progress) {
 // liveFrame redraws the frame in place: cursor up over the previous frame,
 // clear to the end of the screen, write the new one. Rows are cut to fit the
 // terminal, since the cursor cannot move above its top line.
-func (v *view) liveFrame(p sdk.Progress) {
+func (v *view) liveFrame(p sdk.Step) {
 	var b strings.Builder
 	if v.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA\r\x1b[J", v.lines)

@@ -13,7 +13,8 @@
 //
 //	cfg := diffusion.Config{Graph: diffusion.Absorbing{Tokens: 50257}, Noise: diffusion.LogLinear{Eps: 1e-3},
 //		Predictor: diffusion.Analytic, Steps: 1024, Denoise: true, Batch: 1, Length: 1024, Seed: 1}
-//	tokens, err := diffusion.Sample(ctx, model, cfg)
+//	s, err := diffusion.NewSampler(cfg)
+//	tokens, err := s.Run(ctx, model)
 //
 // Categorical draws are made in float64 by inverse CDF (never float32 Gumbel
 // noise, which truncates the tail), from one ChaCha8 stream per batch row, so

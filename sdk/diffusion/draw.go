@@ -15,7 +15,7 @@ const (
 )
 
 // stepMath holds the per-step constants of the fast draws. The draws follow
-// the same distributions as TransitionProbs and DenoiseProbs but read only the
+// the same distributions as transitionProbs and denoiseProbs but read only the
 // log-sum-exp of a position unless the position may move (always on the
 // absorbing graph and for euler; for analytic and denoise on the uniform graph
 // unless a bound on the move mass already decides that it stays).

@@ -77,11 +77,11 @@ func (c drawCase) dense(t *testing.T) []float64 {
 	var err error
 	switch c.kind {
 	case "euler":
-		err = TransitionProbs(p, c.g, c.noise, Euler, c.t, c.dt, c.x, c.row)
+		err = transitionProbs(p, c.g, c.noise, Euler, c.t, c.dt, c.x, c.row)
 	case "analytic":
-		err = TransitionProbs(p, c.g, c.noise, Analytic, c.t, c.dt, c.x, c.row)
+		err = transitionProbs(p, c.g, c.noise, Analytic, c.t, c.dt, c.x, c.row)
 	case "denoise":
-		err = DenoiseProbs(p, c.g, c.noise, c.t, c.x, c.row)
+		err = denoiseProbs(p, c.g, c.noise, c.t, c.x, c.row)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func drawCases(t *testing.T) []drawCase {
 
 // TestFastDrawMatchesDense draws 20000 times from each case with the
 // sampler's fast path and checks the counts against the dense probabilities
-// of TransitionProbs/DenoiseProbs with a χ² test at level 1e-6. To show the
+// of transitionProbs/denoiseProbs with a χ² test at level 1e-6. To show the
 // test has power, the same counts must fail against a tempered distribution
 // (p^0.8, what float32 Gumbel truncation does in spirit) whenever that differs
 // enough to be detectable.
@@ -264,3 +264,26 @@ func maxOf(p []float64) float64 {
 }
 
 func head[T any](v []T) []T { return v[:min(len(v), 8)] }
+
+// TestTransitionProbsEulerByHand: one euler step of a masked position (state 3)
+// of an absorbing graph with 3 tokens, at t = 0.5 with Δt = 0.25, jumps to
+// token j with probability Δt·σ'(t)·exp(s_j) and stays masked with the rest.
+func TestTransitionProbsEulerByHand(t *testing.T) {
+	g := Absorbing{Tokens: 3}
+	p := make([]float64, g.States())
+	logScore := []float32{0, -1, -2, 0}
+	if err := transitionProbs(p, g, LogLinear{Eps: 1e-3}, Euler, 0.5, 0.25, g.Mask(), logScore); err != nil {
+		t.Fatal(err)
+	}
+	rate := 0.25 * (1 - 1e-3) / (1 - (1-1e-3)*0.5)
+	want := []float64{rate, rate * math.Exp(-1), rate * math.Exp(-2), 0}
+	want[3] = 1 - want[0] - want[1] - want[2]
+	for j := range p {
+		if math.Abs(p[j]-want[j]) > 1e-15 {
+			t.Errorf("p[%d] = %.17g, want %.17g", j, p[j], want[j])
+		}
+	}
+	if got := fmt.Sprintf("%.4f", p); got != "[0.4990 0.1836 0.0675 0.2499]" {
+		t.Errorf("p = %s", got)
+	}
+}

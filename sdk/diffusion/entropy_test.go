@@ -149,7 +149,7 @@ func TestCorrupt(t *testing.T) {
 		for _, sigma := range []float64{0, 1e-3, 0.4, 3} {
 			t.Run(fmt.Sprintf("%T/sigma%g", g, sigma), func(t *testing.T) {
 				dst := make([]int64, n)
-				if err := Corrupt(dst, g, RowRand(9, 0), x0, sigma); err != nil {
+				if err := Corrupt(dst, g, rowRand(9, 0), x0, sigma); err != nil {
 					t.Fatal(err)
 				}
 				p := -math.Expm1(-sigma)
@@ -170,18 +170,18 @@ func TestCorrupt(t *testing.T) {
 					t.Errorf("changed fraction %v, want %v ± %v", got, p, 5*se)
 				}
 				again := slices.Clone(x0) // in place, same stream
-				if err := Corrupt(again, g, RowRand(9, 0), again, sigma); err != nil || !slices.Equal(again, dst) {
+				if err := Corrupt(again, g, rowRand(9, 0), again, sigma); err != nil || !slices.Equal(again, dst) {
 					t.Errorf("same seed, in place: different draw (err %v)", err)
 				}
 			})
 		}
 	}
 	for name, err := range map[string]error{
-		"nil graph":     Corrupt(make([]int64, 2), nil, RowRand(0, 0), x0[:2], 1),
+		"nil graph":     Corrupt(make([]int64, 2), nil, rowRand(0, 0), x0[:2], 1),
 		"nil rand":      Corrupt(make([]int64, 2), Uniform{Tokens: 5}, nil, x0[:2], 1),
-		"short dst":     Corrupt(make([]int64, 1), Uniform{Tokens: 5}, RowRand(0, 0), x0[:2], 1),
-		"NaN sigma":     Corrupt(make([]int64, 2), Uniform{Tokens: 5}, RowRand(0, 0), x0[:2], math.NaN()),
-		"graph invalid": Corrupt(make([]int64, 2), Uniform{}, RowRand(0, 0), x0[:2], 1),
+		"short dst":     Corrupt(make([]int64, 1), Uniform{Tokens: 5}, rowRand(0, 0), x0[:2], 1),
+		"NaN sigma":     Corrupt(make([]int64, 2), Uniform{Tokens: 5}, rowRand(0, 0), x0[:2], math.NaN()),
+		"graph invalid": Corrupt(make([]int64, 2), Uniform{}, rowRand(0, 0), x0[:2], 1),
 	} {
 		if !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: err = %v", name, err)
@@ -214,7 +214,7 @@ func TestTransitionProbsErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := TransitionProbs(tc.dst, tc.g, tc.noise, tc.p, 0.5, 0.1, tc.x, tc.row)
+			err := transitionProbs(tc.dst, tc.g, tc.noise, tc.p, 0.5, 0.1, tc.x, tc.row)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Errorf("err = %v, want %v", err, tc.wantErr)
 			}

@@ -8,12 +8,19 @@ import (
 	"github.com/sedd-go/sedd/sdk/diffusion"
 )
 
+// scoreFunc adapts an ordinary function to diffusion.ScoreFunc.
+type scoreFunc func(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error)
+
+func (f scoreFunc) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	return f(ctx, x, sigma, batch, length)
+}
+
 // copyModel is the exact score of a data distribution that is a single
 // sequence, target, on the absorbing graph: a masked position's only possible
 // token is its target, with ratio 1/(e^σ - 1) to the mask.
 func copyModel(g diffusion.Absorbing, target []int64) diffusion.ScoreFunc {
 	var logScore, lse []float32
-	return diffusion.ScoreFuncOf(func(_ context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	return scoreFunc(func(_ context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
 		n := g.States()
 		logScore = make([]float32, batch*length*n)
 		lse = make([]float32, batch*length)
@@ -40,10 +47,10 @@ func copyModel(g diffusion.Absorbing, target []int64) diffusion.ScoreFunc {
 	})
 }
 
-func ExampleSample() {
+func ExampleNewSampler() {
 	g := diffusion.Absorbing{Tokens: 10}
 	target := []int64{3, 1, 4, 1, 5, 9, 2, 6}
-	tokens, err := diffusion.Sample(context.Background(), copyModel(g, target), diffusion.Config{
+	s, err := diffusion.NewSampler(diffusion.Config{
 		Graph:     g,
 		Noise:     diffusion.LogLinear{Eps: 1e-3},
 		Predictor: diffusion.Analytic,
@@ -53,6 +60,11 @@ func ExampleSample() {
 		Length:    len(target),
 		Seed:      1,
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	tokens, err := s.Run(context.Background(), copyModel(g, target))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -79,7 +91,7 @@ func ExampleSampler_Run() {
 		Fixed:   []diffusion.Span{{Start: 0, Tokens: []int64{7, 7}}, {Start: 7, Tokens: []int64{0}}},
 		Progress: func(st diffusion.Step) error {
 			masks := 0
-			for _, tok := range st.Row(0) {
+			for _, tok := range st.Tokens { // one row
 				if tok == g.Mask() {
 					masks++
 				}
@@ -105,19 +117,6 @@ func ExampleSampler_Run() {
 	// step 4/5 t=1e-05 masks=0
 	// step 5/5 t=0 masks=0
 	// [7 7 4 1 5 9 2 0]
-}
-
-func ExampleTransitionProbs() {
-	// One euler step of a masked position (state 3) of an absorbing graph with
-	// 3 tokens, at t = 0.5 with Δt = 0.25: jump to token j with probability
-	// Δt·σ'(t)·exp(s_j), stay masked with the rest.
-	g := diffusion.Absorbing{Tokens: 3}
-	p := make([]float64, g.States())
-	logScore := []float32{0, -1, -2, 0}
-	err := diffusion.TransitionProbs(p, g, diffusion.LogLinear{Eps: 1e-3}, diffusion.Euler, 0.5, 0.25, g.Mask(), logScore)
-	fmt.Printf("%.4f %v\n", p, err)
-	// Output:
-	// [0.4990 0.1836 0.0675 0.2499] <nil>
 }
 
 func ExampleAbsorbing_ScoreEntropy() {

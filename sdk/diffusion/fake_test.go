@@ -100,3 +100,12 @@ func (f *independent) row(row []float32, x int64, sigma float64, pi []float64) f
 	row[x] = 0
 	return float32(math.Log((1 - px) / px))
 }
+
+// sample runs the reverse diffusion described by cfg once.
+func sample(ctx context.Context, score ScoreFunc, cfg Config) ([]int64, error) {
+	s, err := NewSampler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.Run(ctx, score)
+}

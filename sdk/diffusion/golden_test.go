@@ -160,13 +160,13 @@ func TestTransitionProbsGolden(t *testing.T) {
 					row := float32s(c.LogScore[i])
 					switch c.Kind {
 					case "euler":
-						err = TransitionProbs(got, g, noise, Euler, c.T, c.Dt, x, row)
+						err = transitionProbs(got, g, noise, Euler, c.T, c.Dt, x, row)
 					case "analytic":
-						err = TransitionProbs(got, g, noise, Analytic, c.T, c.Dt, x, row)
+						err = transitionProbs(got, g, noise, Analytic, c.T, c.Dt, x, row)
 					case "none":
-						err = TransitionProbs(got, g, noise, None, c.T, c.Dt, x, row)
+						err = transitionProbs(got, g, noise, None, c.T, c.Dt, x, row)
 					case "denoise":
-						err = DenoiseProbs(got, g, noise, c.Eps, x, row)
+						err = denoiseProbs(got, g, noise, c.Eps, x, row)
 					default:
 						t.Fatalf("unknown kind %q", c.Kind)
 					}

@@ -31,15 +31,4 @@ func (p Predictor) String() string {
 	return fmt.Sprintf("Predictor(%d)", int(p))
 }
 
-// ParsePredictor returns the predictor named name ("analytic", "euler" or
-// "none", as in the reference's configs).
-func ParsePredictor(name string) (Predictor, error) {
-	for _, p := range []Predictor{Analytic, Euler, None} {
-		if p.String() == name {
-			return p, nil
-		}
-	}
-	return 0, invalidf("unknown predictor %q (want analytic, euler or none)", name)
-}
-
 func (p Predictor) valid() bool { return p == Analytic || p == Euler || p == None }

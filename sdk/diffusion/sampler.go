@@ -9,9 +9,9 @@ import (
 	"slices"
 )
 
-// DefaultEps is the end time of sampling used when Config.Eps is 0, as in the
-// reference (t runs from 1 down to eps).
-const DefaultEps = 1e-5
+// DefaultEndTime is the end time of sampling used when Config.EndTime is 0, as in the
+// reference (t runs from 1 down to its sampling eps).
+const DefaultEndTime = 1e-5
 
 // MaxSteps bounds Config.Steps: the time grid takes 8 bytes per step (128 MiB
 // at the bound), and a step count near the int limit would overflow it.
@@ -43,11 +43,8 @@ type Step struct {
 	Tokens []int64
 }
 
-// Row returns the current tokens of row b.
-func (s Step) Row(b int) []int64 { return s.Tokens[b*s.Length : (b+1)*s.Length : (b+1)*s.Length] }
-
 // Config describes one sampling run. The zero values of Predictor (Analytic),
-// Eps (DefaultEps) and Seed are usable; Graph, Noise, Steps, Batch and Length
+// EndTime (DefaultEndTime) and Seed are usable; Graph, Noise, Steps, Batch and Length
 // must be set. Note that Denoise is false unless set, while the reference (and
 // the SDK built on this package) denoise by default.
 type Config struct {
@@ -55,16 +52,16 @@ type Config struct {
 	Noise     Noise
 	Predictor Predictor
 	// Steps is the number of predictor steps (> 0), on the time grid
-	// t_k = linspace(1, Eps, Steps+1), Δt = (1-Eps)/Steps.
+	// t_k = linspace(1, EndTime, Steps+1), Δt = (1-EndTime)/Steps.
 	Steps int
-	// Eps is the last time of the grid, in (0, 1); 0 means DefaultEps.
-	Eps float64
-	// Denoise adds the reference's denoising step at t = Eps, which for the
+	// EndTime is the last time of the grid, in (0, 1); 0 means DefaultEndTime.
+	EndTime float64
+	// Denoise adds the reference's denoising step at t = EndTime, which for the
 	// absorbing graph removes every remaining mask.
 	Denoise bool
 	// Batch is the number of sequences, Length their length.
 	Batch, Length int
-	// Seed selects the random streams: row b uses RowRand(Seed, b), so a run
+	// Seed selects the random streams: row b uses rowRand(Seed, b), so a run
 	// is reproducible bit for bit on any machine.
 	Seed uint64
 	// Fixed tokens are imposed on every row before each step, before the
@@ -83,7 +80,7 @@ type Config struct {
 type Sampler struct {
 	cfg   Config
 	g     graphSpec
-	grid  []float64 // Steps+1 times, from 1 to Eps
+	grid  []float64 // Steps+1 times, from 1 to EndTime
 	dt    float64
 	x     []int64   // Batch*Length current tokens
 	sigma []float32 // Batch
@@ -117,11 +114,11 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
 		return nil, invalidf("steps = %d, must be in [1, %d]", cfg.Steps, MaxSteps)
 	}
-	if cfg.Eps == 0 {
-		cfg.Eps = DefaultEps
+	if cfg.EndTime == 0 {
+		cfg.EndTime = DefaultEndTime
 	}
-	if !(cfg.Eps > 0 && cfg.Eps < 1) {
-		return nil, invalidf("eps = %v, must be in (0, 1)", cfg.Eps)
+	if !(cfg.EndTime > 0 && cfg.EndTime < 1) {
+		return nil, invalidf("eps = %v, must be in (0, 1)", cfg.EndTime)
 	}
 	if cfg.Batch <= 0 || cfg.Length <= 0 || cfg.Batch > math.MaxInt32/cfg.Length {
 		return nil, invalidf("batch %d × length %d", cfg.Batch, cfg.Length)
@@ -130,8 +127,8 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	s := &Sampler{
 		cfg:     cfg,
 		g:       g,
-		grid:    linspace(1, cfg.Eps, cfg.Steps+1),
-		dt:      (1 - cfg.Eps) / float64(cfg.Steps),
+		grid:    linspace(1, cfg.EndTime, cfg.Steps+1),
+		dt:      (1 - cfg.EndTime) / float64(cfg.Steps),
 		x:       make([]int64, cfg.Batch*cfg.Length),
 		sigma:   make([]float32, cfg.Batch),
 		cum:     make([]float64, g.n),
@@ -182,16 +179,6 @@ func (s *Sampler) compileFixed(spans []Span) error {
 		}
 	}
 	return nil
-}
-
-// Sample runs the reverse diffusion described by cfg once and returns
-// cfg.Batch*cfg.Length tokens, row-major. See Sampler.Run.
-func Sample(ctx context.Context, score ScoreFunc, cfg Config) ([]int64, error) {
-	s, err := NewSampler(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return s.Run(ctx, score)
 }
 
 // Run samples Batch sequences and returns their Batch*Length tokens,
@@ -279,13 +266,13 @@ func (s *Sampler) step(ctx context.Context, score ScoreFunc, k int) error {
 	return s.apply(ctx, score, k+1, sigma, &m)
 }
 
-// denoise takes the denoising step at t = Eps and projects.
+// denoise takes the denoising step at t = EndTime and projects.
 func (s *Sampler) denoise(ctx context.Context, score ScoreFunc) error {
 	idx := s.cfg.Steps + 1
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("diffusion: before step %d (denoiser): %w", idx, err)
 	}
-	sigma := s.cfg.Noise.Total(s.cfg.Eps)
+	sigma := s.cfg.Noise.Total(s.cfg.EndTime)
 	m := newAnalyticMath(s.g, sigma, true)
 	return s.apply(ctx, score, idx, sigma, &m)
 }
@@ -378,12 +365,12 @@ func rowKey(seed uint64, row int) [32]byte {
 	return k
 }
 
-// RowRand returns the random stream of batch row row of a run seeded with
+// rowRand returns the random stream of batch row row of a run seeded with
 // seed: a math/rand/v2 ChaCha8 generator whose output is the same on every
 // platform.
 // The Sampler uses it (one uniform per free masked or uniform-graph position
 // and step, in position order, plus one per moving position); the likelihood
 // evaluation uses it for Corrupt.
-func RowRand(seed uint64, row int) *rand.Rand {
+func rowRand(seed uint64, row int) *rand.Rand {
 	return rand.New(rand.NewChaCha8(rowKey(seed, row)))
 }

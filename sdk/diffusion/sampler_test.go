@@ -40,7 +40,7 @@ func TestSampleMarginals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newIndependent(tc.g, length, 5)
-			out, err := Sample(context.Background(), f, Config{
+			out, err := sample(context.Background(), f, Config{
 				Graph: tc.g, Noise: tc.noise, Predictor: tc.pred, Steps: tc.steps,
 				Denoise: true, Batch: batch, Length: length, Seed: 42,
 			})
@@ -88,7 +88,7 @@ func TestSampleKeepsFixedTokens(t *testing.T) {
 						}
 						return nil
 					}
-					out, err := Sample(context.Background(), f, Config{
+					out, err := sample(context.Background(), f, Config{
 						Graph: g, Noise: logLin, Predictor: pred, Steps: 8, Denoise: true,
 						Batch: 3, Length: length, Seed: 7, Fixed: fixed,
 					})
@@ -117,7 +117,7 @@ func TestSampleReproducible(t *testing.T) {
 			cfg := Config{Graph: g, Noise: geo, Predictor: Analytic, Steps: 20, Denoise: true, Batch: 8, Length: 16, Seed: 99}
 			run := func(cfg Config, procs int) []int64 {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-				out, err := Sample(context.Background(), newIndependent(g, cfg.Length, 3), cfg)
+				out, err := sample(context.Background(), newIndependent(g, cfg.Length, 3), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -158,7 +158,7 @@ func TestSampleReproducible(t *testing.T) {
 // TestSamplePinned pins a few tokens so that any change of the random streams,
 // their order of use or the maths shows up; update it only on purpose.
 func TestSamplePinned(t *testing.T) {
-	out, err := Sample(context.Background(), newIndependent(absorb5, 6, 1), Config{
+	out, err := sample(context.Background(), newIndependent(absorb5, 6, 1), Config{
 		Graph: absorb5, Noise: logLin, Steps: 10, Denoise: true, Batch: 2, Length: 6, Seed: 7,
 	})
 	if err != nil {
@@ -175,7 +175,7 @@ func TestSamplePinned(t *testing.T) {
 // round to ≤ 0; the position then keeps its token instead of failing.
 func TestSampleUniformLargeStep(t *testing.T) {
 	f := newIndependent(uniform4, 8, 1)
-	out, err := Sample(context.Background(), f, Config{Graph: uniform4, Noise: geo, Steps: 1, Denoise: true, Batch: 50, Length: 8})
+	out, err := sample(context.Background(), f, Config{Graph: uniform4, Noise: geo, Steps: 1, Denoise: true, Batch: 50, Length: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestSampleProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var seen []Step
 			f := newIndependent(absorb5, 4, 1)
-			_, err := Sample(context.Background(), f, Config{
+			_, err := sample(context.Background(), f, Config{
 				Graph: absorb5, Noise: logLin, Steps: 5, Denoise: tc.denoise, Batch: 2, Length: 4,
 				Progress: func(s Step) error {
 					s.Tokens = slices.Clone(s.Tokens)
@@ -222,7 +222,7 @@ func TestSampleProgress(t *testing.T) {
 				t.Fatalf("%d progress calls, %d score calls, want %d", len(seen), f.calls, tc.wantCalls)
 			}
 			for k, s := range seen {
-				if s.Index != k+1 || s.Steps != 5+btoi(tc.denoise) || s.Batch != 2 || s.Length != 4 || len(s.Row(1)) != 4 {
+				if s.Index != k+1 || s.Steps != 5+btoi(tc.denoise) || s.Batch != 2 || s.Length != 4 || len(s.Tokens) != 8 {
 					t.Errorf("call %d: %+v", k, s)
 				}
 				if k > 0 && !(s.T < seen[k-1].T) {
@@ -252,12 +252,12 @@ func TestSampleContextCancel(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := Sample(ctx, f, Config{Graph: uniform4, Noise: geo, Steps: 10, Denoise: true, Batch: 1, Length: 4})
+	_, err := sample(ctx, f, Config{Graph: uniform4, Noise: geo, Steps: 10, Denoise: true, Batch: 1, Length: 4})
 	if !errors.Is(err, context.Canceled) || f.calls != 2 {
 		t.Errorf("err = %v after %d score calls, want context.Canceled after 2", err, f.calls)
 	}
 	f = newIndependent(uniform4, 4, 1)
-	_, err = Sample(ctx, f, Config{Graph: uniform4, Noise: geo, Steps: 10, Batch: 1, Length: 4})
+	_, err = sample(ctx, f, Config{Graph: uniform4, Noise: geo, Steps: 10, Batch: 1, Length: 4})
 	if !errors.Is(err, context.Canceled) || f.calls != 0 {
 		t.Errorf("done context: err = %v after %d score calls", err, f.calls)
 	}
@@ -317,7 +317,7 @@ func TestSampleBadScores(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newIndependent(tc.g, 4, 1)
 			f.after, f.before = tc.after, tc.before
-			_, err := Sample(context.Background(), f, Config{
+			_, err := sample(context.Background(), f, Config{
 				Graph: tc.g, Noise: logLin, Predictor: tc.pred, Steps: 6, Denoise: true, Batch: 2, Length: 4,
 			})
 			if !errors.Is(err, tc.wantErr) {
@@ -372,9 +372,9 @@ func TestNewSamplerErrors(t *testing.T) {
 		{"zero steps", func(c *Config) { c.Steps = 0 }},
 		{"steps past MaxSteps", func(c *Config) { c.Steps = MaxSteps + 1 }},
 		{"steps at the int limit", func(c *Config) { c.Steps = math.MaxInt }},
-		{"eps 1", func(c *Config) { c.Eps = 1 }},
-		{"eps negative", func(c *Config) { c.Eps = -1e-5 }},
-		{"eps NaN", func(c *Config) { c.Eps = math.NaN() }},
+		{"eps 1", func(c *Config) { c.EndTime = 1 }},
+		{"eps negative", func(c *Config) { c.EndTime = -1e-5 }},
+		{"eps NaN", func(c *Config) { c.EndTime = math.NaN() }},
 		{"zero batch", func(c *Config) { c.Batch = 0 }},
 		{"zero length", func(c *Config) { c.Length = 0 }},
 		{"span past the end", func(c *Config) { c.Fixed = []Span{{Start: 6, Tokens: []int64{1, 2, 3}}} }},
@@ -479,13 +479,10 @@ func TestTimeGrid(t *testing.T) {
 	}
 }
 
-func TestParsePredictor(t *testing.T) {
-	for _, p := range []Predictor{Analytic, Euler, None} {
-		if got, err := ParsePredictor(p.String()); err != nil || got != p {
-			t.Errorf("ParsePredictor(%q) = %v, %v", p.String(), got, err)
+func TestPredictorNames(t *testing.T) {
+	for p, want := range map[Predictor]string{Analytic: "analytic", Euler: "euler", None: "none", 7: "Predictor(7)"} {
+		if got := p.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", int(p), got, want)
 		}
-	}
-	if _, err := ParsePredictor("ddpm"); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("ParsePredictor(ddpm) = %v", err)
 	}
 }

@@ -43,11 +43,3 @@ func (s Scores) check(batch, length, n int) error {
 type ScoreFunc interface {
 	Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error)
 }
-
-// ScoreFuncOf adapts an ordinary function to the ScoreFunc interface.
-type ScoreFuncOf func(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error)
-
-// Score calls f.
-func (f ScoreFuncOf) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error) {
-	return f(ctx, x, sigma, batch, length)
-}

@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// TransitionProbs writes to dst the exact distribution of the next state of one
+// transitionProbs writes to dst the exact distribution of the next state of one
 // position after one step of predictor p from time t to t-dt, as the
 // reference's EulerPredictor, AnalyticPredictor or NonePredictor would draw it:
 // the unnormalised weights of sampling.py, negative weights counted as 0 (the
@@ -16,7 +16,7 @@ import (
 // guarantees). dst must have length N = g.States(). This is the dense O(N)
 // form of the maths; the Sampler draws the same distribution with fast paths.
 // The errors wrap ErrInvalidConfig or ErrNonFinite.
-func TransitionProbs(dst []float64, g Graph, noise Noise, p Predictor, t, dt float64, x int64, logScore []float32) error {
+func transitionProbs(dst []float64, g Graph, noise Noise, p Predictor, t, dt float64, x int64, logScore []float32) error {
 	sp, err := checkDense(dst, g, noise, x, logScore)
 	if err != nil {
 		return err
@@ -36,11 +36,11 @@ func TransitionProbs(dst []float64, g Graph, noise Noise, p Predictor, t, dt flo
 	return normalise(dst, sp, x)
 }
 
-// DenoiseProbs writes to dst the exact distribution of the final denoising
+// denoiseProbs writes to dst the exact distribution of the final denoising
 // step (the reference's Denoiser at t = eps, dσ = σ(eps)) of one position in
-// state x, with the same conventions as TransitionProbs. For the absorbing
+// state x, with the same conventions as transitionProbs. For the absorbing
 // graph the mask column is dropped, so dst[M] is 0 and every mask is removed.
-func DenoiseProbs(dst []float64, g Graph, noise Noise, eps float64, x int64, logScore []float32) error {
+func denoiseProbs(dst []float64, g Graph, noise Noise, eps float64, x int64, logScore []float32) error {
 	sp, err := checkDense(dst, g, noise, x, logScore)
 	if err != nil {
 		return err

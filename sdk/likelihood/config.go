@@ -6,10 +6,10 @@ import (
 	"github.com/sedd-go/sedd/sdk/diffusion"
 )
 
-// DefaultEps is the lower end eps_l of the diffusion times the bound
+// DefaultMinTime is the lower end eps_l of the diffusion times the bound
 // integrates over, t ∈ (eps_l, 1), as the reference's training loss
 // (losses.py, sampling_eps = 1e-3).
-const DefaultEps = 1e-3
+const DefaultMinTime = 1e-3
 
 // DefaultBatchSize is the number of (sequence, timestep) rows packed into one
 // ScoreFunc call when Config.BatchSize is 0. One row of a GPT-2-sized model at
@@ -44,17 +44,6 @@ func (s Sampling) String() string {
 	return fmt.Sprintf("Sampling(%d)", int(s))
 }
 
-// ParseSampling returns the Sampling named name ("stratified" or
-// "antithetic").
-func ParseSampling(name string) (Sampling, error) {
-	for _, s := range []Sampling{Stratified, Antithetic} {
-		if s.String() == name {
-			return s, nil
-		}
-	}
-	return 0, invalidf("unknown sampling %q (want stratified or antithetic)", name)
-}
-
 // Bounds that keep a request from allocating without limit: Evaluate keeps
 // one float64 per (sequence, timestep) pair.
 const (
@@ -65,7 +54,7 @@ const (
 )
 
 // Config is one likelihood evaluation request. The zero values of Sampling,
-// Eps and BatchSize select Stratified, DefaultEps and DefaultBatchSize.
+// MinTime and BatchSize select Stratified, DefaultMinTime and DefaultBatchSize.
 type Config struct {
 	// Graph and Noise are the model's graph and noise schedule (from its
 	// sedd.json).
@@ -75,10 +64,11 @@ type Config struct {
 	// corrupted sequence) per sequence. The paper uses about 1000; K ≥ 2 is
 	// needed for a finite standard error.
 	Timesteps int
-	// Sampling is how the K timesteps are spread over (Eps, 1).
+	// Sampling is how the K timesteps are spread over (MinTime, 1).
 	Sampling Sampling
-	// Eps is eps_l, the lower end of the time integral; 0 means DefaultEps.
-	Eps float64
+	// MinTime is eps_l, the lower end of the time integral; 0 means
+	// DefaultMinTime.
+	MinTime float64
 	// Seed fixes every random draw. Sequence s, timestep k uses its own
 	// streams derived from (Seed, s, k), so results do not depend on
 	// BatchSize, on how rows are packed, on GOMAXPROCS, or on the other
@@ -118,11 +108,11 @@ func (cfg Config) resolved() (Config, error) {
 	default:
 		return cfg, invalidf("unknown sampling %v", cfg.Sampling)
 	}
-	if cfg.Eps == 0 {
-		cfg.Eps = DefaultEps
+	if cfg.MinTime == 0 {
+		cfg.MinTime = DefaultMinTime
 	}
-	if !(cfg.Eps > 0 && cfg.Eps < 1) {
-		return cfg, invalidf("eps = %v, must be in (0, 1)", cfg.Eps)
+	if !(cfg.MinTime > 0 && cfg.MinTime < 1) {
+		return cfg, invalidf("eps = %v, must be in (0, 1)", cfg.MinTime)
 	}
 	if cfg.BatchSize < 0 {
 		return cfg, invalidf("batch size = %d, must be ≥ 0 (0: default)", cfg.BatchSize)

@@ -12,7 +12,7 @@ var (
 	// ErrInvalidConfig marks a Config that cannot be evaluated: nil or invalid
 	// graph or noise, Timesteps ≤ 0 or > MaxTimesteps, more than MaxDraws
 	// (sequence, timestep) pairs, an odd Timesteps with Antithetic
-	// sampling, Eps outside (0, 1), a negative BatchSize, an unknown Sampling,
+	// sampling, MinTime outside (0, 1), a negative BatchSize, an unknown Sampling,
 	// or no sequences or an empty sequence.
 	ErrInvalidConfig = errors.New("likelihood: invalid configuration")
 	// ErrBadToken marks a clean token outside the graph's data tokens: [0,

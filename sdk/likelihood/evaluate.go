@@ -93,7 +93,7 @@ type evaluator struct {
 }
 
 func newEvaluator(cfg Config, seqs [][]int64) *evaluator {
-	e := &evaluator{cfg: cfg, seqs: seqs, width: 1 - cfg.Eps}
+	e := &evaluator{cfg: cfg, seqs: seqs, width: 1 - cfg.MinTime}
 	flat := make([]float64, len(seqs)*cfg.Timesteps)
 	e.draws = make([][]float64, len(seqs))
 	for s := range seqs {
@@ -117,7 +117,7 @@ func (e *evaluator) time(st *stream, s, k int) float64 {
 		u := st.reset(e.cfg.Seed, s, k, purposeTime).Float64()
 		v = (float64(k) + u) / K
 	}
-	return e.cfg.Eps + e.width*v
+	return e.cfg.MinTime + e.width*v
 }
 
 // prepare sets the time of r and draws its corrupted sequence into r.xt.
@@ -143,7 +143,7 @@ func (e *evaluator) loss(r *row, sc diffusion.Scores, b int) error {
 	return nil
 }
 
-// DrawLoss returns the loss of one draw, σ'(t)·Σ_i ℓ_i: the integrand of the
+// drawLossAt returns the loss of one draw, σ'(t)·Σ_i ℓ_i: the integrand of the
 // bound at time t for the clean sequence x0 and its corruption xt, whose
 // scores at σ(t) are row b of sc. It is the reference's training loss
 // (losses.py) for one sequence. If dst is not nil it receives the Length
@@ -153,7 +153,7 @@ func (e *evaluator) loss(r *row, sc diffusion.Scores, b int) error {
 // float64; Evaluate first rounds σ to the float32 it passes to the network.
 // The errors wrap
 // diffusion.ErrInvalidConfig, diffusion.ErrScoreShape or diffusion.ErrNonFinite.
-func DrawLoss(dst []float64, g diffusion.Graph, noise diffusion.Noise, t float64, x0, xt []int64, sc diffusion.Scores, b int) (float64, error) {
+func drawLossAt(dst []float64, g diffusion.Graph, noise diffusion.Noise, t float64, x0, xt []int64, sc diffusion.Scores, b int) (float64, error) {
 	if noise == nil {
 		return 0, fmt.Errorf("%w: nil noise", diffusion.ErrInvalidConfig)
 	}

@@ -3,6 +3,7 @@ package likelihood
 import (
 	"context"
 	"errors"
+	"github.com/sedd-go/sedd/internal/testlib"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
 )
+
+// TestMain points the tests at the project's own ONNX Runtime install when
+// ONNXRUNTIME_SHARED_LIBRARY_PATH is unset.
+func TestMain(m *testing.M) { testlib.Main(m) }
 
 var (
 	absorb5  = diffusion.Absorbing{Tokens: 5}
@@ -152,13 +157,13 @@ func TestTimesteps(t *testing.T) {
 		smp  Sampling
 		eps  float64
 	}{
-		{"stratified", Stratified, DefaultEps},
-		{"antithetic", Antithetic, DefaultEps},
+		{"stratified", Stratified, DefaultMinTime},
+		{"antithetic", Antithetic, DefaultMinTime},
 		{"stratified eps 0.2", Stratified, 0.2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Config{Graph: absorb5, Noise: loglin, Timesteps: K, Sampling: tc.smp, Eps: tc.eps, Seed: 5}.resolved()
+			cfg, err := Config{Graph: absorb5, Noise: loglin, Timesteps: K, Sampling: tc.smp, MinTime: tc.eps, Seed: 5}.resolved()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +234,7 @@ func TestInvalid(t *testing.T) {
 		{"nil graph", Config{Noise: loglin, Timesteps: 3}, good, ErrInvalidConfig},
 		{"nil noise", Config{Graph: absorb5, Timesteps: 3}, good, ErrInvalidConfig},
 		{"bad noise", Config{Graph: absorb5, Noise: diffusion.LogLinear{Eps: 2}, Timesteps: 3}, good, ErrInvalidConfig},
-		{"eps 1", Config{Graph: absorb5, Noise: loglin, Timesteps: 3, Eps: 1}, good, ErrInvalidConfig},
+		{"eps 1", Config{Graph: absorb5, Noise: loglin, Timesteps: 3, MinTime: 1}, good, ErrInvalidConfig},
 		{"negative batch", Config{Graph: absorb5, Noise: loglin, Timesteps: 3, BatchSize: -1}, good, ErrInvalidConfig},
 		{"K past MaxTimesteps", Config{Graph: absorb5, Noise: loglin, Timesteps: MaxTimesteps + 1}, good, ErrInvalidConfig},
 		{"K at the int limit", Config{Graph: absorb5, Noise: loglin, Timesteps: math.MaxInt}, good, ErrInvalidConfig},
@@ -373,7 +378,7 @@ func TestProgressAndCancel(t *testing.T) {
 	}
 
 	scoreErr := errors.New("network down")
-	_, err = Evaluate(context.Background(), diffusion.ScoreFuncOf(func(context.Context, []int64, []float32, int, int) (diffusion.Scores, error) {
+	_, err = Evaluate(context.Background(), scoreFunc(func(context.Context, []int64, []float32, int, int) (diffusion.Scores, error) {
 		return diffusion.Scores{}, scoreErr
 	}), seqs, Config{Graph: absorb5, Noise: loglin, Timesteps: 5})
 	if !errors.Is(err, scoreErr) {
@@ -396,4 +401,11 @@ func TestPointerGraph(t *testing.T) {
 	if _, err := Evaluate(context.Background(), m, [][]int64{{0, 4, 1}}, Config{Graph: g, Noise: loglin, Timesteps: 2}); err != nil {
 		t.Error(err)
 	}
+}
+
+// scoreFunc adapts an ordinary function to diffusion.ScoreFunc.
+type scoreFunc func(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error)
+
+func (f scoreFunc) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+	return f(ctx, x, sigma, batch, length)
 }

@@ -107,7 +107,7 @@ func TestScoreEntropyGolden(t *testing.T) {
 				}
 			}
 			per := make([]float64, L)
-			loss, err := DrawLoss(per, g, noise, c.T, c.X0, c.Xt, sc, 1)
+			loss, err := drawLossAt(per, g, noise, c.T, c.X0, c.Xt, sc, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

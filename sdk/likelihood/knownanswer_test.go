@@ -39,7 +39,7 @@ func TestKnownAnswerAbsorb(t *testing.T) {
 			m := newIndependent(g, length, tokens, 3)
 			r := rand.New(rand.NewPCG(1, 2))
 			seqs := [][]int64{m.sample(r), m.sample(r), m.sample(r)}
-			res, err := Evaluate(context.Background(), m, seqs, Config{Graph: g, Noise: tc.noise, Timesteps: K, Eps: tc.eps, Seed: 9, BatchSize: 16})
+			res, err := Evaluate(context.Background(), m, seqs, Config{Graph: g, Noise: tc.noise, Timesteps: K, MinTime: tc.eps, Seed: 9, BatchSize: 16})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestKnownAnswerAbsorb(t *testing.T) {
 			// Negative control: scores off by a constant make the bound looser,
 			// by far more than the standard error.
 			m.shift = 1
-			bad, err := Evaluate(context.Background(), m, seqs, Config{Graph: g, Noise: tc.noise, Timesteps: K, Eps: tc.eps, Seed: 9})
+			bad, err := Evaluate(context.Background(), m, seqs, Config{Graph: g, Noise: tc.noise, Timesteps: K, MinTime: tc.eps, Seed: 9})
 			m.shift = 0
 			if err != nil {
 				t.Fatal(err)
@@ -106,9 +106,9 @@ func TestKnownAnswerUniform(t *testing.T) {
 	for s, seq := range seqs {
 		nll := m.nll(seq)
 		f := func(sigma float64) float64 { return m.expectedEntropy(seq, sigma) }
-		want := gaussLegendre(func(tt float64) float64 { return noise.Rate(tt) * f(noise.Total(tt)) }, DefaultEps, 1, 100)
+		want := gaussLegendre(func(tt float64) float64 { return noise.Rate(tt) * f(noise.Total(tt)) }, DefaultMinTime, 1, 100)
 		// The σ-integral below σ(eps_l), with log-spaced panels near 0.
-		sLow := noise.Total(DefaultEps)
+		sLow := noise.Total(DefaultMinTime)
 		truncation := gaussLegendre(func(u float64) float64 { v := math.Exp(u); return v * f(v) }, math.Log(sLow)-40, math.Log(sLow), 100)
 		prior := m.priorKL(seq, noise.Total(1))
 		got := res.Sequences[s]

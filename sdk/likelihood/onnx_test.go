@@ -13,10 +13,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sedd-go/sedd/sdk/diffusion"
+	"github.com/sedd-go/sedd/sdk/internal/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 	"github.com/sedd-go/sedd/sdk/likelihood"
-	"github.com/sedd-go/sedd/sdk/manifest"
-	"github.com/sedd-go/sedd/sdk/runtime"
 )
 
 // torchEstimate is testdata/tiny-absorb-estimate.json, written by
@@ -67,10 +66,10 @@ func compareWithPyTorch(t *testing.T, path string) {
 	if err != nil {
 		t.Skipf("fixture %s is missing (export it with export/export.py): %v", dir, err)
 	}
-	if _, err := runtime.FindLibrary(""); errors.Is(err, runtime.ErrLibraryNotFound) {
+	if _, err := onnxrt.FindLibrary(""); errors.Is(err, onnxrt.ErrLibraryNotFound) {
 		t.Skipf("ONNX Runtime is not installed, so this test cannot run: %v", err)
 	}
-	sess, err := runtime.Open(dir, m, runtime.WithIntraOpThreads(1))
+	sess, err := onnxrt.Open(dir, m, onnxrt.WithIntraOpThreads(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +80,9 @@ func compareWithPyTorch(t *testing.T, path string) {
 	}
 	defer scorer.Close()
 
-	var g diffusion.Graph = diffusion.Uniform{Tokens: m.Tokens}
-	if m.Graph == manifest.GraphAbsorb {
-		g = diffusion.Absorbing{Tokens: m.Tokens}
-	}
-	var noise diffusion.Noise = diffusion.LogLinear{Eps: m.Noise.Eps}
-	if m.Noise.Type == manifest.NoiseGeometric {
-		noise = diffusion.Geometric{SigmaMin: m.Noise.SigmaMin, SigmaMax: m.Noise.SigmaMax}
+	g, noise, err := m.Diffusion()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if ref.Text != string(bytesOf(ref.Tokens)) || ref.Length != m.Length || ref.LastWindow != "keep" || ref.Sampling != "stratified" {
 		t.Fatalf("%s does not describe the text, windows and sampling this test uses", path)
@@ -103,7 +98,7 @@ func compareWithPyTorch(t *testing.T, path string) {
 		Graph:     g,
 		Noise:     noise,
 		Timesteps: ref.Timesteps,
-		Eps:       ref.Eps,
+		MinTime:   ref.Eps,
 		Seed:      1,
 		BatchSize: 64,
 	})

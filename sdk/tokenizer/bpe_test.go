@@ -70,27 +70,27 @@ func tinyBPE(t testing.TB, pairs bool, preTokenizer map[string]any) *Tokenizer {
 func TestMergeOrder(t *testing.T) {
 	tests := []struct {
 		name, text string
-		want       []int
+		want       []int64
 	}{
-		{"year", " 2000", []int{257, 259}},                           // Ġ2 000
-		{"digits", "2000", []int{'2', 259}},                          // 2 000
-		{"three zeros", "000", []int{259}},                           // 000
-		{"four zeros", "0000", []int{256, 256}},                      // 00 00
-		{"five zeros", "00000", []int{256, 259}},                     // 00 000
-		{"dashes", "---", []int{261}},                                // ---
-		{"four dashes", "----", []int{260, 260}},                     // -- --
-		{"five dashes", "-----", []int{260, 261}},                    // -- ---
-		{"six dots", "......", []int{268}},                           // ......
-		{"five dots", ".....", []int{267, '.'}},                      // .... .
-		{"three e", "eee", []int{262, 'e'}},                          // ee e
-		{"word", " the", []int{265}},                                 // Ġthe
-		{"words", "the the", []int{264, 265}},                        // the Ġthe
-		{"no merges", "xyz", []int{'x', 'y', 'z'}},                   // bytes
-		{"empty", "", []int{}},                                       //
-		{"accent", "café", []int{272}},                               // café
-		{"accent alone", "é", []int{269}},                            // é
-		{"unicode", "日本", []int{0xE6, 0x97, 0xA5, 0xE6, 0x9C, 0xAC}}, // bytes
-		{"special", "000<|endoftext|> 2000", []int{259, 273, 257, 259}},
+		{"year", " 2000", []int64{257, 259}},                           // Ġ2 000
+		{"digits", "2000", []int64{'2', 259}},                          // 2 000
+		{"three zeros", "000", []int64{259}},                           // 000
+		{"four zeros", "0000", []int64{256, 256}},                      // 00 00
+		{"five zeros", "00000", []int64{256, 259}},                     // 00 000
+		{"dashes", "---", []int64{261}},                                // ---
+		{"four dashes", "----", []int64{260, 260}},                     // -- --
+		{"five dashes", "-----", []int64{260, 261}},                    // -- ---
+		{"six dots", "......", []int64{268}},                           // ......
+		{"five dots", ".....", []int64{267, '.'}},                      // .... .
+		{"three e", "eee", []int64{262, 'e'}},                          // ee e
+		{"word", " the", []int64{265}},                                 // Ġthe
+		{"words", "the the", []int64{264, 265}},                        // the Ġthe
+		{"no merges", "xyz", []int64{'x', 'y', 'z'}},                   // bytes
+		{"empty", "", []int64{}},                                       //
+		{"accent", "café", []int64{272}},                               // café
+		{"accent alone", "é", []int64{269}},                            // é
+		{"unicode", "日本", []int64{0xE6, 0x97, 0xA5, 0xE6, 0x9C, 0xAC}}, // bytes
+		{"special", "000<|endoftext|> 2000", []int64{259, 273, 257, 259}},
 	}
 	toks := map[string]*Tokenizer{
 		"strings": tinyBPE(t, false, nil),
@@ -124,14 +124,14 @@ func TestMergeOrderSugarmePipeline(t *testing.T) {
 	}
 	tests := []struct {
 		text string
-		want []int
+		want []int64
 	}{
-		{"2000", []int{257, 259}},      // Ġ2 000
-		{"----", []int{' ', 260, 260}}, // Ġ -- --
-		{"the", []int{265}},
-		{"-----", []int{' ', 260, 261}},              // Ġ -- ---
-		{"......", []int{' ', 268}},                  // Ġ ......                          // Ġthe
-		{"2000 eee", []int{257, 259, ' ', 262, 'e'}}, // Ġ2 000 Ġ ee e
+		{"2000", []int64{257, 259}},      // Ġ2 000
+		{"----", []int64{' ', 260, 260}}, // Ġ -- --
+		{"the", []int64{265}},
+		{"-----", []int64{' ', 260, 261}},              // Ġ -- ---
+		{"......", []int64{' ', 268}},                  // Ġ ......                          // Ġthe
+		{"2000 eee", []int64{257, 259, ' ', 262, 'e'}}, // Ġ2 000 Ġ ee e
 	}
 	for _, tt := range tests {
 		got, err := tok.Encode(tt.text)
@@ -153,23 +153,23 @@ func TestShippedMerges(t *testing.T) {
 	}
 	tests := []struct {
 		text string
-		want []int
+		want []int64
 	}{
-		{" 2000", []int{511, 1263}},                         // Ġ2 000
-		{"2000", []int{50, 1263}},                           // 2 000
-		{"000", []int{1263}},                                // 000
-		{"---", []int{1353, 45}},                            // -- -
-		{" ---", []int{631, 45}},                            // Ġ-- -
-		{"***", []int{3005, 42}},                            // ** *
-		{"......", []int{3993, 601}},                        // .... ..
-		{" ....", []int{32, 3993}},                          // Ġ ....
-		{"eee", []int{1157, 101}},                           // ee e
-		{"----------", []int{1353, 1353, 1353, 1353, 1353}}, // -- ×5
-		{" the", []int{260}},                                // Ġthe
-		{"Hello", []int{72, 920, 111}},                      // H ell o
-		{" café", []int{1827, 102, 195, 169}},               // Ġca f Ã ©
-		{" 1960", []int{3417}},                              // Ġ1960
-		{"", []int{}},
+		{" 2000", []int64{511, 1263}},                         // Ġ2 000
+		{"2000", []int64{50, 1263}},                           // 2 000
+		{"000", []int64{1263}},                                // 000
+		{"---", []int64{1353, 45}},                            // -- -
+		{" ---", []int64{631, 45}},                            // Ġ-- -
+		{"***", []int64{3005, 42}},                            // ** *
+		{"......", []int64{3993, 601}},                        // .... ..
+		{" ....", []int64{32, 3993}},                          // Ġ ....
+		{"eee", []int64{1157, 101}},                           // ee e
+		{"----------", []int64{1353, 1353, 1353, 1353, 1353}}, // -- ×5
+		{" the", []int64{260}},                                // Ġthe
+		{"Hello", []int64{72, 920, 111}},                      // H ell o
+		{" café", []int64{1827, 102, 195, 169}},               // Ġca f Ã ©
+		{" 1960", []int64{3417}},                              // Ġ1960
+		{"", []int64{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
@@ -264,11 +264,11 @@ func TestLoadMerges(t *testing.T) {
 		model     map[string]any
 		wantErr   bool
 		keepsBPE  bool
-		encodeAbc []int
+		encodeAbc []int64
 	}{
-		{"strings", map[string]any{"merges": []string{"a b"}}, false, true, []int{2, 3}},
-		{"pairs", map[string]any{"merges": [][]string{{"a", "b"}}}, false, true, []int{2, 3}},
-		{"part not in vocabulary", map[string]any{"merges": []string{"a b", "x c"}}, false, true, []int{2, 3}},
+		{"strings", map[string]any{"merges": []string{"a b"}}, false, true, []int64{2, 3}},
+		{"pairs", map[string]any{"merges": [][]string{{"a", "b"}}}, false, true, []int64{2, 3}},
+		{"part not in vocabulary", map[string]any{"merges": []string{"a b", "x c"}}, false, true, []int64{2, 3}},
 		{"result not in vocabulary", map[string]any{"merges": []string{"a b", "b c"}}, true, false, nil},
 		{"three parts", map[string]any{"merges": []string{"a b c"}}, true, false, nil},
 		{"subword prefix", map[string]any{"merges": []string{"a b"}, "continuing_subword_prefix": "##"}, false, false, nil},

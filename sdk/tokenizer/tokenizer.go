@@ -18,6 +18,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,10 +42,10 @@ var (
 	ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
 )
 
-// MaxVocabSize bounds the token ids Load accepts. The largest vocabularies in
+// maxVocabSize bounds the token ids Load accepts. The largest vocabularies in
 // use have about 2^18 entries; the bound keeps a corrupt id (say 2^62) from
 // making Load allocate a table of that many entries.
-const MaxVocabSize = 1 << 22
+const maxVocabSize = 1 << 22
 
 // Tokenizer encodes and decodes text. It is safe for concurrent use.
 type Tokenizer struct {
@@ -78,12 +79,30 @@ type addedToken struct {
 	Special bool   `json:"special"`
 }
 
-// Load reads a tokenizer.json file.
+// maxFileSize bounds the size of a tokenizer.json file Load reads (GPT-2's is
+// 1.4 MB).
+const maxFileSize = 256 << 20
+
+// Load reads a tokenizer.json file (of at most 256 MiB).
 func Load(path string) (*Tokenizer, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxFileSize {
+		return nil, fmt.Errorf("tokenizer: %s: %w: a regular file of at most %d bytes is needed (%v, %d bytes)", path, ErrFormat, maxFileSize, st.Mode().Type(), st.Size())
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
+	return Parse(data, path)
+}
+
+// Parse reads the contents of a tokenizer.json file; name says in messages
+// which file it was.
+func Parse(data []byte, name string) (*Tokenizer, error) {
+	path := name
 	var doc struct {
 		AddedTokens []addedToken `json:"added_tokens"`
 		Decoder     *struct {
@@ -111,19 +130,19 @@ func Load(path string) (*Tokenizer, error) {
 	}
 	maxID := -1
 	for s, id := range doc.Model.Vocab {
-		if id < 0 || id >= MaxVocabSize {
-			return nil, fmt.Errorf("tokenizer: %s: %w: id %d for %q is outside [0, %d)", path, ErrFormat, id, s, MaxVocabSize)
+		if id < 0 || id >= maxVocabSize {
+			return nil, fmt.Errorf("tokenizer: %s: %w: id %d for %q is outside [0, %d)", path, ErrFormat, id, s, maxVocabSize)
 		}
 		maxID = max(maxID, id)
 	}
 	for _, a := range doc.AddedTokens {
-		if a.ID < 0 || a.ID >= MaxVocabSize || a.Content == "" {
-			return nil, fmt.Errorf("tokenizer: %s: %w: added token %q with id %d (ids must be in [0, %d))", path, ErrFormat, a.Content, a.ID, MaxVocabSize)
+		if a.ID < 0 || a.ID >= maxVocabSize || a.Content == "" {
+			return nil, fmt.Errorf("tokenizer: %s: %w: added token %q with id %d (ids must be in [0, %d))", path, ErrFormat, a.Content, a.ID, maxVocabSize)
 		}
 		maxID = max(maxID, a.ID)
 	}
 	// sugarme reads the file only once the ids are known to be sane.
-	tk, err := fromFile(path)
+	tk, err := fromData(data)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w: %v", path, ErrFormat, err)
 	}
@@ -167,22 +186,22 @@ func Load(path string) (*Tokenizer, error) {
 	return t, nil
 }
 
-// fromFile calls sugarme's loader, turning its panics into errors.
-func fromFile(path string) (tk *sugarme.Tokenizer, err error) {
+// fromData calls sugarme's loader, turning its panics into errors.
+func fromData(data []byte) (tk *sugarme.Tokenizer, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("sugarme/tokenizer: %v", r)
 		}
 	}()
-	return pretrained.FromFile(path)
+	return pretrained.FromReader(bytes.NewReader(data))
 }
 
 // VocabSize returns the number of token ids: one past the largest id of the
 // vocabulary and the added tokens.
 func (t *Tokenizer) VocabSize() int { return t.vocabSize }
 
-// SpecialTokens returns the special tokens' literal texts and ids.
-func (t *Tokenizer) SpecialTokens() map[string]int {
+// specialTokens returns the special tokens' literal texts and ids.
+func (t *Tokenizer) specialTokens() map[string]int {
 	m := map[string]int{}
 	for _, a := range t.added {
 		if a.Special {
@@ -192,10 +211,10 @@ func (t *Tokenizer) SpecialTokens() map[string]int {
 	return m
 }
 
-// TokenID returns the id of a vocabulary entry or added token, as written in
+// tokenID returns the id of a vocabulary entry or added token, as written in
 // tokenizer.json (byte-level entries use GPT-2's byte characters, "Ġ" for a
 // space).
-func (t *Tokenizer) TokenID(token string) (int, bool) {
+func (t *Tokenizer) tokenID(token string) (int, bool) {
 	for _, a := range t.added {
 		if a.Content == token {
 			return a.ID, true
@@ -210,11 +229,11 @@ func (t *Tokenizer) TokenID(token string) (int, bool) {
 // the text between them is split into GPT-2's pre-tokens (for byte-level
 // tokenizers, see splitGPT2) and merged by the BPE model. text must be valid
 // UTF-8.
-func (t *Tokenizer) Encode(text string) ([]int, error) {
+func (t *Tokenizer) Encode(text string) ([]int64, error) {
 	if !utf8.ValidString(text) {
 		return nil, fmt.Errorf("tokenizer: %w", ErrInvalidUTF8)
 	}
-	ids := []int{}
+	ids := []int64{}
 	for len(text) > 0 {
 		at, tok := t.nextAdded(text)
 		if at < 0 {
@@ -225,12 +244,14 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 			if err != nil {
 				return nil, err
 			}
-			ids = append(ids, part...)
+			for _, id := range part {
+				ids = append(ids, int64(id))
+			}
 		}
 		if at == len(text) {
 			break
 		}
-		ids = append(ids, tok.ID)
+		ids = append(ids, int64(tok.ID))
 		text = text[at+len(tok.Content):]
 	}
 	return ids, nil
@@ -327,21 +348,25 @@ func (t *Tokenizer) encodeSugarme(text string) (ids []int, err error) {
 // byte tokenizer) the result is exactly the bytes the tokens stand for, even
 // when that is not valid UTF-8; added tokens decode to their literal text. An
 // id outside [0, VocabSize()) is an error wrapping ErrUnknownID.
-func (t *Tokenizer) Decode(ids []int) (string, error) {
+func (t *Tokenizer) Decode(ids []int64) (string, error) {
 	for i, id := range ids {
-		if id < 0 || id >= t.vocabSize || (t.tokens[id] == "" && !t.isAdded[id]) {
+		if id < 0 || id >= int64(t.vocabSize) || (t.tokens[id] == "" && !t.isAdded[int(id)]) {
 			return "", fmt.Errorf("tokenizer: %w: ids[%d] = %d (vocabulary size %d)", ErrUnknownID, i, id, t.vocabSize)
 		}
 	}
 	if !t.byteLevel {
+		plain := make([]int, len(ids))
+		for i, id := range ids {
+			plain[i] = int(id)
+		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		return t.tk.Decode(ids, false), nil
+		return t.tk.Decode(plain, false), nil
 	}
 	var b strings.Builder
 	for _, id := range ids {
 		s := t.tokens[id]
-		if t.isAdded[id] {
+		if t.isAdded[int(id)] {
 			b.WriteString(s)
 			continue
 		}

@@ -169,21 +169,21 @@ func TestGPT2Reference(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cases []struct {
-		Text string `json:"text"`
-		IDs  []int  `json:"ids"`
+		Text string  `json:"text"`
+		IDs  []int64 `json:"ids"`
 	}
 	if err := json.Unmarshal(data, &cases); err != nil {
 		t.Fatal(err)
 	}
 	cases = append(cases,
 		struct {
-			Text string `json:"text"`
-			IDs  []int  `json:"ids"`
-		}{"<|endoftext|>", []int{50256}},
+			Text string  `json:"text"`
+			IDs  []int64 `json:"ids"`
+		}{"<|endoftext|>", []int64{50256}},
 		struct {
-			Text string `json:"text"`
-			IDs  []int  `json:"ids"`
-		}{"Hello world<|endoftext|>Hello", []int{15496, 995, 50256, 15496}},
+			Text string  `json:"text"`
+			IDs  []int64 `json:"ids"`
+		}{"Hello world<|endoftext|>Hello", []int64{15496, 995, 50256, 15496}},
 	)
 	for _, c := range cases {
 		t.Run(c.Text, func(t *testing.T) {
@@ -237,18 +237,18 @@ func TestByteTokenizer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []int{}
+	want := []int64{}
 	for _, b := range []byte(text) {
-		want = append(want, int(b))
+		want = append(want, int64(b))
 	}
 	if !slices.Equal(ids, want) {
 		t.Errorf("Encode(%q) = %v, want the bytes %v", text, ids, want)
 	}
 	// Every byte sequence decodes to itself, including invalid UTF-8 and an
 	// emoji whose bytes are split across tokens.
-	all := make([]int, 256)
+	all := make([]int64, 256)
 	for i := range all {
-		all[i] = i
+		all[i] = int64(i)
 	}
 	got, err := tok.Decode(all)
 	if err != nil {
@@ -259,7 +259,7 @@ func TestByteTokenizer(t *testing.T) {
 			t.Fatalf("Decode of byte %d gave %d", i, got[i])
 		}
 	}
-	if s, _ := tok.Decode([]int{0xF0, 0x9F}); s != "\xf0\x9f" || utf8.ValidString(s) {
+	if s, _ := tok.Decode([]int64{0xF0, 0x9F}); s != "\xf0\x9f" || utf8.ValidString(s) {
 		t.Errorf("half an emoji decoded to %q, want the two raw bytes", s)
 	}
 }
@@ -269,7 +269,7 @@ func TestDecodeSplitCharacters(t *testing.T) {
 	// The reference encoder spells "emoji 😀" as 368 31370 30325 222:
 	// "em" "oji" "Ġ\xf0\x9f\x98" "\x80", so the emoji (F0 9F 98 80) is split
 	// between the last two tokens.
-	ids := []int{368, 31370, 30325, 222}
+	ids := []int64{368, 31370, 30325, 222}
 	if s, err := tok.Decode(ids); err != nil || s != "emoji 😀" {
 		t.Errorf("Decode(%v) = %q, %v", ids, s, err)
 	}
@@ -280,7 +280,7 @@ func TestDecodeSplitCharacters(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	tok := byteTokenizer(t)
-	for _, ids := range [][]int{{256}, {-1}, {0, 1, 1 << 40}} {
+	for _, ids := range [][]int64{{256}, {-1}, {0, 1, 1 << 40}} {
 		if _, err := tok.Decode(ids); !errors.Is(err, ErrUnknownID) {
 			t.Errorf("Decode(%v) error = %v, want ErrUnknownID", ids, err)
 		}
@@ -318,14 +318,14 @@ func TestErrors(t *testing.T) {
 
 func TestSpecialTokens(t *testing.T) {
 	tok := gpt2(t)
-	if got := tok.SpecialTokens(); len(got) != 1 || got["<|endoftext|>"] != 50256 {
-		t.Errorf("SpecialTokens() = %v", got)
+	if got := tok.specialTokens(); len(got) != 1 || got["<|endoftext|>"] != 50256 {
+		t.Errorf("specialTokens() = %v", got)
 	}
-	if id, ok := tok.TokenID("<|endoftext|>"); !ok || id != 50256 {
-		t.Errorf("TokenID(<|endoftext|>) = %d, %v", id, ok)
+	if id, ok := tok.tokenID("<|endoftext|>"); !ok || id != 50256 {
+		t.Errorf("tokenID(<|endoftext|>) = %d, %v", id, ok)
 	}
-	if id, ok := tok.TokenID("Hello"); !ok || id != 15496 {
-		t.Errorf("TokenID(Hello) = %d, %v", id, ok)
+	if id, ok := tok.tokenID("Hello"); !ok || id != 15496 {
+		t.Errorf("tokenID(Hello) = %d, %v", id, ok)
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
+
+	"github.com/sedd-go/sedd/sdk/internal/manifest"
+	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 )
 
 // Format is the golden.json format version this package reads.
@@ -74,17 +76,42 @@ type rawFile struct {
 // Load reads a golden.json file of a score network and the data file it
 // names, which is looked up in the same directory.
 func Load(jsonPath string) ([]Case, error) {
-	return load(jsonPath, Parse)
+	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), Parse)
 }
 
 // LoadLogits reads a golden.json file of a causal-lm evaluator and its data
 // file.
 func LoadLogits(jsonPath string) ([]LogitsCase, error) {
-	return load(jsonPath, ParseLogits)
+	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), ParseLogits)
 }
 
-func load[C any](jsonPath string, parse func(doc, bin []byte) ([]C, error)) ([]C, error) {
-	doc, err := os.ReadFile(jsonPath)
+// Settings returns the tolerance and golden file of a verification: the
+// requested tolerance (0: the one the manifest records, else Tolerance) and
+// the golden file the manifest names (else golden.json). A negative, NaN or
+// infinite tolerance is an error.
+func Settings(requested float64, v *manifest.Verify) (tol float64, file string, err error) {
+	switch {
+	case requested < 0 || math.IsNaN(requested) || math.IsInf(requested, 0):
+		return 0, "", fmt.Errorf("tolerance must be finite and > 0, got %g", requested)
+	case requested > 0:
+		tol = requested
+	case v != nil && v.Tolerance > 0:
+		tol = v.Tolerance
+	default:
+		tol = Tolerance
+	}
+	file = "golden.json"
+	if v != nil && v.Golden != "" {
+		file = v.Golden
+	}
+	return tol, file, nil
+}
+
+// Read reads the golden file name of the model directory d and the data file
+// it names, each a regular file within its size limit, and decodes them with
+// parse. A file without cases is an error.
+func Read[C any](d modeldir.Dir, name string, parse func(doc, bin []byte) ([]C, error)) ([]C, error) {
+	doc, err := d.ReadFile(name, modeldir.MaxGolden)
 	if err != nil {
 		return nil, err
 	}
@@ -92,18 +119,21 @@ func load[C any](jsonPath string, parse func(doc, bin []byte) ([]C, error)) ([]C
 		Data string `json:"data"`
 	}
 	if err := json.Unmarshal(doc, &head); err != nil {
-		return nil, fmt.Errorf("golden: %s: %w: %v", jsonPath, ErrCorrupt, err)
+		return nil, fmt.Errorf("golden: %s: %w: %v", name, ErrCorrupt, err)
 	}
 	if head.Data == "" || !filepath.IsLocal(head.Data) {
-		return nil, fmt.Errorf("golden: %s: %w: data file %q must be a relative path inside the directory", jsonPath, ErrCorrupt, head.Data)
+		return nil, fmt.Errorf("golden: %s: %w: data file %q must be a relative path inside the directory", name, ErrCorrupt, head.Data)
 	}
-	bin, err := os.ReadFile(filepath.Join(filepath.Dir(jsonPath), head.Data))
+	bin, err := d.ReadFile(head.Data, modeldir.MaxGoldenBin)
 	if err != nil {
 		return nil, err
 	}
 	cases, err := parse(doc, bin)
 	if err != nil {
-		return nil, fmt.Errorf("golden: %s: %w", jsonPath, err)
+		return nil, fmt.Errorf("golden: %s: %w", name, err)
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("golden: %s: %w: no cases", name, ErrCorrupt)
 	}
 	return cases, nil
 }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/sdk"
+)
+
+// benchSpeedCommand times whole sampling runs through the SDK's public
+// Sample call, one run per step count after one warm-up run, and reports
+// what export/reference_sampler.py reports for the PyTorch reference, under
+// the same JSON keys, so that benchmarks/speed.py can put them side by side.
+func benchSpeedCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "speed",
+		Usage: "time whole samples: seconds per step, the network's share, allocations, peak memory",
+		Description: "Each step count gets one warm-up run (1 step) and then one timed run of Sample with " +
+			"--batch samples of --length tokens. step_s is the run's wall time over its network evaluations " +
+			"(steps + denoiser); forward_s the part inside ONNX Runtime; other_s the rest (the SDK's own work). " +
+			"Peak memory is the process's peak resident set during the timed run (Linux) and over the whole process.",
+		ArgsUsage: " ",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "steps", Value: "64", Usage: "comma-separated step counts, e.g. 64,1024"},
+			&cli.StringFlag{Name: "predictor", Value: "analytic", Usage: "step rule: analytic, euler or none"},
+			&cli.IntFlag{Name: "batch", Value: 1, Usage: "samples per run"},
+			&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
+			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "random seed of the timed runs"},
+			&cli.BoolFlag{Name: "json", Usage: "write one JSON object per step count per line"},
+		}, cmdline.ModelFlags()...),
+		Action: benchSpeed,
+	}
+}
+
+// speedRow is one timed run; the keys match export/reference_sampler.py.
+type speedRow struct {
+	Impl           string  `json:"impl"`
+	ORT            string  `json:"onnxruntime"`
+	Model          string  `json:"model"`
+	Predictor      string  `json:"predictor"`
+	Steps          int     `json:"steps"`
+	Batch          int     `json:"batch"`
+	Length         int     `json:"length"`
+	Threads        int     `json:"threads"`
+	NetworkCalls   int     `json:"network_calls"`
+	LoadS          float64 `json:"load_s"`
+	SampleS        float64 `json:"sample_s"`
+	StepS          float64 `json:"step_s"`
+	ForwardS       float64 `json:"forward_s"`
+	OtherS         float64 `json:"other_s"`
+	OtherShare     float64 `json:"other_share"`
+	AllocsPerStep  float64 `json:"allocs_per_step"`
+	PeakSamplingMi float64 `json:"peak_rss_sampling_mib,omitempty"`
+	PeakMi         float64 `json:"peak_rss_mib,omitempty"`
+}
+
+// parseSteps reads a comma-separated list of step counts.
+func parseSteps(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, usagef("--steps: %q is not a step count ≥ 1 (give a list such as 8,16,64)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func benchSpeed(c *cli.Context) error {
+	if c.Args().Present() {
+		return usagef("speed takes no arguments, got %q", cmdline.ClipArg(c.Args().First()))
+	}
+	steps, err := parseSteps(c.String("steps"))
+	if err != nil {
+		return err
+	}
+	pred := c.String("predictor")
+	if c.Int("batch") < 1 {
+		return usagef("--batch must be ≥ 1, got %d", c.Int("batch"))
+	}
+	stdout, stderr := cmdline.Streams(c)
+	start := time.Now()
+	m, err := cmdline.OpenModel(c, "", cmdline.ModelOptions(c))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	load := time.Since(start)
+	info := m.Info()
+	threads := c.Int("threads")
+	if !c.IsSet("threads") {
+		threads = goruntime.NumCPU()
+	}
+	var rows []speedRow
+	for _, n := range steps {
+		req := sdk.SampleRequest{Steps: n, Sampler: pred, Batch: c.Int("batch"), Length: c.Int("length"), Seed: c.Uint64("seed")}
+		warm := req
+		warm.Steps = 1
+		if _, err := m.Sample(c.Context, warm); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "sedd-bench speed: %d steps …\n", n)
+		reset := resetPeakRSS()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		mallocs := ms.Mallocs
+		res, err := m.Sample(c.Context, req)
+		if err != nil {
+			return err
+		}
+		goruntime.ReadMemStats(&ms)
+		calls := float64(res.NetworkCalls)
+		row := speedRow{
+			Impl: "sedd-go", ORT: info.ORTVersion, Model: info.Name, Predictor: res.Sampler,
+			Steps: res.Steps, Batch: len(res.Samples), Length: res.Length, Threads: threads, NetworkCalls: res.NetworkCalls,
+			LoadS: load.Seconds(), SampleS: res.Elapsed.Seconds(), StepS: res.Elapsed.Seconds() / calls,
+			ForwardS: res.Network.Seconds() / calls, OtherS: (res.Elapsed - res.Network).Seconds() / calls,
+			OtherShare:    (res.Elapsed - res.Network).Seconds() / res.Elapsed.Seconds(),
+			AllocsPerStep: float64(ms.Mallocs-mallocs) / calls,
+			PeakMi:        float64(peakRSS()) / (1 << 20),
+		}
+		if reset {
+			row.PeakSamplingMi = row.PeakMi
+			row.PeakMi = 0 // the whole-process peak was reset; only the run's is known
+		}
+		rows = append(rows, row)
+		if c.Bool("json") {
+			enc := json.NewEncoder(stdout)
+			if err := enc.Encode(row); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Bool("json") {
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "model %s, %s, batch %d × length %d, %d threads, ONNX Runtime %s\n",
+		info.Name, rows[0].Predictor, c.Int("batch"), rows[0].Length, threads, info.ORTVersion)
+	fmt.Fprintln(tw, "steps\twhole sample\tper step\tnetwork\tSDK side\tSDK share\tallocs/step\tpeak RSS")
+	for _, r := range rows {
+		peak := "n/a"
+		if r.PeakSamplingMi > 0 {
+			peak = fmt.Sprintf("%.0f MiB", r.PeakSamplingMi)
+		} else if r.PeakMi > 0 {
+			peak = fmt.Sprintf("%.0f MiB (process)", r.PeakMi)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.1f ms\t%.1f ms\t%.2f ms\t%.2f %%\t%.1f\t%s\n", r.Steps,
+			time.Duration(r.SampleS*float64(time.Second)).Round(time.Millisecond), r.StepS*1e3, r.ForwardS*1e3,
+			r.OtherS*1e3, 100*r.OtherShare, math.Round(r.AllocsPerStep*10)/10, peak)
+	}
+	return tw.Flush()
+}

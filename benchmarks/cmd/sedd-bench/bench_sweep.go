@@ -1,0 +1,533 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/models"
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/perplexity"
+)
+
+// maxSteps bounds --steps (the SDK's own limit is far above what a sweep can
+// afford).
+const maxSteps = 1 << 20
+
+// defaultSweepSteps are the step counts of the sweep (issue #7).
+var defaultSweepSteps = []int{8, 16, 32, 64, 128, 256, 512, 1024}
+
+func benchSweepCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sweep",
+		Usage: "sample at several step counts and measure generative perplexity, unigram entropy and time",
+		Description: "For each predictor and step count, draws --samples samples and reports: network evaluations per\n" +
+			"sample, seconds per sample (wall time of sampling only, after a warm-up run), generative perplexity\n" +
+			"under the --evaluator model with a 95% interval over samples, and mean unigram entropy (nats) of the\n" +
+			"samples, which exposes a low perplexity that comes from repetitive text.\n\n" +
+			"Generative perplexity scores every token but the first, each given the tokens before it. With\n" +
+			"--prefix, only the generated tokens after the prefix are scored (given the prefix) and only they\n" +
+			"enter the entropy. --reference FILE adds the same statistics over windows of real text of the\n" +
+			"model's length, evenly spaced through the file. Tables go to stdout (--json: one JSON object), progress\n" +
+			"to stderr; --out DIR writes sweep.json after every row (\"complete\": false until the end), then sweep.csv,\n" +
+			"ppl.png, entropy.png and time.png, all derived from sweep.json (sedd-bench plot DIR/sweep.json redraws them).",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "evaluator", Usage: "autoregressive evaluator `DIR` (a causal-lm export on the model's tokenizer)", DefaultText: "the built-in twin for the built-in model; required otherwise"},
+			&cli.StringFlag{Name: "steps", Value: sweepJoinInts(defaultSweepSteps), Usage: "comma-separated step counts"},
+			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none"},
+			&cli.IntFlag{Name: "samples", Value: 32, Usage: "samples per predictor and step count (at least 2, for an interval)"},
+			&cli.IntFlag{Name: "batch", Value: 8, Usage: "samples per sampling call"},
+			&cli.Uint64Flag{Name: "seed", Usage: "random seed; sampling call k of every run uses seed+k"},
+			&cli.StringFlag{Name: "prefix", Usage: "`TEXT` every sample starts with (conditional generation)"},
+			&cli.StringFlag{Name: "reference", Usage: "text `FILE` whose windows give a reference row"},
+			&cli.StringFlag{Name: "out", Usage: "`DIR` to write sweep.csv, sweep.json and the plots to (created if missing)"},
+			&cli.BoolFlag{Name: "json", Usage: "write the result as one JSON object on stdout"},
+		}, cmdline.ModelFlags()...),
+		Action: runBenchSweep,
+	}
+}
+
+// sweepConfig is a validated command line.
+type sweepConfig struct {
+	steps      []int
+	predictors []string
+	samples    int
+	batch      int
+	seed       uint64
+	prefix     string
+	reference  string
+	out        string
+}
+
+func sweepFlags(c *cli.Context) (sweepConfig, error) {
+	cfg := sweepConfig{samples: c.Int("samples"), batch: c.Int("batch"), seed: c.Uint64("seed"),
+		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out")}
+	if c.Args().Present() {
+		return cfg, usagef("sweep takes no arguments, got %q%s", cmdline.ClipArg(c.Args().First()), cmdline.FlagsAfterArgs(c))
+	}
+	var err error
+	if cfg.steps, err = parseSweepSteps(c.String("steps")); err != nil {
+		return cfg, err
+	}
+	for _, name := range sweepSplitList(c.String("predictors")) {
+		if name != sdk.Analytic && name != sdk.Euler && name != sdk.None {
+			return cfg, usagef("--predictors: %q is not a predictor: use analytic, euler or none", name)
+		}
+		if slices.Contains(cfg.predictors, name) {
+			return cfg, usagef("--predictors: %s is listed twice", name)
+		}
+		cfg.predictors = append(cfg.predictors, name)
+	}
+	switch {
+	case len(cfg.predictors) == 0:
+		return cfg, usagef("--predictors is empty: give at least one of analytic, euler, none")
+	case cfg.samples < 2:
+		return cfg, usagef("--samples must be ≥ 2 (an interval over samples needs two), got %d", cfg.samples)
+	case cfg.batch < 1:
+		return cfg, usagef("--batch must be ≥ 1, got %d", cfg.batch)
+	}
+	return cfg, nil
+}
+
+// parseSweepSteps reads a comma-separated list of distinct step counts, sorted.
+func parseSweepSteps(s string) ([]int, error) {
+	var steps []int
+	for _, f := range sweepSplitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > maxSteps {
+			return nil, usagef("--steps: %q is not a step count in [1, %d]", f, maxSteps)
+		}
+		if slices.Contains(steps, n) {
+			return nil, usagef("--steps: %d is listed twice", n)
+		}
+		steps = append(steps, n)
+	}
+	if len(steps) == 0 {
+		return nil, usagef("--steps is empty: give step counts such as 8,16,32")
+	}
+	slices.Sort(steps)
+	return steps, nil
+}
+
+// sweepSplitList splits a comma-separated list, dropping blanks around items.
+func sweepSplitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func sweepJoinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// sweepRow is one line of the result: a predictor at a step count, or the
+// reference text (Kind "reference", no predictor or steps).
+type sweepRow struct {
+	Kind      string `json:"kind"`
+	Predictor string `json:"predictor,omitempty"`
+	Steps     int    `json:"steps,omitempty"`
+	// NFE is the number of network evaluations each sample went through.
+	NFE int `json:"nfe"`
+	// SecondsPerSample is the wall time of the sampling calls over the
+	// number of samples; NetworkSecondsPerSample the part inside the score
+	// network. The evaluator's time is not included.
+	SecondsPerSample        float64 `json:"seconds_per_sample"`
+	NetworkSecondsPerSample float64 `json:"network_seconds_per_sample"`
+	perplexity.Summary
+	Entropy       float64 `json:"entropy"`
+	EntropyStdErr float64 `json:"entropy_stderr"`
+	// Example is the text of the first sample (or reference window).
+	Example string `json:"example"`
+}
+
+// sweepReport is the whole result (sweep.json).
+type sweepReport struct {
+	Model        string     `json:"model"`
+	ModelName    string     `json:"model_name"`
+	Evaluator    string     `json:"evaluator"`
+	EvalName     string     `json:"evaluator_name"`
+	Length       int        `json:"length"`
+	Prefix       string     `json:"prefix,omitempty"`
+	PrefixTokens int        `json:"prefix_tokens"`
+	ScoredFrom   int        `json:"scored_from"`
+	Samples      int        `json:"samples"`
+	Batch        int        `json:"batch"`
+	Seed         uint64     `json:"seed"`
+	Threads      int        `json:"threads"`
+	Provider     string     `json:"provider"`
+	Reference    string     `json:"reference,omitempty"`
+	Rows         []sweepRow `json:"rows"`
+	ElapsedS     float64    `json:"elapsed_s"`
+	// Complete is false in files written while the sweep was still running
+	// (or after it was interrupted): they hold the rows finished so far.
+	Complete bool `json:"complete"`
+}
+
+func runBenchSweep(c *cli.Context) error {
+	cfg, err := sweepFlags(c)
+	if err != nil {
+		return err
+	}
+	opts := cmdline.ModelOptions(c)
+	evalDir := c.String("evaluator")
+	builtin := c.String("model") == "" && os.Getenv(cmdline.EnvModel) == ""
+	if evalDir == "" && !builtin {
+		return usagef("--evaluator DIR is required with a model other than the built-in one: " +
+			"give an autoregressive evaluator exported on the model's tokenizer (kind causal-lm)")
+	}
+	var refText string
+	if cfg.reference != "" {
+		raw, err := os.ReadFile(cfg.reference)
+		if err != nil {
+			return fmt.Errorf("reading --reference: %w", err)
+		}
+		refText = string(raw)
+	}
+	if cfg.out != "" {
+		if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		// sweep.csv and the plots are derived from sweep.json at the end; an
+		// old copy must not sit next to a new, partial sweep.json.
+		for _, name := range append([]string{"sweep.csv"}, sweepPlotFiles()...) {
+			if err := os.Remove(filepath.Join(cfg.out, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--out: %w", err)
+			}
+		}
+	}
+	m, err := cmdline.OpenModel(c, "", opts)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	builtinEval := evalDir == ""
+	var ev *perplexity.Evaluator
+	if builtinEval {
+		fsys, name := models.Evaluator()
+		ev, err = perplexity.OpenFS(fsys, name, opts...)
+	} else {
+		ev, err = perplexity.Open(evalDir, opts...)
+	}
+	if err != nil {
+		return cmdline.OpenError{Dir: evalDir, Err: err}
+	}
+	defer ev.Close()
+	if err := ev.CheckCompatible(m.Info()); err != nil {
+		return err
+	}
+	if builtinEval {
+		evalDir = "built-in"
+	}
+	stdout, stderr := cmdline.Streams(c)
+	// finish fills in what the sweep itself does not know.
+	finish := func(rep *sweepReport) {
+		rep.Threads = m.Info().Threads
+		rep.Evaluator = evalDir
+		if builtin {
+			rep.Model = "built-in"
+		}
+	}
+	var saved *sweepReport
+	var onRow func(*sweepReport) error
+	if cfg.out != "" {
+		onRow = func(rep *sweepReport) error {
+			finish(rep)
+			if err := writeSweepJSONFile(cfg.out, rep); err != nil {
+				return err
+			}
+			saved = rep
+			return nil
+		}
+	}
+	rep, err := sweep(c.Context, m, ev, cfg, refText, stderr, onRow)
+	if err != nil {
+		if saved != nil {
+			rows := fmt.Sprintf("%d finished rows", len(saved.Rows))
+			if len(saved.Rows) == 1 {
+				rows = "1 finished row"
+			}
+			fmt.Fprintf(stderr, "sedd-bench: kept the %s in %s/sweep.json (\"complete\": false); sedd-bench plot %s/sweep.json writes its CSV and plots\n",
+				rows, cfg.out, cfg.out)
+		}
+		return err
+	}
+	finish(rep)
+	if cfg.out != "" {
+		if err := writeSweepFiles(cfg.out, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "sedd-bench: wrote sweep.json, sweep.csv, ppl.png, entropy.png and time.png to %s\n", cfg.out)
+	}
+	if c.Bool("json") {
+		return writeSweepJSON(stdout, rep)
+	}
+	return writeSweepTable(stdout, rep)
+}
+
+// sweep draws the samples of every predictor and step count, scores them and
+// summarizes each run; progress goes to stderr.
+// After every finished row, onRow (if not nil) is called with the report so
+// far, so that a long sweep can save its work as it goes.
+func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, refText string, stderr *os.File,
+	onRow func(*sweepReport) error) (*sweepReport, error) {
+	start := time.Now()
+	info := m.Info()
+	rep := &sweepReport{Model: info.Dir, ModelName: info.Name, EvalName: ev.Name(),
+		Length: info.Length, Prefix: cfg.prefix, Samples: cfg.samples, Batch: min(cfg.batch, cfg.samples),
+		Seed: cfg.seed, Provider: info.Provider, Reference: cfg.reference}
+	if info.Length > ev.Length() {
+		return nil, fmt.Errorf("the model samples %d tokens but evaluator %s was trained on %d: it cannot score whole samples",
+			info.Length, ev.Name(), ev.Length())
+	}
+	if cfg.prefix != "" {
+		ids, err := m.Tokenize(cfg.prefix)
+		if err != nil {
+			return nil, fmt.Errorf("--prefix: %w", err)
+		}
+		if len(ids) >= info.Length-1 {
+			return nil, fmt.Errorf("%w: --prefix takes %d tokens, leaving fewer than 2 of the %d to generate", sdk.ErrBadRequest, len(ids), info.Length)
+		}
+		rep.PrefixTokens = len(ids)
+	}
+	rep.ScoredFrom = max(rep.PrefixTokens, 1)
+	// Warm-up: the first run of a shape pays for ONNX Runtime's setup.
+	if _, err := m.Sample(ctx, sdk.SampleRequest{Steps: 1, Batch: rep.Batch, Prefix: cfg.prefix, Seed: cfg.seed}); err != nil {
+		return nil, err
+	}
+	for _, pred := range cfg.predictors {
+		for _, steps := range cfg.steps {
+			row, err := sweepRun(ctx, m, ev, cfg, rep, pred, steps, stderr)
+			if err != nil {
+				return nil, err
+			}
+			rep.Rows = append(rep.Rows, row)
+			rep.ElapsedS = time.Since(start).Seconds()
+			if onRow != nil {
+				if err := onRow(rep); err != nil {
+					return nil, err
+				}
+			}
+			// The row is on disk (with --out) before it is reported.
+			fmt.Fprintf(stderr, "sedd-bench: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
+				row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+		}
+	}
+	if refText != "" {
+		row, err := referenceRow(ctx, m, ev, refText, rep)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "sedd-bench: reference text (%d windows): gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
+			row.Samples, row.Perplexity, row.Low, row.High, row.Entropy)
+		rep.Rows = append(rep.Rows, row)
+	}
+	rep.ElapsedS = time.Since(start).Seconds()
+	rep.Complete = true
+	return rep, nil
+}
+
+// sweepRun draws cfg.samples samples with one predictor and step count.
+func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, rep *sweepReport,
+	pred string, steps int, stderr *os.File) (sweepRow, error) {
+	row := sweepRow{Kind: "sample", Predictor: pred, Steps: steps}
+	b := cmdline.NewBar(stderr, fmt.Sprintf("%s %d steps", pred, steps), "samples")
+	defer b.Clear()
+	var rows [][]int64
+	var elapsed, network time.Duration
+	for k := 0; len(rows) < cfg.samples; k++ {
+		n := min(rep.Batch, cfg.samples-len(rows))
+		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n,
+			Seed: cfg.seed + uint64(k), Prefix: cfg.prefix})
+		if err != nil {
+			return row, err
+		}
+		elapsed += res.Elapsed
+		network += res.Network
+		row.NFE = res.NetworkCalls
+		for _, s := range res.Samples {
+			if len(rows) == 0 {
+				row.Example = s.Text
+			}
+			rows = append(rows, s.Tokens)
+		}
+		b.Update(len(rows), cfg.samples)
+	}
+	row.SecondsPerSample = elapsed.Seconds() / float64(len(rows))
+	row.NetworkSecondsPerSample = network.Seconds() / float64(len(rows))
+	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
+}
+
+// scoreRows fills row's perplexity and entropy from rows, scoring and
+// counting only the tokens from position from on (the generated part).
+func scoreRows(ctx context.Context, ev *perplexity.Evaluator, rows [][]int64, from int, row *sweepRow) error {
+	scores, err := ev.Score(ctx, rows, perplexity.ScoreRequest{From: from})
+	if err != nil {
+		return err
+	}
+	if row.Summary, err = perplexity.Summarize(scores); err != nil {
+		return err
+	}
+	gen := make([][]int64, len(rows))
+	for i, r := range rows {
+		// With a prefix, the entropy is over the generated tokens only; without
+		// one, from is 1 but the first token is a generated one too.
+		if from > 1 {
+			r = r[from:]
+		}
+		gen[i] = r
+	}
+	ent, err := perplexity.UnigramEntropy(gen)
+	if err != nil {
+		return err
+	}
+	row.Entropy, row.EntropyStdErr = ent.Mean, ent.StdErr
+	return nil
+}
+
+// referenceRow scores rep.Samples windows of the model's length from text,
+// evenly spaced through its token stream, like the samples.
+func referenceRow(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, text string, rep *sweepReport) (sweepRow, error) {
+	row := sweepRow{Kind: "reference"}
+	ids, err := m.Tokenize(text)
+	if err != nil {
+		return row, fmt.Errorf("--reference: %w", err)
+	}
+	windows := len(ids) / rep.Length
+	if windows < 2 {
+		return row, fmt.Errorf("%w: --reference %s has %d tokens, fewer than two windows of %d", sdk.ErrBadRequest, rep.Reference, len(ids), rep.Length)
+	}
+	n := min(windows, rep.Samples)
+	rows := make([][]int64, n)
+	for i := range rows {
+		w := i * windows / n
+		rows[i] = ids[w*rep.Length : (w+1)*rep.Length]
+	}
+	row.Example = m.Decode(rows[0], "")
+	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
+}
+
+// writeSweepJSON writes v indented, with a final newline.
+func writeSweepJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeSweepTable(w io.Writer, rep *sweepReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "predictor\tsteps\tNFE\ts/sample\tgen. PPL\t95%% interval\tentropy (nats)\t\n")
+	for _, r := range rep.Rows {
+		name, steps, nfe, secs := r.Predictor, strconv.Itoa(r.Steps), strconv.Itoa(r.NFE), fmt.Sprintf("%.3f", r.SecondsPerSample)
+		if r.Kind == "reference" {
+			name, steps, nfe, secs = "reference text", "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t[%.2f, %.2f]\t%.3f ± %.3f\t\n",
+			name, steps, nfe, secs, r.Perplexity, r.Low, r.High, r.Entropy, r.EntropyStdErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d samples per row, length %d, scored from token %d by %s; %.1f s in all\n",
+		rep.Samples, rep.Length, rep.ScoredFrom+1, rep.EvalName, rep.ElapsedS)
+	return err
+}
+
+// sweepCSVHeader names the columns of sweep.csv.
+var sweepCSVHeader = []string{"kind", "predictor", "steps", "nfe", "seconds_per_sample", "network_seconds_per_sample",
+	"samples", "tokens", "mean_nll", "nll_stderr", "perplexity", "perplexity_low", "perplexity_high", "entropy", "entropy_stderr"}
+
+func writeSweepCSV(w io.Writer, rep *sweepReport) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(sweepCSVHeader); err != nil {
+		return err
+	}
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 8, 64) }
+	for _, r := range rep.Rows {
+		steps := ""
+		if r.Steps > 0 {
+			steps = strconv.Itoa(r.Steps)
+		}
+		rec := []string{r.Kind, r.Predictor, steps, strconv.Itoa(r.NFE), f(r.SecondsPerSample), f(r.NetworkSecondsPerSample),
+			strconv.Itoa(r.Samples), strconv.Itoa(r.Tokens), f(r.MeanNLL), f(r.StdErr), f(r.Perplexity), f(r.Low), f(r.High),
+			f(r.Entropy), f(r.EntropyStdErr)}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// writeSweepFiles writes sweep.json, then sweep.csv and the plots derived
+// from it, to dir. Each file is written to a temporary file and renamed into
+// place, so none is ever half-written; sweep.json goes first, so that a kill
+// at any moment leaves sweep.csv and the plots either absent (removed when
+// the sweep started) or matching sweep.json.
+func writeSweepFiles(dir string, rep *sweepReport) error {
+	if err := writeSweepJSONFile(dir, rep); err != nil {
+		return err
+	}
+	return writeDerived(dir, rep)
+}
+
+// writeDerived writes sweep.csv and the plots of rep to dir.
+func writeDerived(dir string, rep *sweepReport) error {
+	if err := writeAtomic(dir, "sweep.csv", func(w io.Writer) error { return writeSweepCSV(w, rep) }); err != nil {
+		return err
+	}
+	return writeSweepPlots(dir, rep)
+}
+
+// writeSweepJSONFile writes sweep.json to dir.
+func writeSweepJSONFile(dir string, rep *sweepReport) error {
+	return writeAtomic(dir, "sweep.json", func(w io.Writer) error { return writeSweepJSON(w, rep) })
+}
+
+// writeAtomic writes dir/name through a temporary file renamed over it.
+func writeAtomic(dir, name string, f func(io.Writer) error) error {
+	path := filepath.Join(dir, name)
+	out, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	err = f(out)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(out.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(out.Name(), path)
+	}
+	if err != nil {
+		os.Remove(out.Name())
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}

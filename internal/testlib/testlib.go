@@ -1,0 +1,101 @@
+// Package testlib is what the project's tests share: it points them at the
+// project's own ONNX Runtime install (the SDK itself never searches the
+// working directory for the library; tests call Setup, or Main from
+// TestMain, so that `go test ./...` in a checkout finds it without
+// ONNXRUNTIME_SHARED_LIBRARY_PATH), and copies and reads fixture files.
+package testlib
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// EnvLibraryPath is the variable naming ONNX Runtime's shared library.
+const EnvLibraryPath = "ONNXRUNTIME_SHARED_LIBRARY_PATH"
+
+// Path returns $ONNXRUNTIME_SHARED_LIBRARY_PATH, else
+// third_party/onnxruntime/libonnxruntime.so of the working directory or a
+// parent, else "".
+func Path() string {
+	if p := os.Getenv(EnvLibraryPath); p != "" {
+		return p
+	}
+	dir, err := os.Getwd()
+	for err == nil {
+		p := filepath.Join(dir, "third_party", "onnxruntime", "libonnxruntime.so")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			break
+		}
+		dir = up
+	}
+	return ""
+}
+
+// Setup sets ONNXRUNTIME_SHARED_LIBRARY_PATH to Path() when it is unset and
+// the project's install exists.
+func Setup() {
+	if os.Getenv(EnvLibraryPath) == "" {
+		if p := Path(); p != "" {
+			os.Setenv(EnvLibraryPath, p)
+		}
+	}
+}
+
+// Main is TestMain for packages whose tests run models: Setup, then the
+// tests.
+func Main(m *testing.M) {
+	Setup()
+	os.Exit(m.Run())
+}
+
+// CopyDir copies the regular files of directory src (a model, say) into a new
+// temporary directory of the test, to break it without touching the original.
+func CopyDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data := ReadFile(t, filepath.Join(src, e.Name()))
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// ReadFile returns the contents of path, failing the test if it cannot.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// EnvInt reads the positive integer environment variable name (a benchmark's
+// setting), or def when it is unset.
+func EnvInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}

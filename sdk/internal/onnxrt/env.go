@@ -1,0 +1,112 @@
+package onnxrt
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// The one process-wide ONNX Runtime environment. onnxruntime_go keeps it in
+// package-level state, so this package reference-counts it: the first Acquire
+// loads the library and creates the environment, the last Release destroys it
+// and unloads the library.
+var global struct {
+	mu      sync.Mutex
+	refs    int
+	lib     Library
+	version string
+}
+
+// Env is one reference to the process-wide ONNX Runtime environment. Sessions
+// and scorers hold their own references, so user code needs an Env only to
+// query the library or keep it loaded between sessions. Env is safe for
+// concurrent use; Release is idempotent.
+type Env struct {
+	lib      Library
+	version  string
+	released atomic.Bool
+}
+
+// Acquire returns a reference to the process-wide environment, creating it
+// (and loading the library found by FindLibrary(libraryPath)) when no other
+// reference exists. An explicit libraryPath that differs from the library
+// already loaded is refused with ErrLibraryConflict: one process runs one ONNX
+// Runtime. Every successful Acquire must be paired with a Release.
+func Acquire(libraryPath string) (*Env, error) {
+	global.mu.Lock()
+	defer global.mu.Unlock()
+	if global.refs > 0 {
+		if libraryPath != "" {
+			want, err := FindLibrary(libraryPath)
+			if err != nil {
+				return nil, err
+			}
+			if !sameFile(want.Path, global.lib.Path) {
+				return nil, fmt.Errorf("%w: %s is loaded, %s was asked for", ErrLibraryConflict, global.lib.Path, want.Path)
+			}
+		}
+		global.refs++
+		return &Env{lib: global.lib, version: global.version}, nil
+	}
+	lib, err := FindLibrary(libraryPath)
+	if err != nil {
+		return nil, err
+	}
+	ort.SetSharedLibraryPath(lib.Path)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return nil, &LibraryError{Err: ErrLibraryLoad, Path: lib.Path, Cause: err}
+	}
+	global.refs, global.lib, global.version = 1, lib, ort.GetVersion()
+	return &Env{lib: lib, version: global.version}, nil
+}
+
+// Release drops this reference; the last one destroys the environment and
+// unloads the library. Calls after the first return nil.
+func (e *Env) Release() error {
+	if e == nil || !e.released.CompareAndSwap(false, true) {
+		return nil
+	}
+	global.mu.Lock()
+	defer global.mu.Unlock()
+	global.refs--
+	if global.refs > 0 {
+		return nil
+	}
+	global.lib, global.version = Library{}, ""
+	if err := ort.DestroyEnvironment(); err != nil {
+		return fmt.Errorf("runtime: destroying the ONNX Runtime environment: %w", err)
+	}
+	return nil
+}
+
+// Library returns the library this environment loaded.
+func (e *Env) Library() Library { return e.lib }
+
+// Version returns the ONNX Runtime version string the library reports, for
+// example "1.30.0".
+func (e *Env) Version() string { return e.version }
+
+// References returns the number of live references to the process-wide
+// environment (0 when it is not loaded).
+func References() int {
+	global.mu.Lock()
+	defer global.mu.Unlock()
+	return global.refs
+}
+
+// sameFile reports whether two paths name the same file (through symbolic
+// links, for example libonnxruntime.so → libonnxruntime.so.1.30.0).
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
+}

@@ -1,0 +1,172 @@
+package onnxrt
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/sedd-go/sedd/sdk/diffusion"
+)
+
+// Scores is the score network's output, diffusion.Scores.
+type Scores = diffusion.Scores
+
+// Scorer implements diffusion.ScoreFunc.
+var _ diffusion.ScoreFunc = (*Scorer)(nil)
+
+// Scorer runs forward passes of a Session with input and output tensors it
+// owns. Tensors are recreated only when (batch, length) changes, and their
+// memory is reused whenever it is large enough, so steady-state calls
+// allocate nothing on the Go heap and never copy the outputs.
+//
+// A Scorer is not safe for concurrent use: give each goroutine its own. Many
+// Scorers of one Session run concurrently on the one ONNX Runtime session.
+type Scorer struct {
+	r *runner
+	n int
+
+	batch, length int
+	idxBuf        []int64
+	sigBuf        []float32
+	lsBuf, lseBuf []float32
+	idx           *ort.Tensor[int64]
+	sig, ls, lse  *ort.Tensor[float32]
+}
+
+// NewScorer returns a Scorer running on s. Close it when done.
+func (s *Session) NewScorer() (*Scorer, error) {
+	r, err := s.newRunner()
+	if err != nil {
+		return nil, err
+	}
+	return &Scorer{r: r, n: s.n}, nil
+}
+
+// N returns the vocabulary dimension of the outputs.
+func (sc *Scorer) N() int { return sc.n }
+
+// Score runs the score network on x (batch*length token ids in [0, N),
+// row-major) and sigma (one finite σ > 0 per row). The returned slices belong
+// to the Scorer and stay valid until its next call of Score or Close.
+//
+// With a context that can be cancelled (ctx.Done() != nil), cancelling it
+// stops a forward pass in progress through ONNX Runtime's RunOptions terminate
+// flag, and Score returns ctx's error; onnxruntime_go's Run then makes six
+// small allocations per call. With a context that cannot be cancelled, such
+// as context.Background(), the pass runs through an IoBinding, which has no
+// run options, and the call allocates nothing.
+func (sc *Scorer) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error) {
+	if sc.r.closed {
+		return Scores{}, fmt.Errorf("runtime: scorer: %w", ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return Scores{}, err
+	}
+	if err := sc.validate(x, sigma, batch, length); err != nil {
+		return Scores{}, err
+	}
+	if batch != sc.batch || length != sc.length {
+		if err := sc.reshape(batch, length); err != nil {
+			return Scores{}, err
+		}
+	}
+	copy(sc.idx.GetData(), x)
+	copy(sc.sig.GetData(), sigma)
+	if err := sc.r.forward(ctx); err != nil {
+		return Scores{}, err
+	}
+	return Scores{Batch: batch, Length: length, N: sc.n,
+		LogScore: sc.ls.GetData(), LSE: sc.lse.GetData()}, nil
+}
+
+// validate refuses arguments that would make ONNX Runtime fail or read out
+// of bounds: the embedding lookup has no bounds check of its own.
+func (sc *Scorer) validate(x []int64, sigma []float32, batch, length int) error {
+	if err := checkShape(batch, length, sc.n); err != nil {
+		return err
+	}
+	if len(x) != batch*length {
+		return fmt.Errorf("runtime: %w: %d token ids for batch %d × length %d", ErrInput, len(x), batch, length)
+	}
+	if len(sigma) != batch {
+		return fmt.Errorf("runtime: %w: %d sigma values for batch %d", ErrInput, len(sigma), batch)
+	}
+	if err := checkIDs(x, sc.n); err != nil {
+		return err
+	}
+	for i, s := range sigma {
+		if !(s > 0) || math.IsInf(float64(s), 0) {
+			return fmt.Errorf("runtime: %w: sigma[%d] = %v; must be finite and > 0", ErrInput, i, s)
+		}
+	}
+	return nil
+}
+
+func checkShape(batch, length, n int) error {
+	if batch <= 0 || length <= 0 {
+		return fmt.Errorf("runtime: %w: batch %d, length %d: both must be > 0", ErrInput, batch, length)
+	}
+	// Keep batch·length·n (the output's size) far from overflowing int.
+	if int64(batch) > math.MaxInt32 || int64(length) > math.MaxInt32 ||
+		int64(batch)*int64(length) > math.MaxInt64/4/int64(n) {
+		return fmt.Errorf("runtime: %w: batch %d × length %d × %d outputs is too large", ErrInput, batch, length, n)
+	}
+	return nil
+}
+
+func checkIDs(x []int64, n int) error {
+	for i, v := range x {
+		if v < 0 || v >= int64(n) {
+			return fmt.Errorf("runtime: %w: token id %d at position %d is outside [0, %d)", ErrInput, v, i, n)
+		}
+	}
+	return nil
+}
+
+// reshape recreates the tensors for a new (batch, length), reusing their
+// memory when it is large enough.
+func (sc *Scorer) reshape(batch, length int) error {
+	sc.destroyTensors()
+	rows := batch * length
+	sc.idxBuf = growInt64(sc.idxBuf, rows)
+	sc.sigBuf = growFloat32(sc.sigBuf, batch)
+	sc.lsBuf = growFloat32(sc.lsBuf, rows*sc.n)
+	sc.lseBuf = growFloat32(sc.lseBuf, rows)
+	b, l := int64(batch), int64(length)
+	var err error
+	if sc.idx, err = ort.NewTensor(ort.NewShape(b, l), sc.idxBuf); err == nil {
+		if sc.sig, err = ort.NewTensor(ort.NewShape(b), sc.sigBuf); err == nil {
+			if sc.ls, err = ort.NewTensor(ort.NewShape(b, l, int64(sc.n)), sc.lsBuf); err == nil {
+				sc.lse, err = ort.NewTensor(ort.NewShape(b, l), sc.lseBuf)
+			}
+		}
+	}
+	if err != nil {
+		sc.destroyTensors()
+		return fmt.Errorf("runtime: tensors for batch %d, length %d: %w", batch, length, err)
+	}
+	sc.r.setValues([]ort.Value{sc.idx, sc.sig}, []ort.Value{sc.ls, sc.lse})
+	sc.batch, sc.length = batch, length
+	return nil
+}
+
+func (sc *Scorer) destroyTensors() {
+	if sc.idx != nil {
+		sc.idx.Destroy()
+	}
+	for _, t := range []*ort.Tensor[float32]{sc.sig, sc.ls, sc.lse} {
+		if t != nil {
+			t.Destroy()
+		}
+	}
+	sc.idx, sc.sig, sc.ls, sc.lse = nil, nil, nil, nil
+	sc.batch, sc.length = 0, 0
+}
+
+// Close releases the tensors, the run options and the Scorer's reference to
+// the environment. Calls after the first return nil.
+func (sc *Scorer) Close() error {
+	return sc.r.close(sc.destroyTensors)
+}
