@@ -55,12 +55,58 @@ func Acquire(libraryPath string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLibrary(lib.Path); err != nil {
+		return nil, &LibraryError{Err: ErrLibraryLoad, Path: lib.Path, Cause: err}
+	}
+	disableTelemetry()
 	ort.SetSharedLibraryPath(lib.Path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return nil, &LibraryError{Err: ErrLibraryLoad, Path: lib.Path, Cause: err}
 	}
+	// Belt and braces: the environment variable above is what keeps
+	// CreateEnv from reading the command line; this stops the events.
+	_ = ort.DisableTelemetry()
 	global.refs, global.lib, global.version = 1, lib, ort.GetVersion()
 	return &Env{lib: lib, version: global.version}, nil
+}
+
+// checkLibrary refuses a library file that would crash or litter the
+// process when loaded: one that is not a complete ELF shared object for this
+// machine (a truncated copy kills the process with SIGBUS), and one older
+// than MinVersion (onnxruntime_go would ask it for an API version it does
+// not serve, and it prints its refusal to stderr).
+func checkLibrary(path string) error {
+	if err := checkLibraryFile(path); err != nil {
+		return err
+	}
+	v, err := libraryVersion(path)
+	if err != nil {
+		return err
+	}
+	if v != "" && !versionAtLeast(v, MinVersion) {
+		return fmt.Errorf("it is ONNX Runtime %s; this SDK needs %s or newer", v, MinVersion)
+	}
+	return nil
+}
+
+// EnvDisableTelemetry is ONNX Runtime's switch for its telemetry. Unless the
+// process sets it already, the SDK sets it to 1 before creating the
+// environment: with telemetry on, ONNX Runtime 1.30's Linux build reads the
+// process's command line when the environment is created, recursing once per
+// piece of it, so that a command line of about 28.5 KB or more overflows the
+// stack and kills the process with SIGSEGV (reproduced in C against the same
+// library: testdata/envrepro); it also writes an empty mat-debug-PID.log into
+// the temporary directory per process, grows an event database under the
+// user's cache directory and looks up a telemetry host. A library must not
+// do any of that by default.
+const EnvDisableTelemetry = "ORT_DISABLE_TELEMETRY"
+
+// disableTelemetry sets EnvDisableTelemetry=1 for the process, unless it is
+// set already (a caller who sets it to 0 keeps ONNX Runtime's default).
+func disableTelemetry() {
+	if _, set := os.LookupEnv(EnvDisableTelemetry); !set {
+		os.Setenv(EnvDisableTelemetry, "1")
+	}
 }
 
 // Release drops this reference; the last one destroys the environment and
