@@ -1505,3 +1505,52 @@ func (h lineHandler) Handle(_ context.Context, r slog.Record) error {
 	h.l.mu.Unlock()
 	return nil
 }
+
+// TestMemoryLimit refuses requests whose memory estimate passes the Model's
+// limit, before anything is allocated for them: the two requests that took
+// the shipped model past 8 GB before the limit existed, an Evaluate batch,
+// and with a small limit set by WithMemoryLimit an ordinary batch.
+func TestMemoryLimit(t *testing.T) {
+	m := open(t, shippedSEDD)
+	small := open(t, shippedSEDD, sdk.WithMemoryLimit(64<<20))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"batch 4095", func() error { _, err := m.Sample(ctx, sdk.SampleRequest{Batch: 4095, Steps: 1}); return err }},
+		{"length 2048, batch 64", func() error { _, err := m.Sample(ctx, sdk.SampleRequest{Length: 2048, Batch: 64, Steps: 1}); return err }},
+		{"evaluate batch size 100000", func() error {
+			_, err := m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"text"}, BatchSize: 100_000})
+			return err
+		}},
+		{"batch 16 under a 64 MiB limit", func() error { _, err := small.Sample(ctx, sdk.SampleRequest{Batch: 16, Steps: 1}); return err }},
+		{"stream of batch 4095", func() error {
+			for _, err := range m.Stream(ctx, sdk.SampleRequest{Batch: 4095, Steps: 1}) {
+				return err
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after goruntime.MemStats
+			goruntime.ReadMemStats(&before)
+			err := tc.call()
+			goruntime.ReadMemStats(&after)
+			var me *sdk.MemoryError
+			if !errors.Is(err, sdk.ErrBadRequest) || !errors.As(err, &me) || me.Need <= me.Limit {
+				t.Fatalf("error %v, want a *sdk.MemoryError matching ErrBadRequest", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Errorf("refusing it allocated %d bytes", grew)
+			}
+			t.Logf("%v", err)
+		})
+	}
+	if _, err := small.Sample(ctx, sdk.SampleRequest{Batch: 1, Steps: 2}); err != nil {
+		t.Fatalf("batch 1 under a 64 MiB limit: %v", err)
+	}
+	if _, err := sdk.Open(shippedSEDD, sdk.WithMemoryLimit(0)); !errors.Is(err, sdk.ErrBadRequest) {
+		t.Fatalf("WithMemoryLimit(0): %v, want ErrBadRequest", err)
+	}
+}

@@ -84,6 +84,23 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithMemoryLimit bounds the memory one request (a Sample, Stream or
+// Evaluate call) may need, in bytes; a request whose estimate (see
+// MemoryError) is larger is refused before anything is allocated for it. The
+// default is half of the memory this process may use (the machine's, or its
+// cgroup's limit when lower), which keeps one absurd request from taking the
+// machine down; a server that runs many requests at once should set it to its
+// budget divided by its concurrency.
+func WithMemoryLimit(bytes int64) Option {
+	return func(o *config.Open) error {
+		if bytes <= 0 {
+			return fmt.Errorf("%w: memory limit must be > 0 bytes, got %d", ErrBadRequest, bytes)
+		}
+		o.MemoryLimit = bytes
+		return nil
+	}
+}
+
 // resolve applies opts to the defaults.
 func resolve(opts []Option) (config.Open, error) {
 	o := config.Defaults()

@@ -12,15 +12,9 @@ import (
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 )
 
-// Limits on a request, checked before anything is allocated for it.
-const (
-	// maxLengthFactor bounds SampleRequest.Length (and EvaluateRequest.Length)
-	// to this many times the model's trained length.
-	maxLengthFactor = 16
-	// maxScoreElements bounds Batch × Length × States, the float32 scores of
-	// one network output (8 GiB at this bound), held in host memory.
-	maxScoreElements = 1 << 31
-)
+// maxLengthFactor bounds SampleRequest.Length (and EvaluateRequest.Length) to
+// this many times the model's trained length.
+const maxLengthFactor = 16
 
 // DefaultSteps is the number of sampling steps when a request leaves Steps 0:
 // the reference's training-time sampling setting.
@@ -258,18 +252,76 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	return r, nil
 }
 
-// checkShape bounds batch × length before anything is allocated.
+// checkShape bounds batch × length before anything is allocated: the length
+// to maxLengthFactor times the trained one, and the memory the request will
+// need (requestBytes) to the Model's limit.
 func (m *Model) checkShape(batch, length int) error {
 	if maxLen := maxLengthFactor * m.man.Length; length > maxLen {
 		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
 			ErrBadRequest, length, maxLengthFactor, m.man.Length)
 	}
-	// batch is bounded first, so that the products cannot overflow.
-	if batch > (1<<24)/length || int64(batch)*int64(length)*int64(m.man.N()) > maxScoreElements {
-		return fmt.Errorf("%w: batch %d × length %d is too large: one network output would hold more than %d scores; lower the batch",
-			ErrBadRequest, batch, length, int64(maxScoreElements))
+	if batch > math.MaxInt32/length {
+		return fmt.Errorf("%w: batch %d × length %d is more than 2^31 tokens", ErrBadRequest, batch, length)
+	}
+	if need := m.requestBytes(batch, length); need > m.opts.MemoryLimit {
+		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: length}
 	}
 	return nil
+}
+
+// requestBytes estimates the memory one network evaluation of batch rows of
+// length tokens needs, on top of the loaded model: ONNX Runtime's output and
+// intermediate tensors and the SDK's buffers. Measured with ONNX Runtime 1.30
+// on the CPU (peak resident memory of `sedd sample --steps 1`, shipped model,
+// batch 1–256 × length 128–2048), a forward pass peaks at about 6 to 6.3 times
+// its log_score output (the graph holds several vocabulary-sized tensors: the
+// head's logits, the shifted scores, the exponentials of the log-sum-exp),
+// plus about 2.3 times the attention scores (heads × length² per row) and a
+// few hidden-state tensors; the estimate takes 6.5, 3 and 8 of these, so it
+// lies 1.2–1.4 times above what was measured. It saturates instead of
+// overflowing.
+func (m *Model) requestBytes(batch, length int) int64 {
+	const f32 = 4
+	heads, hidden := int64(m.man.Model.NHeads), int64(m.man.Model.HiddenSize)
+	if heads <= 0 {
+		heads = 16 // not recorded: as large as published SEDD models
+	}
+	if hidden <= 0 {
+		hidden = 1024
+	}
+	b, l, n := float64(batch), float64(length), float64(m.man.N())
+	out := b * l * n * f32
+	attention := b * float64(heads) * l * l * f32
+	states := b * l * float64(hidden) * f32
+	need := 6.5*out + 3*attention + 8*states + b*l*(8+8+4) // inputs, tokens, LSE
+	if need >= math.MaxInt64/2 {
+		return math.MaxInt64 / 2
+	}
+	return int64(need)
+}
+
+// MemoryError is the ErrBadRequest of a request that would need more memory
+// than the Model's limit (WithMemoryLimit): Need is the estimate in bytes for
+// Batch rows of Length tokens.
+type MemoryError struct {
+	Need, Limit   int64
+	Batch, Length int
+}
+
+func (e *MemoryError) Error() string {
+	return fmt.Sprintf("%v: batch %d × length %d needs about %s of memory, more than the limit of %s; lower the batch or the length, or raise the limit (WithMemoryLimit)",
+		ErrBadRequest, e.Batch, e.Length, formatBytes(e.Need), formatBytes(e.Limit))
+}
+
+// Is makes errors.Is(err, ErrBadRequest) true.
+func (e *MemoryError) Is(target error) bool { return target == ErrBadRequest }
+
+// formatBytes renders n in MiB or GiB with one decimal.
+func formatBytes(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // spans returns the fixed spans of req in a sequence of length tokens, and

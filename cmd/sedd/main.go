@@ -51,4 +51,4 @@ var (
 func modelFlags() []cli.Flag { return cmdline.ModelFlags() }
 
 // modelOptions turns the model flags into sdk options.
-func modelOptions(c *cli.Context) ([]sdk.Option, error) { return cmdline.ModelOptions(c), nil }
+func modelOptions(c *cli.Context) ([]sdk.Option, error) { return cmdline.ModelOptions(c) }

@@ -359,6 +359,11 @@ func TestBadInput(t *testing.T) {
 		{"eval with lines and documents eos", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "--lines", "--documents", "eos"}, exitUsage, "cannot go with --documents eos"},
 		{"verify missing dir", []string{"verify", "no/such/model"}, exitRuntime, "does not exist"},
 		{"threads 0", []string{"info", tinyAbsorb, "--threads", "0"}, exitUsage, ""},
+		{"threads 100000", []string{"sample", "--model", tinyAbsorb, "--threads", "100000"}, exitUsage, "threads must be between 1 and"},
+		{"batch past the memory limit", []string{"sample", "--batch", "4095", "--steps", "1"}, exitUsage, "more than --memory-limit"},
+		{"batch past a small memory limit", []string{"sample", "--model", tinyAbsorb, "--batch", "64", "--memory-limit", "1MiB"}, exitUsage, "raise --memory-limit"},
+		{"bad memory limit", []string{"sample", "--model", tinyAbsorb, "--memory-limit", "lots"}, exitUsage, "--memory-limit"},
+		{"eval of an empty file", []string{"eval", "--model", tinyAbsorb, "--data", "/dev/null"}, exitUsage, "nothing to evaluate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sedd(t, tc.args...)

@@ -93,6 +93,11 @@ var flagOf = map[string]string{
 // message is the text of err for the command line: a bad request field is
 // named by its flag.
 func message(err error) string {
+	var me *sdk.MemoryError
+	if errors.As(err, &me) {
+		return fmt.Sprintf("batch %d × length %d needs about %.1f GiB of memory, more than --memory-limit %.1f GiB; lower --batch (or --batch-size) or --length, or raise --memory-limit",
+			me.Batch, me.Length, float64(me.Need)/(1<<30), float64(me.Limit)/(1<<30))
+	}
 	var fe *sdk.FieldError
 	if errors.As(err, &fe) {
 		if flag, ok := flagOf[fe.Field]; ok {

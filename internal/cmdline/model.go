@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,12 +26,14 @@ func ModelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "cpu-fallback", Usage: "run on the CPU when the CUDA device cannot be used"},
 		&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime threads per forward pass", DefaultText: "number of CPUs"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime shared library `PATH`", DefaultText: "found automatically"},
+		&cli.StringFlag{Name: "memory-limit", Usage: "largest memory one request may need, `SIZE` such as 4GiB or 500MB (requests over it are refused)", DefaultText: "half of this machine's memory"},
 	}
 }
 
 // ModelOptions turns the model flags into sdk options. The SDK checks their
-// values (a bad one is a usage error, ErrBadRequest).
-func ModelOptions(c *cli.Context) []sdk.Option {
+// values (a bad one is a usage error, ErrBadRequest); so does ParseSize for
+// --memory-limit.
+func ModelOptions(c *cli.Context) ([]sdk.Option, error) {
 	_, stderr := Streams(c)
 	opts := []sdk.Option{sdk.WithDevice(c.String("device")), sdk.WithLogger(NewLogger(stderr, c.App.Name))}
 	if c.IsSet("threads") {
@@ -40,7 +45,41 @@ func ModelOptions(c *cli.Context) []sdk.Option {
 	if c.Bool("cpu-fallback") {
 		opts = append(opts, sdk.WithCPUFallback())
 	}
-	return opts
+	if v := c.String("memory-limit"); v != "" {
+		n, err := ParseSize(v)
+		if err != nil {
+			return nil, Usagef("--memory-limit: %v", err)
+		}
+		opts = append(opts, sdk.WithMemoryLimit(n))
+	}
+	return opts, nil
+}
+
+// ParseSize reads a size in bytes: a number with an optional unit, B, KB, MB,
+// GB, TB (powers of 1000) or KiB, MiB, GiB, TiB and K, M, G, T (powers of
+// 1024), in any case: "4GiB", "500MB", "1.5G", "1048576".
+func ParseSize(s string) (int64, error) {
+	v := strings.TrimSpace(s)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	x, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" {
+		return 0, fmt.Errorf("%q is not a size (write 4GiB, 500MB or a number of bytes)", s)
+	}
+	scale := map[string]float64{"": 1, "b": 1,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+		"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[strings.ToLower(unit)]
+	if scale == 0 {
+		return 0, fmt.Errorf("%q: unknown unit %q (use B, KB, MB, GB, KiB, MiB, GiB)", s, unit)
+	}
+	if n := x * scale; n >= 1 && n < math.MaxInt64 {
+		return int64(n), nil
+	}
+	return 0, fmt.Errorf("%q is not a size between 1 byte and 8 EiB", s)
 }
 
 // OpenModel opens the model the flags name: the positional argument dir

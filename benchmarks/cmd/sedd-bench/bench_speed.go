@@ -89,9 +89,13 @@ func benchSpeed(c *cli.Context) error {
 	if c.Int("batch") < 1 {
 		return usagef("--batch must be ≥ 1, got %d", c.Int("batch"))
 	}
+	opts, err := cmdline.ModelOptions(c)
+	if err != nil {
+		return err
+	}
 	stdout, stderr := cmdline.Streams(c)
 	start := time.Now()
-	m, err := cmdline.OpenModel(c, "", cmdline.ModelOptions(c))
+	m, err := cmdline.OpenModel(c, "", opts)
 	if err != nil {
 		return err
 	}

@@ -190,7 +190,10 @@ func runBenchSweep(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := cmdline.ModelOptions(c)
+	opts, err := cmdline.ModelOptions(c)
+	if err != nil {
+		return err
+	}
 	evalDir := c.String("evaluator")
 	builtin := c.String("model") == "" && os.Getenv(cmdline.EnvModel) == ""
 	if evalDir == "" && !builtin {

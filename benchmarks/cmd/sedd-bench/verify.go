@@ -34,10 +34,12 @@ func verifyEvaluatorCommand() *cli.Command {
 			if c.IsSet("tolerance") && !(tol > 0) {
 				return usagef("--tolerance must be > 0, got %g", tol)
 			}
-			opts := cmdline.ModelOptions(c)
+			opts, err := cmdline.ModelOptions(c)
+			if err != nil {
+				return err
+			}
 			dir := c.Args().First()
 			var ev *perplexity.Evaluator
-			var err error
 			if dir == "" {
 				fsys, name := models.Evaluator()
 				dir = name

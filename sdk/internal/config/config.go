@@ -27,12 +27,16 @@ type Open struct {
 	CPUFallback bool
 	// Logger receives warnings; never nil after Defaults.
 	Logger *slog.Logger
+	// MemoryLimit bounds the memory one request may need, in bytes.
+	MemoryLimit int64
 }
 
 // Defaults returns the settings before any option: the CPU with one thread
-// per logical CPU and a logger that discards everything.
+// per logical CPU, a logger that discards everything, and the default memory
+// limit.
 func Defaults() Open {
-	return Open{Threads: goruntime.NumCPU(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return Open{Threads: goruntime.NumCPU(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MemoryLimit: DefaultMemoryLimit()}
 }
 
 // ParseDevice reads "cpu", "cuda" or "gpu" (device 0), or "cuda:N".
