@@ -125,6 +125,17 @@ func TestOpenBrokenModels(t *testing.T) {
 		want   error
 		as     any // a pointer to an error type that errors.As must find, or nil
 	}{
+		{"tokenizer.json with two ids swapped, same size, hash unchanged", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "tokenizer.json")
+			data := readFile(t, p)
+			a, b := bytes.Index(data, []byte(`"a":97`)), bytes.Index(data, []byte(`"b":98`))
+			if a < 0 || b < 0 {
+				t.Fatal("test setup: no \"a\":97 and \"b\":98 in tokenizer.json")
+			}
+			copy(data[a+len(`"a":`):], "98")
+			copy(data[b+len(`"b":`):], "97")
+			os.WriteFile(p, data, 0o644)
+		}, modeldir.ErrChecksum, nil},
 		{"missing model.onnx", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "model.onnx"))
 		}, fs.ErrNotExist, nil},
@@ -287,6 +298,12 @@ func TestOpenBrokenModels(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			tt.breaks(t, dir)
+			// The cases aim at the checks behind the tokenizer's and golden
+			// files' checksums: record their hashes as they are now, except
+			// where the checksum itself is what is tested.
+			if !errors.Is(tt.want, modeldir.ErrChecksum) {
+				testlib.Rehash(t, dir)
+			}
 			before := onnxrt.References()
 			m, err := sdk.Open(dir, sdk.WithThreads(1))
 			if err == nil {
@@ -652,6 +669,18 @@ func TestVerifyBrokenGolden(t *testing.T) {
 		want       error
 		wantReport bool // a failing report is returned with the error
 	}{
+		{"golden.bin changed in place, hash unchanged", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "golden.bin")
+			raw := readFile(t, p)
+			raw[40] ^= 1
+			os.WriteFile(p, raw, 0o644)
+		}, modeldir.ErrChecksum, false},
+		{"a golden value changed, hash recorded", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "golden.bin")
+			raw := readFile(t, p)
+			copy(raw, []byte{0, 0, 0x7a, 0x44}) // float32 1000 over the first log score
+			os.WriteFile(p, raw, 0o644)
+		}, sdk.ErrBadModel, true},
 		{"network that is not the exported one", func(t *testing.T, dir string) {
 			setModel(t, dir, scoreGraph{n: 257}.encode())
 		}, sdk.ErrBadModel, true},
@@ -680,6 +709,9 @@ func TestVerifyBrokenGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, hAbsorb)
 			tt.breaks(t, dir)
+			if !errors.Is(tt.want, modeldir.ErrChecksum) {
+				testlib.Rehash(t, dir)
+			}
 			m := open(t, dir)
 			rep, err := m.Verify(context.Background(), sdk.VerifyRequest{})
 			if !errors.Is(err, tt.want) {
@@ -1519,7 +1551,10 @@ func TestMemoryLimit(t *testing.T) {
 		call func() error
 	}{
 		{"batch 4095", func() error { _, err := m.Sample(ctx, sdk.SampleRequest{Batch: 4095, Steps: 1}); return err }},
-		{"length 2048, batch 64", func() error { _, err := m.Sample(ctx, sdk.SampleRequest{Length: 2048, Batch: 64, Steps: 1}); return err }},
+		{"length 2048, batch 64", func() error {
+			_, err := m.Sample(ctx, sdk.SampleRequest{Length: 2048, Batch: 64, Steps: 1})
+			return err
+		}},
 		{"evaluate batch size 100000", func() error {
 			_, err := m.Evaluate(ctx, sdk.EvaluateRequest{Documents: []string{"text"}, BatchSize: 100_000})
 			return err

@@ -111,7 +111,7 @@ func open(d modeldir.Dir, o config.Open) (*Model, error) {
 	if m.graph, m.noise, err = man.Diffusion(); err != nil {
 		return fail(err)
 	}
-	tokData, err := d.ReadFile(man.Tokenizer.File, modeldir.MaxTokenizer)
+	tokData, err := d.ReadVerified(man.Tokenizer.File, modeldir.MaxTokenizer, man.Tokenizer.SHA256)
 	if err != nil {
 		return fail(err)
 	}

@@ -54,7 +54,7 @@ func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, e
 		return nil, err
 	}
 	defer m.leave()
-	cases, err := golden.Read(m.dir, name, golden.Parse)
+	cases, err := golden.Read(m.dir, name, m.man.Verify, golden.Parse)
 	if err != nil {
 		return nil, withKind(ErrBadModel, fmt.Errorf("verify %s: %w", m.dir, err))
 	}

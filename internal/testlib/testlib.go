@@ -6,6 +6,9 @@
 package testlib
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,4 +101,51 @@ func EnvInt(t testing.TB, name string, def int) int {
 		t.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// Rehash records in dir/sedd.json the sha256 of the tokenizer and golden
+// files as they are now, for tests that change a file on purpose to reach a
+// check behind the checksum (a tokenizer of the wrong size, a golden value
+// off). Fields the manifest does not have stay absent; a sedd.json that is
+// missing or not JSON (broken on purpose) is left alone.
+func Rehash(t testing.TB, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, "sedd.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return
+	}
+	var doc map[string]any
+	if json.Unmarshal(raw, &doc) != nil {
+		return
+	}
+	sum := func(name any) string {
+		s, _ := name.(string)
+		data, err := os.ReadFile(filepath.Join(dir, s))
+		if err != nil {
+			return ""
+		}
+		h := sha256.Sum256(data)
+		return hex.EncodeToString(h[:])
+	}
+	if tok, ok := doc["tokenizer"].(map[string]any); ok {
+		if _, had := tok["sha256"]; had {
+			tok["sha256"] = sum(tok["file"])
+		}
+	}
+	if v, ok := doc["verify"].(map[string]any); ok {
+		if _, had := v["golden_sha256"]; had {
+			v["golden_sha256"] = sum(v["golden"])
+		}
+		if _, had := v["data_sha256"]; had {
+			v["data_sha256"] = sum(v["data"])
+		}
+	}
+	out, err := json.MarshalIndent(doc, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -99,7 +99,7 @@ func open(d modeldir.Dir, opts []sdk.Option) (*Evaluator, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", manifest.FileName, err))
 	}
-	tok, err := d.ReadFile(man.Tokenizer.File, modeldir.MaxTokenizer)
+	tok, err := d.ReadVerified(man.Tokenizer.File, modeldir.MaxTokenizer, man.Tokenizer.SHA256)
 	if err != nil {
 		return fail(err)
 	}
@@ -461,7 +461,7 @@ func (e *Evaluator) Verify(ctx context.Context, req sdk.VerifyRequest) (*VerifyR
 		return nil, err
 	}
 	defer e.mu.RUnlock()
-	cases, err := golden.Read(e.dir, name, golden.ParseLogits)
+	cases, err := golden.Read(e.dir, name, e.man.Verify, golden.ParseLogits)
 	if err != nil {
 		return nil, kind(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: %w", e.dir, err))
 	}

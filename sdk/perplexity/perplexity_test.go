@@ -234,6 +234,7 @@ func TestEvaluatorCheckCompatible(t *testing.T) {
 	if err := os.WriteFile(path, edited, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	testlib.Rehash(t, other)
 	tests := []struct {
 		name string
 		dir  string
@@ -410,6 +411,7 @@ func TestEvaluatorVerify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := fixtureCopy(t, shippedAR)
 			tt.breaks(t, dir)
+			testlib.Rehash(t, dir)
 			ev, err := perplexity.Open(dir, sdk.WithThreads(2))
 			if err != nil {
 				t.Fatal(err)

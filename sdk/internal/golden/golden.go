@@ -76,13 +76,13 @@ type rawFile struct {
 // Load reads a golden.json file of a score network and the data file it
 // names, which is looked up in the same directory.
 func Load(jsonPath string) ([]Case, error) {
-	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), Parse)
+	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), nil, Parse)
 }
 
 // LoadLogits reads a golden.json file of a causal-lm evaluator and its data
 // file.
 func LoadLogits(jsonPath string) ([]LogitsCase, error) {
-	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), ParseLogits)
+	return Read(modeldir.OnDisk(filepath.Dir(jsonPath)), filepath.Base(jsonPath), nil, ParseLogits)
 }
 
 // Settings returns the tolerance and golden file of a verification: the
@@ -108,10 +108,15 @@ func Settings(requested float64, v *manifest.Verify) (tol float64, file string, 
 }
 
 // Read reads the golden file name of the model directory d and the data file
-// it names, each a regular file within its size limit, and decodes them with
-// parse. A file without cases is an error.
-func Read[C any](d modeldir.Dir, name string, parse func(doc, bin []byte) ([]C, error)) ([]C, error) {
-	doc, err := d.ReadFile(name, modeldir.MaxGolden)
+// it names, each a regular file within its size limit (and, when the
+// manifest's verify section v records them, with their sha256), and decodes
+// them with parse. A file without cases is an error.
+func Read[C any](d modeldir.Dir, name string, v *manifest.Verify, parse func(doc, bin []byte) ([]C, error)) ([]C, error) {
+	var goldenSHA, dataSHA string
+	if v != nil {
+		goldenSHA, dataSHA = v.GoldenSHA256, v.DataSHA256
+	}
+	doc, err := d.ReadVerified(name, modeldir.MaxGolden, goldenSHA)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +129,10 @@ func Read[C any](d modeldir.Dir, name string, parse func(doc, bin []byte) ([]C, 
 	if head.Data == "" || !filepath.IsLocal(head.Data) {
 		return nil, fmt.Errorf("golden: %s: %w: data file %q must be a relative path inside the directory", name, ErrCorrupt, head.Data)
 	}
-	bin, err := d.ReadFile(head.Data, modeldir.MaxGoldenBin)
+	if v != nil && v.Data != "" && head.Data != v.Data {
+		return nil, fmt.Errorf("golden: %s: %w: it names data file %q, sedd.json %q", name, ErrCorrupt, head.Data, v.Data)
+	}
+	bin, err := d.ReadVerified(head.Data, modeldir.MaxGoldenBin, dataSHA)
 	if err != nil {
 		return nil, err
 	}

@@ -125,6 +125,9 @@ type Tokenizer struct {
 	SpecialTokens map[string]int `json:"special_tokens,omitempty"`
 	// EOSID is the end-of-text token id, or -1 when the tokenizer has none.
 	EOSID int `json:"eos_id"`
+	// SHA256 is the lower-case hex digest of File, or empty when not
+	// recorded (manifests written before it was).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ONNX describes the model.onnx file.
@@ -154,6 +157,10 @@ type Verify struct {
 	// MaxAbsErr is the largest |ONNX − PyTorch| measured by the exporter, or
 	// nil when it had no ONNX Runtime to measure with.
 	MaxAbsErr *float64 `json:"max_abs_err,omitempty"`
+	// GoldenSHA256 and DataSHA256 are the lower-case hex digests of Golden
+	// and Data, or empty when not recorded.
+	GoldenSHA256 string `json:"golden_sha256,omitempty"`
+	DataSHA256   string `json:"data_sha256,omitempty"`
 }
 
 // Load reads and validates dir/sedd.json.
@@ -355,6 +362,7 @@ type rawTokenizer struct {
 	VocabSize     *int           `json:"vocab_size"`
 	SpecialTokens map[string]int `json:"special_tokens"`
 	EOSID         *int           `json:"eos_id"`
+	SHA256        string         `json:"sha256"`
 }
 
 type rawONNX struct {
@@ -366,10 +374,12 @@ type rawONNX struct {
 }
 
 type rawVerify struct {
-	Golden    *string  `json:"golden"`
-	Data      *string  `json:"data"`
-	Tolerance *float64 `json:"tolerance"`
-	MaxAbsErr *float64 `json:"max_abs_err"`
+	Golden       *string  `json:"golden"`
+	Data         *string  `json:"data"`
+	Tolerance    *float64 `json:"tolerance"`
+	MaxAbsErr    *float64 `json:"max_abs_err"`
+	GoldenSHA256 string   `json:"golden_sha256"`
+	DataSHA256   string   `json:"data_sha256"`
 }
 
 func decode(data []byte, v any) error {
@@ -554,7 +564,18 @@ func tokenizer(r *rawTokenizer) (Tokenizer, error) {
 		}
 		t.EOSID = *r.EOSID
 	}
+	if t.SHA256, err = digest("tokenizer.sha256", r.SHA256); err != nil {
+		return Tokenizer{}, err
+	}
 	return t, nil
+}
+
+// digest checks an optional sha256 field: empty, or 64 lower-case hex digits.
+func digest(field, v string) (string, error) {
+	if v != "" && (len(v) != 64 || strings.Trim(v, "0123456789abcdef") != "") {
+		return "", fieldErr(field, ErrInvalid, "%q; must be 64 lower-case hex digits", v)
+	}
+	return v, nil
 }
 
 func onnxInfo(r *rawONNX) (ONNX, error) {
@@ -573,10 +594,9 @@ func onnxInfo(r *rawONNX) (ONNX, error) {
 		o.Opset = *r.Opset
 	}
 	if r.SHA256 != "" {
-		if len(r.SHA256) != 64 || strings.Trim(r.SHA256, "0123456789abcdef") != "" {
-			return ONNX{}, fieldErr("onnx.sha256", ErrInvalid, "%q; must be 64 lower-case hex digits", r.SHA256)
+		if o.SHA256, err = digest("onnx.sha256", r.SHA256); err != nil {
+			return ONNX{}, err
 		}
-		o.SHA256 = r.SHA256
 	}
 	if r.Size != nil {
 		if *r.Size <= 0 {
@@ -637,6 +657,12 @@ func verify(r *rawVerify) (*Verify, error) {
 		}
 		e := *r.MaxAbsErr
 		v.MaxAbsErr = &e
+	}
+	if v.GoldenSHA256, err = digest("verify.golden_sha256", r.GoldenSHA256); err != nil {
+		return nil, err
+	}
+	if v.DataSHA256, err = digest("verify.data_sha256", r.DataSHA256); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

@@ -108,6 +108,19 @@ func (d Dir) ReadFile(name string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// ReadVerified is ReadFile followed, when sha is not empty, by a check of the
+// file's sha256 (lower-case hex) against sha.
+func (d Dir) ReadVerified(name string, limit int64, sha string) ([]byte, error) {
+	data, err := d.ReadFile(name, limit)
+	if err != nil || sha == "" {
+		return data, err
+	}
+	if err := checkSum(d.where(name), sha256.Sum256(data), sha); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
 // Checked reads file name, which must have the given size and, when sha is
 // not empty, that sha256 (lower-case hex). What is checked is what is
 // returned: the bytes are read once.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
+	"sync"
 	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -66,6 +68,10 @@ func (r *runner) setValues(inputs, outputs []ort.Value) {
 // otherwise through the IoBinding, which allocates nothing.
 func (r *runner) forward(ctx context.Context) error {
 	done := ctx.Done()
+	if err := acquirePass(ctx); err != nil {
+		return err
+	}
+	defer releasePass()
 	if done != nil {
 		r.startWatcher()
 		r.watch <- ctx
@@ -101,6 +107,41 @@ func (r *runner) forward(ctx context.Context) error {
 	}
 	return nil
 }
+
+// passes bounds the forward passes in flight in the process. A forward pass
+// is a blocking cgo call, for which the Go runtime hands the calling
+// goroutine's thread over and starts another one to run the rest; the
+// runtime keeps every thread it started, so 64 goroutines sampling at once
+// used to leave the process with 70 threads for good. Waiting here parks the
+// goroutine instead, so the process holds at most this many threads in ONNX
+// Runtime calls (plus ONNX Runtime's own intra-op threads), and more passes
+// at once would only make the CPUs' threads contend.
+var passes struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+// maxPasses is the size of passes: the number of CPUs Go schedules on, at
+// least 2.
+func maxPasses() int { return max(2, goruntime.GOMAXPROCS(0)) }
+
+// acquirePass waits for a place among the passes in flight, or for ctx.
+func acquirePass(ctx context.Context) error {
+	passes.once.Do(func() { passes.ch = make(chan struct{}, maxPasses()) })
+	done := ctx.Done()
+	if done == nil {
+		passes.ch <- struct{}{}
+		return nil
+	}
+	select {
+	case passes.ch <- struct{}{}:
+		return nil
+	case <-done:
+		return ctx.Err()
+	}
+}
+
+func releasePass() { <-passes.ch }
 
 // runBound runs through the IoBinding; the caller holds sess.mu for reading,
 // which keeps Session.Close from releasing the binding meanwhile.

@@ -454,5 +454,6 @@ func (s *Session) Close() error {
 	if rerr := s.env.Release(); err == nil {
 		err = rerr
 	}
+	giveBackMemory()
 	return err
 }
