@@ -397,6 +397,23 @@ func TestBuiltInModel(t *testing.T) {
 	if !strings.Contains(info.Stdout, "built-in model brown-sedd-small") {
 		t.Errorf("info does not name the built-in model:\n%s", info.Stdout)
 	}
+	// Nothing is written anywhere: no extracted model in the cache, and none
+	// of ONNX Runtime's telemetry files (mat-debug-PID.log in the temporary
+	// directory, an event database under the cache).
+	home, tmp, work := t.TempDir(), t.TempDir(), t.TempDir()
+	cmd := exec.Command(command.Binary, "sample", "--steps", "4", "--seed", "2")
+	cmd.Dir = work
+	cmd.Env = append(childEnv(t), "HOME="+home, "TMPDIR="+tmp, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+		"XDG_DATA_HOME="+filepath.Join(home, ".local", "share"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, d := range []string{home, tmp, work} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			t.Errorf("sedd sample wrote %s", filepath.Join(d, e.Name()))
+		}
+	}
 }
 
 func TestModelFromEnvironment(t *testing.T) {
