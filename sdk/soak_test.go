@@ -90,8 +90,9 @@ func TestOpenCloseGivesEverythingBack(t *testing.T) {
 // that break early or panic, and Evaluate callbacks that panic. Every call
 // must end with a result or an error of a kind it asked for (its own
 // cancellation, its own panic), the Model must stay usable, and after Close
-// goroutines, threads and ONNX Runtime references must be back, and resident
-// memory within 64 MiB of where it started (not checked under the race
+// goroutines and ONNX Runtime references must be back, OS threads within
+// 4·GOMAXPROCS+4 of where they were, and resident memory within 64 MiB of
+// where it started (not checked under the race
 // detector, whose shadow memory only grows). It runs for 3 s by default and
 // for SEDD_SOAK (a duration such as 10m) when set.
 func TestSoak(t *testing.T) {
@@ -207,8 +208,11 @@ func TestSoak(t *testing.T) {
 	for _, f := range failed {
 		t.Error(f)
 	}
-	if now := osThreads(t); now > threads+4 {
-		t.Errorf("%d OS threads after Close, %d before Open", now, threads)
+	// The forward passes in flight are bounded by GOMAXPROCS, but the short
+	// cgo calls around them (tensors, run options) still make the Go runtime
+	// start threads it keeps: measured over 10 minutes on 2 CPUs, 5 → 13.
+	if now, bound := osThreads(t), threads+4*goruntime.GOMAXPROCS(0)+4; now > bound {
+		t.Errorf("%d OS threads after Close, %d before Open (at most %d allowed)", now, threads, bound)
 	}
 	if grew := end - base; grew > 64<<20 && !raceEnabled {
 		t.Errorf("resident memory grew by %.1f MiB over the soak", mib(grew))
