@@ -6,7 +6,7 @@ and export/reference_sampler.py (the reference's sampling loop in PyTorch) one a
 other, each in a fresh process with the same weights, threads, batch, length, predictor and
 steps, and writes every measurement to a JSON-lines file and a Markdown table to stdout.
 
-  /usr/bin/python3 benchmarks/speed.py --sedd-bench bin/sedd-bench \\
+  .venv/bin/python benchmarks/speed.py --sedd-bench bin/sedd-bench \\
       --model out/sedd-small-random:1:1024 --model models/brown-sedd-small:8:128 \\
       --steps 64,1024 --threads 2 --out benchmarks/results/speed.jsonl
 

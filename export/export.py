@@ -1,14 +1,15 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Export a SEDD checkpoint to a model directory the Go SDK opens (docs/ONNX-CONTRACT.md).
 
-  /usr/bin/python3 export/export.py --checkpoint DIR --out models/NAME
-  /usr/bin/python3 export/export.py --random-init tiny --graph uniform --seed 2 --out DIR
+  .venv/bin/python export/export.py --checkpoint DIR --out models/NAME
+  .venv/bin/python export/export.py --random-init tiny --graph uniform --seed 2 --out DIR
 
 DIR is a HuggingFace-layout directory (config.json + model.safetensors or pytorch_model.bin,
 as louaaron/sedd-small publishes) or a training-run directory (.hydra/config.yaml +
 checkpoints-meta/checkpoint.pth; the EMA weights are exported). Writes model.onnx, sedd.json,
-tokenizer.json, golden.json, golden.bin and README.md into --out. Timing and sizes go to stderr.
-Exit status 2 for bad arguments or unusable inputs.
+tokenizer.json, golden.json, golden.bin and README.md into --out, after running the golden cases
+through ONNX Runtime for Python. Timing and sizes go to stderr. Exit status 2 for bad arguments or
+unusable inputs, 1 when ONNX Runtime disagrees with PyTorch.
 """
 
 import argparse
@@ -21,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from seddpy import checkpoints, golden, manifest, onnx_export, tokenizers  # noqa: E402
+from seddpy import checkpoints, golden, manifest, onnx_export, ortcheck, tokenizers  # noqa: E402
 
 OUTPUT_FILES = ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md")
 
@@ -50,7 +51,7 @@ def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed
     t = time.time()
     info = onnx_export.export_onnx(loaded.model, out_dir)
     log(f"model.onnx: {_mib(info['size'])} in {time.time() - t:.1f} s "
-        f"(opset {info['opset']}, {info['stripped_inputs']} empty node inputs stripped"
+        f"(torch {manifest.exporter_versions()['torch']}, opset {info['opset']}, {info['nodes']} nodes"
         + (f", external data {info['external_data']}" if info["external_data"] else "") + ")")
 
     tokenizers.write_tokenizer(tok_doc, os.path.join(out_dir, "tokenizer.json"))
@@ -61,7 +62,12 @@ def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed
     ginfo = golden.write_golden(cases, out_dir)
     log(f"golden: {ginfo['cases']} cases, golden.bin {_mib(ginfo['size'])} in {time.time() - t:.1f} s")
 
-    doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo)
+    t = time.time()
+    check = ortcheck.compare(os.path.join(out_dir, info["file"]), cases)
+    log(f"ONNX Runtime {check['onnxruntime']}: max |ONNX - PyTorch| {check['max_abs_err']:.2g} "
+        f"({check['max_rel_err']:.2g} relative to max(1, max|PyTorch|)) over {len(cases)} cases in {time.time() - t:.1f} s")
+
+    doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo, check=check)
     manifest.write_manifest(doc, out_dir)
     with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
         f.write(model_card(doc, cfg))
@@ -85,6 +91,13 @@ def _licence_line(source):
         return ("that of the source checkpoint (see its model card). The reference SEDD code that "
                 "defines the network is MIT-licensed; the GPT-2 tokenizer files are OpenAI's, MIT-licensed.")
     return "that of the training run's data and code; not recorded in the checkpoint."
+
+
+def _err_text(doc):
+    err = (doc.get("verify") or {}).get("max_abs_err")
+    if err is None:
+        return "not measured at export"
+    return f"{err:.2g} with ONNX Runtime {doc['exporter']['onnxruntime']} for Python, at export"
 
 
 def model_card(doc, cfg):
@@ -112,6 +125,7 @@ def model_card(doc, cfg):
         f"scale_by_sigma {m['scale_by_sigma']} |",
         f"| parameters | {m['params']:,} |",
         f"| model.onnx | {doc['onnx']['size']:,} bytes, opset {doc['onnx']['opset']}, sha256 `{doc['onnx']['sha256']}` |",
+        f"| written by | torch {doc['exporter']['torch']} ({doc['exporter']['torch_onnx_exporter']} exporter), onnx {doc['exporter']['onnx']} |",
         "",
         f"Data: {_data_line(cfg, src)}",
         "",
@@ -121,8 +135,8 @@ def model_card(doc, cfg):
         "",
         "- Perplexity bound: not measured.",
         "- Generative perplexity: not measured.",
-        "- max |ONNX − PyTorch| on the golden cases: not measured at export (no ONNX Runtime for Python "
-        "there); run `sedd verify` on this directory.",
+        f"- max |ONNX − PyTorch| on the golden cases: {_err_text(doc)}; `sedd verify` on this directory "
+        "measures it again with the Go SDK's ONNX Runtime.",
         "",
         "## Files",
         "",
@@ -177,6 +191,9 @@ def main(argv=None):
     except (checkpoints.CheckpointError, tokenizers.TokenizerError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 2
+    except ortcheck.MismatchError as e:
+        print(f"export: {e} (what was written so far is left in {args.out})", file=sys.stderr)
+        return 1
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
                 if os.path.isfile(os.path.join(args.out, f)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

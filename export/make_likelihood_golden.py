@@ -15,8 +15,8 @@ outputs first. The text is cut into windows of the model length (last short wind
 own length) and each window is estimated with K stratified timesteps; the Go test evaluates
 the same windows through ONNX Runtime and compares within three combined standard errors.
 
-    /usr/bin/python3 export/make_likelihood_golden.py            # rewrite the files
-    /usr/bin/python3 export/make_likelihood_golden.py --check    # fail if they would change
+    .venv/bin/python export/make_likelihood_golden.py            # rewrite the files
+    .venv/bin/python export/make_likelihood_golden.py --check    # fail if they would change
 
 --check compares numbers within the precision that produced them (seddpy.goldcheck: float64
 maths to 1e-12 relative, estimates from the float32 network to 1e-6 relative), so that it

@@ -5,8 +5,8 @@ probabilities (one euler, analytic, none or denoise step of one sequence) and it
 score entropy against these numbers. Inputs are small (absorb: 5 tokens, N = 6;
 uniform: N = 5) and drawn from a fixed seed, so the file is deterministic:
 
-    /usr/bin/python3 export/make_math_golden.py            # rewrite the file
-    /usr/bin/python3 export/make_math_golden.py --check    # fail if it would change
+    .venv/bin/python export/make_math_golden.py            # rewrite the file
+    .venv/bin/python export/make_math_golden.py --check    # fail if it would change
 
 --check compares numbers to float64 rounding (seddpy.goldcheck.FLOAT64: 1e-12 relative),
 never bytes: torch's float64 kernels round differently by CPU capability.

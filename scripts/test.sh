@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up the machine (scripts/setup.sh) and runs every test of the project:
-# formatting and vet, the Python export tests, a fresh export of tiny models
-# checked through ONNX Runtime (so export code and committed fixtures cannot drift
-# apart), the Go test suite under the race detector, and short fuzzing runs.
+# formatting and vet, the Python export tests (in .venv/, with ONNX Runtime for Python
+# and the Go CLI; again in .venv-min/, the lower-bound pin set), a fresh export of tiny models checked through the Go SDK's ONNX Runtime
+# (so export code and committed fixtures cannot drift apart), the Go test suite under the
+# race detector, and short fuzzing runs.
 # FUZZTIME (default 10s) bounds each fuzz target.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +12,10 @@ scripts/setup.sh
 
 export ONNXRUNTIME_SHARED_LIBRARY_PATH="${ONNXRUNTIME_SHARED_LIBRARY_PATH:-$root/third_party/onnxruntime/libonnxruntime.so}"
 STATICCHECK="$root/third_party/bin/staticcheck"
+py="$root/.venv/bin/python"
 step() { printf '\n=== %s\n' "$*" >&2; }
+fresh="$(mktemp -d)"
+trap 'rm -rf "$fresh"' EXIT
 
 # The Go code is two modules: the SDK and CLI at the root, and the benchmark
 # tools in benchmarks/ (their own module, so that their plotting library stays
@@ -30,15 +34,21 @@ for mod in "${modules[@]}"; do
   (cd "$mod" && go vet ./... && "$STATICCHECK" ./...)
 done
 
-step "python tests (export/)"
-(cd export && /usr/bin/python3 -m pytest -p no:cacheprovider -rs tests train/test_train.py)
+go build -o "$fresh/sedd" ./cmd/sedd
+
+step "python tests (export/), with the Go CLI for the end-to-end ones"
+(cd export && SEDD_BIN="$fresh/sedd" "$py" -m pytest -p no:cacheprovider -rs tests train/test_train.py)
+
+# export/requirements.txt claims torch's lower bound: test it, in its own environment.
+if [[ "${SEDD_TEST_MIN:-1}" == 1 ]]; then
+  step "python tests (export/) on the lower-bound pin set (export/requirements-min.lock; SEDD_TEST_MIN=0 skips)"
+  scripts/install-python-env.sh .venv-min export/requirements-min.lock
+  (cd export && SEDD_BIN="$fresh/sedd" ../.venv-min/bin/python -m pytest -p no:cacheprovider -rs tests train/test_train.py)
+fi
 
 step "fresh tiny exports, verified through ONNX Runtime"
-fresh="$(mktemp -d)"
-trap 'rm -rf "$fresh"' EXIT
-/usr/bin/python3 export/export.py --random-init tiny --graph absorb --seed 11 --out "$fresh/absorb"
-/usr/bin/python3 export/export.py --random-init tiny --graph uniform --seed 12 --out "$fresh/uniform"
-go build -o "$fresh/sedd" ./cmd/sedd
+"$py" export/export.py --random-init tiny --graph absorb --seed 11 --out "$fresh/absorb"
+"$py" export/export.py --random-init tiny --graph uniform --seed 12 --out "$fresh/uniform"
 "$fresh/sedd" verify "$fresh/absorb"
 "$fresh/sedd" verify "$fresh/uniform"
 

@@ -68,8 +68,9 @@ func TestInfoEOS(t *testing.T) {
 // <|endoftext|> exactly where the pre-tokenized test stream has it after its
 // leading one: the same documents, the same token count, hence the same
 // windows as the blocks export/train/evaluate_sedd.py scores. Every token
-// must match too: the Go tokenizer applies merges in export/train/bpe.py's
-// order, including in runs of a repeated character (" 2000", "---").
+// must match too: the Go tokenizer applies merges in the order the Python
+// side's BPE does (the one that tokenized data/), including in runs of a
+// repeated character (" 2000", "---").
 func TestSplitDocumentsOnTestSplit(t *testing.T) {
 	text, err := os.ReadFile("../data/test.txt")
 	if errors.Is(err, fs.ErrNotExist) {

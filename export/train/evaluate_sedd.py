@@ -19,8 +19,8 @@ Samples: the analytic ("Tweedie τ-leaping") predictor from all-mask, time grid
 linspace(1, 1e-5, steps + 1), then the denoiser at t = 1e-5; categorical draws in float64.
 
 Usage:
-  python3 export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16
-  python3 export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16 --bound-only
+  .venv/bin/python export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16
+  .venv/bin/python export/train/evaluate_sedd.py --run runs/brown-sedd-small --t-per-block 16 --bound-only
 """
 
 import argparse
@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 import yaml
+from tokenizers import Tokenizer
 
 import common  # noqa: F401
-from bpe import Tokenizer
 from common import fixed_blocks, load_ids
 from seddpy.model import SEDD
 from train_sedd import SAMPLING_EPS, loglinear, sedd_loss
@@ -190,7 +190,7 @@ def main():
     for steps in [int(s) for s in args.steps.split(",")]:
         t0 = time.time()
         x = sample(model, mask_id, args.samples, length, steps, seed=steps)
-        texts = [tok.decode(row.tolist()) for row in x]
+        texts = [tok.decode(row.tolist(), skip_special_tokens=False) for row in x]
         frac, n = word_fraction(texts, vocab_words)
         res["samples"][str(steps)] = {"texts": texts, "word_in_vocab": frac, "words": n,
                                       "seconds": time.time() - t0, "seed": steps}

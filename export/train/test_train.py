@@ -1,6 +1,11 @@
-"""Tests for the training code: run with `python3 -m pytest export/train/test_train.py`."""
+"""Tests for the training code: run with `.venv/bin/python -m pytest export/train/test_train.py`."""
 
+import json
 import math
+import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +13,9 @@ import torch
 
 import common  # noqa: F401
 import data
-from bpe import Tokenizer, train
+import export as export_cli
+import train_tokenizer
+from seddpy import checkpoints, tokenizers
 from seddpy.model import SEDD
 from train_ar import CausalLM
 from train_sedd import loglinear, masked_log_score, perturb, sedd_loss
@@ -79,28 +86,43 @@ def test_strip_tag_keeps_slashes_in_words():
     assert data.strip_tag("The/at") == "The"
 
 
-def test_bpe_is_deterministic_and_round_trips():
-    texts = ["the cat sat on the mat. the cat ran!", "Thé naïve café 😀, 12 345 and\n\n  spaces  "] * 3
-    a, b = train(texts, 300), train(list(texts), 300)
-    assert a == b
-    tok = Tokenizer(a)
-    assert tok.vocab_size == 300
+TEXTS = ["the cat sat on the mat. the cat ran!", "Thé naïve café 😀, 12 345 and\n\n  spaces  "] * 3
+
+
+def test_tokenizer_is_deterministic_and_round_trips():
+    texts = TEXTS
+    a, b = train_tokenizer.train(texts, 300), train_tokenizer.train(list(texts), 300)
+    assert a.to_str() == b.to_str()
+    # the library trains on several threads: one thread must learn the same merges
+    one = subprocess.run([sys.executable, "-c", "import sys, train_tokenizer; "
+                          f"print(train_tokenizer.train({texts!r}, 300).to_str())"],
+                         cwd=os.path.dirname(os.path.abspath(__file__)), env={**os.environ, "RAYON_NUM_THREADS": "1"},
+                         capture_output=True, text=True, check=True)
+    assert one.stdout.strip() == a.to_str()
+    assert a.get_vocab_size() == 300
     for t in texts + ["unseen wörds \x00\x7f 𝔘"]:
-        assert tok.decode(tok.encode(t)) == t
-    assert tok.strings[tok.encode(" the")[0]] == "Ġthe"
+        assert a.decode(a.encode(t).ids) == t
+    assert a.id_to_token(a.encode(" the").ids[0]) == "Ġthe"
+    # every byte has its own id, so any text encodes
+    assert len(a.encode(bytes(range(256)).decode("latin-1")).ids) >= 256 // 2
 
 
-def test_tokenizer_json_reloads(tmp_path):
-    tok = Tokenizer(train(["one two three two one three two"] * 4, 270))
+def test_tokenizer_ids_and_file(tmp_path):
+    tok = train_tokenizer.train(["one two three two one three two"] * 4, 270)
+    # the text runs out of pairs before 270: fewer merges, <|endoftext|> still the last id
+    n = tok.get_vocab_size()
+    assert 257 < n < 270 and tok.token_to_id(tokenizers.EOT) == n - 1
+    ids = tok.encode("two<|endoftext|>one").ids
+    assert ids.count(n - 1) == 1 and tok.decode(ids, skip_special_tokens=False) == "two<|endoftext|>one"
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
-    again = Tokenizer.from_file(str(path))
-    assert again.merges == tok.merges
-    j = tok.to_json()
-    # the text runs out of pairs before 270: fewer merges, <|endoftext|> still last
-    assert tok.eot == 256 + len(tok.merges) == tok.vocab_size - 1
-    assert j["added_tokens"][0]["id"] == tok.eot
-    assert j["model"]["vocab"]["<|endoftext|>"] == tok.eot
+    doc = tokenizers.read_tokenizer(str(path))
+    assert tokenizers.vocab_size(doc) == n and tokenizers.eos_id(doc) == n - 1
+    assert doc["pre_tokenizer"]["type"] == "ByteLevel" and not doc["pre_tokenizer"]["add_prefix_space"]
+    assert doc["decoder"]["type"] == "ByteLevel" and doc["normalizer"] is None
+    ids = train_tokenizer.encode_docs(tok, ["two one", "three"])
+    assert ids.dtype == np.uint16 and ids[0] == ids[-1] == n - 1
+    assert tok.decode(ids.tolist(), skip_special_tokens=False) == "<|endoftext|>two one<|endoftext|>three<|endoftext|>"
 
 
 def test_causal_lm_does_not_look_ahead():
@@ -214,3 +236,79 @@ def test_count_masking_has_the_reference_expectation():
     se = math.sqrt(ref.var() / len(ref) + cnt.var() / len(cnt))
     assert abs(ref.mean() - cnt.mean()) < 4 * se
     assert cnt.std() < 0.7 * ref.std()
+
+
+SEDD_BIN = os.environ.get("SEDD_BIN")
+
+
+@pytest.mark.skipif(not SEDD_BIN, reason="set SEDD_BIN to a built sedd binary (scripts/test.sh does) to run the Go SDK")
+def test_trained_tokenizer_through_an_export_and_sedd(tmp_path):
+    """A tokenizer the library trains works end to end: exported with a random-init network of its
+    vocabulary size, the Go SDK verifies the export and encodes and decodes text as the library does."""
+    texts = [("The jury said the city had no evidence. The city said the jury had none. " * 3)
+             + f"Report {i}: prices rose {i * 7} percent in {1950 + i}, said the Atlanta office." for i in range(40)]
+    tok = train_tokenizer.train(texts, 400)
+    run = tmp_path / "run"
+    run.mkdir()
+    tok.save(str(run / "tokenizer.json"))
+    cfg = checkpoints.shape_config("tiny")
+    cfg["tokens"] = tok.get_vocab_size()
+    model = checkpoints.random_init(checkpoints.build_model(cfg), 5)
+    loaded = checkpoints.Loaded(model, cfg, {"kind": "random-init", "path": None, "seed": 5, "step": None},
+                                str(run / "tokenizer.json"))
+    out = tmp_path / "model"
+    doc = export_cli.export_model(loaded, str(out), "tiny-trained-tokenizer", seed=5, log=lambda msg: None)
+    assert doc["tokenizer"]["kind"] == "bpe" and doc["tokenizer"]["eos_id"] == cfg["tokens"] - 1
+
+    r = subprocess.run([SEDD_BIN, "verify", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    prefix = "The jury said prices rose 14 percent in 1952, naïvely 😀."
+    r = subprocess.run([SEDD_BIN, "sample", "--model", str(out), "--steps", "4", "--seed", "3", "--batch", "2",
+                        "--prefix", prefix, "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    want = tok.encode(prefix).ids
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["tokens"][:len(want)] == want
+        assert len(row["tokens"]) == cfg["model"]["length"]
+        # Random tokens can end mid-character; the two replace bad bytes with U+FFFD a little differently.
+        lossy = lambda text: re.sub("\ufffd+", "\ufffd", text)  # noqa: E731
+        assert lossy(row["text"]) == lossy(tok.decode(row["tokens"], skip_special_tokens=False))
+        assert row["text"].startswith(prefix)
+
+
+def test_causal_lm_export_runs_in_onnx_runtime(tmp_path):
+    """train_ar.py export writes an evaluator whose ONNX Runtime logits match its golden PyTorch logits."""
+    import argparse
+
+    import onnx
+    import onnxruntime as ort
+
+    from train_ar import cmd_export
+
+    torch.manual_seed(1)
+    model = CausalLM(64, 32, 1, 2)
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    cfg = {"vocab": 64, "hidden_size": 32, "n_blocks": 1, "n_heads": 2, "length": 16,
+           "params": sum(p.numel() for p in model.parameters())}
+    (run / "config.json").write_text(json.dumps(cfg))
+    torch.save({"model": model.state_dict(), "ema": {"shadow_params": [p.detach().clone() for p in model.parameters()]},
+                "step": 3}, run / "checkpoint.pth")
+    tok = train_tokenizer.train(TEXTS, 64 + 257)  # any tokenizer file: the export only copies it
+    tok.save(str(run / "tokenizer.json"))
+    cmd_export(argparse.Namespace(run=str(run), out=str(out), threads=1))
+    man = json.loads((out / "sedd.json").read_text())
+    assert man["kind"] == "causal-lm" and man["onnx"]["opset"] == 18 and man["exporter"]["torch"] == torch.__version__
+    proto = onnx.load(str(out / "model.onnx"))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "length", 64]
+    golden = json.loads((out / "golden.json").read_text())
+    raw = np.fromfile(out / "golden.bin", dtype="<f4")
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for c in golden["cases"]:
+        x = np.asarray(c["input_ids"], dtype=np.int64).reshape(c["batch"], c["length"])
+        (got,) = sess.run(None, {"input_ids": x})
+        want = raw[c["logits"]["offset"] // 4: c["logits"]["offset"] // 4 + c["logits"]["count"]].reshape(got.shape)
+        assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max())), c["name"]

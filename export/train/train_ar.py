@@ -8,9 +8,9 @@ and cast to float32 inside the graph, halving the file); the test perplexity is 
 exactly those rounded weights.
 
 Usage:
-  python3 export/train/train_ar.py train  --run runs/brown-ar-small --minutes 18
-  python3 export/train/train_ar.py eval   --run runs/brown-ar-small          # exact test perplexity
-  python3 export/train/train_ar.py export --run runs/brown-ar-small --out models/brown-sedd-small-ar
+  .venv/bin/python export/train/train_ar.py train  --run runs/brown-ar-small --minutes 18
+  .venv/bin/python export/train/train_ar.py eval   --run runs/brown-ar-small          # exact test perplexity
+  .venv/bin/python export/train/train_ar.py export --run runs/brown-ar-small --out models/brown-sedd-small-ar
 """
 
 import argparse
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 import common  # noqa: F401  (puts export/ on sys.path)
 from common import EMA, Log, RandomBlocks, fixed_blocks, load_ids, lr_at
 from seddpy.model import Rotary, apply_rotary
-
-OPSET = 17
+from seddpy.manifest import exporter_versions
+from seddpy.onnx_export import OPSET, torch_export
 
 
 class Block(nn.Module):
@@ -204,13 +204,6 @@ def cmd_eval(args):
         json.dump(res, f, indent=1)
 
 
-def strip_empty_trailing_inputs(model_proto):
-    """torch 1.13 writes optional node inputs it omits as ''; ONNX Runtime rejects some of them."""
-    for node in model_proto.graph.node:
-        while len(node.input) and node.input[-1] == "":
-            node.input.pop()
-
-
 def initializers_to_fp16(model_proto, min_elems=1024):
     """Stores large float32 initializers as float16 plus a Cast back to float32 at the top of
     the graph. The weights were already rounded to float16 in PyTorch, so nothing changes."""
@@ -242,11 +235,7 @@ def cmd_export(args):
     os.makedirs(args.out, exist_ok=True)
     onnx_path = os.path.join(args.out, "model.onnx")
     dummy = torch.randint(0, cfg["vocab"], (2, 16))
-    torch.onnx.export(model, (dummy,), onnx_path, input_names=["input_ids"], output_names=["logits"],
-                      dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "logits": {0: "batch", 1: "length"}},
-                      opset_version=OPSET, do_constant_folding=False)
-    m = onnx.load(onnx_path)
-    strip_empty_trailing_inputs(m)
+    m = torch_export(model, (dummy,), ["input_ids"], ["logits"], {"input_ids": {0: "batch", 1: "length"}})
     initializers_to_fp16(m)
     onnx.checker.check_model(m)
     onnx.save(m, onnx_path)
@@ -294,7 +283,7 @@ def cmd_export(args):
                    "trainer": "export/train/train_ar.py", "weights": "ema, rounded to float16", "step": ck["step"],
                    "test_perplexity": test.get("perplexity")},
         "verify": {"golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4, "max_abs_err": None},
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__},
+        "exporter": exporter_versions(),
     }
     with open(os.path.join(args.out, "sedd.json"), "w") as f:
         json.dump(manifest, f, indent=1)

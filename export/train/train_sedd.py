@@ -1,4 +1,4 @@
-"""Train a small SEDD model (absorb graph, log-linear noise) on the token splits from bpe.py.
+"""Train a small SEDD model (absorb graph, log-linear noise) on the token splits from train_tokenizer.py.
 
 The loss is the reference's score entropy (losses.py / graph_lib.Absorbing.score_entropy):
 t ~ U(sampling_eps, 1), σ = -log(1 - (1 - eps) t), dσ = (1 - eps) / (1 - (1 - eps) t),
@@ -14,9 +14,9 @@ num_updates warm-up. The run directory uses the reference's layout:
   RUN/train.log                          training and validation losses
 
 Usage:
-  python3 export/train/train_sedd.py --run runs/brown-sedd-small --steps 6000
-  python3 export/train/train_sedd.py --bench 20      # time 20 steps and exit
-  python3 export/train/train_sedd.py --device cuda --batch 256 --hidden 512 --blocks 8 --heads 8 ...
+  .venv/bin/python export/train/train_sedd.py --run runs/brown-sedd-small --steps 6000
+  .venv/bin/python export/train/train_sedd.py --bench 20      # time 20 steps and exit
+  .venv/bin/python export/train/train_sedd.py --device cuda --batch 256 --hidden 512 --blocks 8 --heads 8 ...
 """
 
 import argparse
@@ -292,7 +292,7 @@ def main():
     if device.type == "cuda":
         if not torch.cuda.is_available():
             ap.error(f"--device {args.device}: this torch has no usable CUDA device "
-                     f"(Debian's python3-torch is CPU-only); use --device cpu")
+                     f"(a CUDA build of torch and a GPU are needed); use --device cpu")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     elif device.type != "cpu":
@@ -333,7 +333,8 @@ def main():
         yaml.safe_dump(cfg, f, sort_keys=False)
     shutil.copyfile(tok_path, os.path.join(args.run, "tokenizer.json"))
     log = Log(os.path.join(args.run, "train.log"))
-    log(f"params {n_params} tokens {tokens} config {cfg['model']} batch {args.batch} steps {args.steps}")
+    log(f"params {n_params} tokens {tokens} config {cfg['model']} batch {args.batch} steps {args.steps} "
+        f"torch {torch.__version__}")
 
     valid = fixed_blocks(load_ids(args.data, "valid"), args.length)[:64].to(device)
     ema = EMA(model.parameters(), args.ema)

@@ -41,5 +41,6 @@ func BenchmarkEncodeTestSplit(b *testing.B) {
 }
 
 // shippedTokenizer is the tokenizer of the shipped brown-sedd-small model,
-// trained by export/train/bpe.py.
+// trained by the project's BPE trainer (then export/train/bpe.py, now
+// export/train/train_tokenizer.py with the tokenizers library).
 const shippedTokenizer = "../../models/brown-sedd-small/tokenizer.json"

@@ -145,7 +145,8 @@ func TestMergeOrderSugarmePipeline(t *testing.T) {
 }
 
 // TestShippedMerges checks words with repeated characters against the ids
-// export/train/bpe.py gives with the shipped brown-sedd-small tokenizer.
+// the Python side gives with the shipped brown-sedd-small tokenizer (its
+// trainer then, export/train/bpe.py, and the tokenizers library now agree).
 func TestShippedMerges(t *testing.T) {
 	tok, err := Load(shippedTokenizer)
 	if err != nil {
@@ -178,14 +179,14 @@ func TestShippedMerges(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, tt.want) {
-				t.Errorf("Encode(%q) = %v, want %v (export/train/bpe.py)", tt.text, got, tt.want)
+				t.Errorf("Encode(%q) = %v, want %v (the Python side's ids)", tt.text, got, tt.want)
 			}
 		})
 	}
 }
 
-// referenceMerge merges word (ids) the way GPT-2's encoder and
-// export/train/bpe.py do: find the pair with the lowest rank and merge every
+// referenceMerge merges word (ids) the way GPT-2's encoder and HuggingFace's
+// tokenizers do: find the pair with the lowest rank and merge every
 // occurrence of it, left to right, until no pair has a merge. For merge lists
 // that create every token before using it, as trained ones do, this gives
 // the same result as merging one leftmost pair at a time.

@@ -1,0 +1,52 @@
+"""A second, independent runtime for every export: the golden cases through ONNX Runtime for
+Python, compared with the PyTorch outputs by the contract's measure (docs/DESIGN.md): per case and
+output, max|ONNX - PyTorch| <= tolerance * max(1, max|PyTorch|), and log_score exactly 0 at the
+input tokens. The Go SDK's `sedd verify` measures the same with its own ONNX Runtime build."""
+
+import numpy as np
+import onnxruntime as ort
+
+from .golden import TOLERANCE
+
+VERSION = ort.__version__
+
+
+class MismatchError(Exception):
+    """An export whose ONNX Runtime outputs differ from PyTorch's beyond the tolerance."""
+
+
+def session(path, threads=0):
+    """A CPU InferenceSession for path; threads 0 lets ONNX Runtime use every core."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def compare(path, cases, tolerance=TOLERANCE, threads=0):
+    """Runs each case (dicts with name, indices, sigma, log_score, log_score_lse, as
+    golden.make_cases or golden.read_golden give them) through path and returns
+    {"onnxruntime", "max_abs_err", "max_rel_err", "cases": [{"name", "abs_err", "rel_err"}]}.
+    Raises MismatchError for a case past the tolerance or a nonzero log_score at an input token."""
+    sess = session(path, threads)
+    report = {"onnxruntime": VERSION, "max_abs_err": 0.0, "max_rel_err": 0.0, "cases": []}
+    for c in cases:
+        indices = np.asarray(c["indices"], dtype=np.int64)
+        sigma = np.asarray(c["sigma"], dtype=np.float32)
+        got = dict(zip(("log_score", "log_score_lse"), sess.run(None, {"indices": indices, "sigma": sigma})))
+        abs_err = rel_err = 0.0
+        for key, out in got.items():
+            want = np.asarray(c[key], dtype=np.float32).reshape(out.shape)
+            err = float(np.abs(out.astype(np.float64) - want).max())
+            abs_err = max(abs_err, err)
+            rel_err = max(rel_err, err / max(1.0, float(np.abs(want).max())))
+        at_input = np.take_along_axis(got["log_score"], indices[..., None], axis=-1)
+        if np.any(at_input != 0):
+            raise MismatchError(f"{path}: case {c['name']}: log_score is not 0 at {int((at_input != 0).sum())} input tokens")
+        if not rel_err <= tolerance:
+            raise MismatchError(f"{path}: case {c['name']}: ONNX Runtime {VERSION} differs from PyTorch by "
+                                f"{rel_err:.3g} relative ({abs_err:.3g} absolute), tolerance {tolerance:g}")
+        report["cases"].append({"name": c["name"], "abs_err": abs_err, "rel_err": rel_err})
+        report["max_abs_err"] = max(report["max_abs_err"], abs_err)
+        report["max_rel_err"] = max(report["max_rel_err"], rel_err)
+    return report
