@@ -97,7 +97,7 @@ def main(argv=None):
     if args.table:
         if not args.out:
             ap.error("--table needs --out FILE")
-        with open(args.out) as f:
+        with open(args.out, encoding="utf-8") as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return 0
     if not args.model:
@@ -124,7 +124,7 @@ def main(argv=None):
                 rows.append(r)
                 if args.out:
                     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-                    with open(args.out, "a") as f:
+                    with open(args.out, "a", encoding="utf-8") as f:
                         f.write(json.dumps(r) + "\n")
             print(f"{model} {n} steps: SDK {go['sample_s']:.1f} s, reference {pt['sample_s']:.1f} s"
                   f"{' (projected)' if pt.get('projected') else ''}", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from seddpy import checkpoints, golden, manifest, onnx_export, ortcheck, tokenizers  # noqa: E402
+from seddpy import checkpoints, golden, hashes, manifest, onnx_export, ortcheck, tokenizers  # noqa: E402
 
 OUTPUT_FILES = ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md")
 
@@ -67,7 +67,8 @@ def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed
     log(f"ONNX Runtime {check['onnxruntime']}: max |ONNX - PyTorch| {check['max_abs_err']:.2g} "
         f"({check['max_rel_err']:.2g} relative to max(1, max|PyTorch|)) over {len(cases)} cases in {time.time() - t:.1f} s")
 
-    doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo, check=check)
+    doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo, check=check,
+                                  tokenizer_sha256=hashes.file_sha256(os.path.join(out_dir, "tokenizer.json")))
     manifest.write_manifest(doc, out_dir)
     with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
         f.write(model_card(doc, cfg))

@@ -138,7 +138,7 @@ def windows(tokens, length):
 
 
 def tiny_estimate(model_dir):
-    with open(os.path.join(model_dir, "sedd.json")) as f:
+    with open(os.path.join(model_dir, "sedd.json"), encoding="utf-8") as f:
         man = json.load(f)
     src = man.get("source") or {}
     if src.get("kind") != "random-init":
@@ -205,7 +205,7 @@ def stale(files, out_dir):
         if not os.path.exists(path):
             out[path] = ["missing"]
             continue
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             committed = json.load(f)
         diffs = goldcheck.differences(doc, committed, lambda p, name=name: tolerance(name, p))
         if diffs:
@@ -246,7 +246,7 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     for name, doc in files.items():
         path = os.path.join(args.out_dir, name)
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {os.path.relpath(path, ROOT)}")
 

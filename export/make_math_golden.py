@@ -200,7 +200,7 @@ def stale(doc, path):
     of seddpy.goldcheck (numbers) or at all (everything else); ["missing"] without a file."""
     if not os.path.exists(path):
         return ["missing"]
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         committed = json.load(f)
     return goldcheck.differences(doc, committed, lambda _: goldcheck.FLOAT64)
 
@@ -219,7 +219,7 @@ def main():
             sys.exit(f"{args.out} is stale: rerun export/make_math_golden.py")
         return
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {os.path.normpath(args.out)}")
 

@@ -34,7 +34,7 @@ from seddpy.onnx_weights import WeightsError, load_exported  # noqa: E402
 def reset_peak_rss():
     """Resets the kernel's peak-RSS mark (VmHWM); False where that is not possible."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
             f.write("5")
         return True
     except OSError:
@@ -44,7 +44,7 @@ def reset_peak_rss():
 def peak_rss_mib():
     """VmHWM of this process in MiB, or None off Linux."""
     try:
-        with open("/proc/self/status") as f:
+        with open("/proc/self/status", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024.0

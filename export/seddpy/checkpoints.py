@@ -16,7 +16,6 @@ noise, model.*), so that seddpy.model.SEDD(config) builds the network.
 
 import copy
 import glob
-import hashlib
 import json
 import os
 import pickle
@@ -27,6 +26,7 @@ import safetensors.torch
 import torch
 import yaml
 
+from .hashes import file_sha256
 from .model import SEDD
 
 # Noise schedules of the reference configs. The reference's LogLinearNoise ignores the
@@ -234,15 +234,6 @@ def safetensors_load(path):
         return safetensors.torch.load_file(path, device="cpu")
     except safetensors.SafetensorError as e:
         raise CheckpointError(f"{path}: not a safetensors file: {_first_line(e)}") from None
-
-
-def file_sha256(path):
-    """Lower-case hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Loaded:

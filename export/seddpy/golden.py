@@ -11,6 +11,7 @@ import os
 import numpy as np
 import torch
 
+from .hashes import file_sha256
 from .model import ScoreWithLSE
 
 FORMAT = 1
@@ -76,7 +77,7 @@ def make_cases(sedd, length, seed=0, budget=None):
 
 def write_golden(cases, out_dir, json_name="golden.json", data_name="golden.bin"):
     """Writes golden.json and golden.bin for cases (from make_cases); returns
-    {"golden", "data", "size", "cases"}."""
+    {"golden", "data", "size", "cases", "golden_sha256", "data_sha256"}."""
     entries = []
     offset = 0
     with open(os.path.join(out_dir, data_name), "wb") as f:
@@ -100,7 +101,9 @@ def write_golden(cases, out_dir, json_name="golden.json", data_name="golden.bin"
     with open(os.path.join(out_dir, json_name), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    return {"golden": json_name, "data": data_name, "size": offset, "cases": len(entries)}
+    return {"golden": json_name, "data": data_name, "size": offset, "cases": len(entries),
+            "golden_sha256": file_sha256(os.path.join(out_dir, json_name)),
+            "data_sha256": file_sha256(os.path.join(out_dir, data_name))}
 
 
 def read_golden(out_dir, json_name="golden.json"):

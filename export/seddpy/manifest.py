@@ -41,10 +41,11 @@ def exporter_versions():
 
 
 def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info, source, golden_info,
-                   length=None, check=None):
+                   length=None, check=None, tokenizer_sha256=None):
     """The sedd.json document. onnx_info comes from onnx_export.export_onnx, golden_info from
     golden.write_golden (or None), source from the checkpoint loader, check from
-    ortcheck.compare (or None: not cross-checked)."""
+    ortcheck.compare (or None: not cross-checked), tokenizer_sha256 from hashes.file_sha256 of
+    the written tokenizer.json (the SDK refuses a tokenizer file that does not match it)."""
     m = config["model"]
     sp = tokenizers.special_tokens(tokenizer_doc)
     return {
@@ -69,12 +70,15 @@ def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info
             "vocab_size": tokenizers.vocab_size(tokenizer_doc),
             "special_tokens": sp,
             "eos_id": tokenizers.eos_id(tokenizer_doc),
+            **({} if tokenizer_sha256 is None else {"sha256": tokenizer_sha256}),
         },
         "onnx": {k: onnx_info[k] for k in ("file", "opset", "sha256", "size", "external_data", "inputs", "outputs")},
         "source": {k: v for k, v in source.items()},
         "verify": None if golden_info is None else {
             "golden": golden_info["golden"],
             "data": golden_info["data"],
+            "golden_sha256": golden_info["golden_sha256"],
+            "data_sha256": golden_info["data_sha256"],
             "tolerance": TOLERANCE,
             # max |ONNX - PyTorch| over the golden cases, from ONNX Runtime for Python.
             "max_abs_err": None if check is None else check["max_abs_err"],

@@ -30,6 +30,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from .hashes import file_sha256
 from .model import ScoreWithLSE
 
 OPSET = 18
@@ -141,15 +142,6 @@ def weights_map(graph, state):
 
 def _empty_inputs(graph):
     return [(n.name, n.op_type) for n in graph.node if any(i == "" for i in n.input)]
-
-
-def file_sha256(path):
-    """Lower-case hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_onnx(sedd, out_dir, opset=OPSET, file_name="model.onnx"):

@@ -29,7 +29,7 @@ def assert_weights(model, state, cast=None):
 def write_hf(path, state, fmt, config=None, wrap=False):
     os.makedirs(path, exist_ok=True)
     cfg = config or checkpoints.shape_config("tiny")
-    with open(os.path.join(path, "config.json"), "w") as f:
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
         json.dump({"config": cfg} if wrap else cfg, f)
     if fmt == "bin":
         torch.save(state, os.path.join(path, "pytorch_model.bin"))
@@ -124,7 +124,7 @@ def test_hf_dir_prefers_safetensors_and_finds_tokenizer(tmp_path):
     d = str(tmp_path)
     write_hf(d, tiny_state(1), "safetensors")
     torch.save(tiny_state(2), os.path.join(d, "pytorch_model.bin"))
-    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
         f.write("{}")
     loaded = checkpoints.load_checkpoint(d)
     assert_weights(loaded.model, tiny_state(1))
@@ -175,7 +175,7 @@ def write_run(path, model_state, ema_params, step=1234, extra_yaml=""):
     cfg = checkpoints.shape_config("tiny")
     cfg["training"] = {"ema": 0.9999, "seed": 7}
     text = yaml.safe_dump(cfg) + extra_yaml
-    with open(os.path.join(path, ".hydra", "config.yaml"), "w") as f:
+    with open(os.path.join(path, ".hydra", "config.yaml"), "w", encoding="utf-8") as f:
         f.write(text)
     torch.save({
         "model": model_state,

@@ -27,6 +27,11 @@ def dims(value_info):
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_onnx_graph(exported, graph):
     d, doc, _ = exported[graph]
@@ -104,7 +109,7 @@ def test_onnx_runtime_check_catches_a_wrong_golden(exported):
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_manifest(exported, graph):
     d, doc, loaded = exported[graph]
-    with open(os.path.join(d, "sedd.json")) as f:
+    with open(os.path.join(d, "sedd.json"), encoding="utf-8") as f:
         assert json.load(f) == doc
     assert doc["format"] == 1 and doc["graph"] == graph and doc["tokens"] == 256 and doc["length"] == 32
     want_noise = {"type": "loglinear", "eps": 0.001} if graph == "absorb" else {
@@ -113,7 +118,8 @@ def test_manifest(exported, graph):
     assert doc["model"] == {"hidden_size": 32, "n_blocks": 2, "n_heads": 2, "cond_dim": 16,
                             "scale_by_sigma": graph == "absorb", "params": checkpoints.count_params(loaded.model)}
     assert doc["tokenizer"] == {"file": "tokenizer.json", "kind": "bytes", "vocab_size": 256,
-                                "special_tokens": {}, "eos_id": None}
+                                "special_tokens": {}, "eos_id": None,
+                                "sha256": sha256_of(os.path.join(d, "tokenizer.json"))}
     onnx_path = os.path.join(d, doc["onnx"]["file"])
     with open(onnx_path, "rb") as f:
         assert doc["onnx"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
@@ -122,14 +128,16 @@ def test_manifest(exported, graph):
     assert doc["onnx"]["inputs"] == ["indices", "sigma"] and doc["onnx"]["outputs"] == ["log_score", "log_score_lse"]
     assert doc["source"]["kind"] == "random-init" and doc["source"]["seed"] == (1 if graph == "absorb" else 2)
     assert {k: v for k, v in doc["verify"].items() if k != "max_abs_err"} == {
-        "golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4}
+        "golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4,
+        "golden_sha256": sha256_of(os.path.join(d, "golden.json")),
+        "data_sha256": sha256_of(os.path.join(d, "golden.bin"))}
     assert 0 < doc["verify"]["max_abs_err"] < 1e-4
     assert doc["exporter"] == manifest.exporter_versions()
     assert doc["exporter"]["torch"] == torch.__version__ and doc["exporter"]["onnx"] == onnx.__version__
     assert doc["exporter"]["onnxruntime"] == ortcheck.VERSION
     for name in ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md"):
         assert os.path.isfile(os.path.join(d, name)), name
-    with open(os.path.join(d, "README.md")) as f:
+    with open(os.path.join(d, "README.md"), encoding="utf-8") as f:
         card = f.read()
     assert "not measured" in card and f"{doc['model']['params']:,}" in card
     assert f"torch {torch.__version__} (dynamo exporter), onnx {onnx.__version__}" in card
@@ -300,7 +308,7 @@ def test_committed_fixtures(name, graph, seed):
     d = os.path.join(REPO, "sdk", "testdata", name)
     if not os.path.isdir(d):
         pytest.skip(f"{d} not generated")
-    with open(os.path.join(d, "sedd.json")) as f:
+    with open(os.path.join(d, "sedd.json"), encoding="utf-8") as f:
         doc = json.load(f)
     assert doc["graph"] == graph and doc["source"]["seed"] == seed
     with open(os.path.join(d, "model.onnx"), "rb") as f:

@@ -65,7 +65,7 @@ def likelihood_fresh():
 
 
 def committed(path):
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 

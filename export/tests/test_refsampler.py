@@ -102,7 +102,7 @@ def test_load_exported_refuses_a_network_that_does_not_match_its_golden(tmp_path
     src = os.path.join(TESTDATA, "tiny-absorb")
     dst = tmp_path / "m"
     shutil.copytree(src, dst)
-    with open(dst / "golden.json") as f:
+    with open(dst / "golden.json", encoding="utf-8") as f:
         doc = json.load(f)
     raw = np.fromfile(dst / doc["data"], dtype="<f4")
     first = doc["cases"][0]["log_score"]
@@ -117,10 +117,10 @@ def onnx_sourced_copy(tmp_path, fixture):
     load_exported must read the weights from model.onnx."""
     dst = tmp_path / fixture
     shutil.copytree(os.path.join(TESTDATA, fixture), dst)
-    with open(dst / "sedd.json") as f:
+    with open(dst / "sedd.json", encoding="utf-8") as f:
         man = json.load(f)
     man["source"] = {"kind": "training-run", "path": "elsewhere"}
-    with open(dst / "sedd.json", "w") as f:
+    with open(dst / "sedd.json", "w", encoding="utf-8") as f:
         json.dump(man, f)
     return dst
 

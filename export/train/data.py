@@ -146,7 +146,7 @@ def main():
             f.write(("\n" + EOT + "\n").join(docs) + "\n")
     table = [{"source": src, "split": sp, "docs": d, "words": w, "bytes": b}
              for (src, sp), (d, w, b) in sorted(stats.items())]
-    with open(os.path.join(args.out, "stats.json"), "w") as f:
+    with open(os.path.join(args.out, "stats.json"), "w", encoding="utf-8") as f:
         json.dump({"packages": PACKAGES, "sentences_per_nlp_doc": SENTENCES_PER_DOC, "splits": table}, f, indent=1)
     print(f"{'source':8} {'split':6} {'docs':>6} {'words':>9} {'bytes':>10}")
     for (src, sp), (d, w, b) in sorted(stats.items()):

@@ -45,7 +45,7 @@ WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 def load_run(run):
     """SEDD with the run's EMA weights."""
-    with open(os.path.join(run, ".hydra", "config.yaml")) as f:
+    with open(os.path.join(run, ".hydra", "config.yaml"), encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     model = SEDD(cfg)
     ck = torch.load(os.path.join(run, "checkpoints-meta", "checkpoint.pth"), map_location="cpu")
@@ -159,7 +159,7 @@ def main():
     length = int(cfg["model"]["length"])
     tok = Tokenizer.from_file(os.path.join(args.run, "tokenizer.json"))
     out_path = os.path.join(args.run, "eval.json")
-    res = json.load(open(out_path)) if os.path.exists(out_path) else {}
+    res = json.load(open(out_path, encoding="utf-8")) if os.path.exists(out_path) else {}
     if res.get("step") != ck["step"]:
         res = {}  # measured on other weights (the Go SDK's go_eval too): nothing of it carries over
     res["step"] = ck["step"]
@@ -180,7 +180,7 @@ def main():
         }
         print(json.dumps(res["bound"], indent=1), flush=True)
     if args.bound_only:
-        with open(out_path, "w") as f:
+        with open(out_path, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=1, ensure_ascii=False)
         return
 
@@ -196,7 +196,7 @@ def main():
                                       "seconds": time.time() - t0, "seed": steps}
         print(f"steps {steps}: word-in-vocab {frac:.3f} of {n} words, {time.time() - t0:.0f}s", flush=True)
         print(texts[0][:400], flush=True)
-    with open(out_path, "w") as f:
+    with open(out_path, "w", encoding="utf-8") as f:
         json.dump(res, f, indent=1, ensure_ascii=False)
 
 

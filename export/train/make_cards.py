@@ -252,15 +252,15 @@ def main():
     import numpy as np
     import yaml
 
-    stats = json.load(open(os.path.join(args.data, "stats.json")))
+    stats = json.load(open(os.path.join(args.data, "stats.json"), encoding="utf-8"))
     tokens_per_split = {s: int(np.load(os.path.join(args.data, s + ".ids.npy"), mmap_mode="r").shape[0])
                         for s in ("train", "valid", "test")}
     cfg = yaml.safe_load(read(os.path.join(args.sedd_run, ".hydra", "config.yaml")))
-    ev = json.load(open(os.path.join(args.sedd_run, "eval.json")))
-    ar_cfg = json.load(open(os.path.join(args.ar_run, "config.json")))
-    ar_test = json.load(open(os.path.join(args.ar_run, "test_eval.json")))
-    sedd_manifest = json.load(open(os.path.join(args.sedd_out, "sedd.json")))
-    ar_manifest = json.load(open(os.path.join(args.ar_out, "sedd.json")))
+    ev = json.load(open(os.path.join(args.sedd_run, "eval.json"), encoding="utf-8"))
+    ar_cfg = json.load(open(os.path.join(args.ar_run, "config.json"), encoding="utf-8"))
+    ar_test = json.load(open(os.path.join(args.ar_run, "test_eval.json"), encoding="utf-8"))
+    sedd_manifest = json.load(open(os.path.join(args.sedd_out, "sedd.json"), encoding="utf-8"))
+    ar_manifest = json.load(open(os.path.join(args.ar_out, "sedd.json"), encoding="utf-8"))
     sedd_name = os.path.basename(os.path.normpath(args.sedd_out))
     ar_name = os.path.basename(os.path.normpath(args.ar_out))
     with open(os.path.join(args.sedd_out, "README.md"), "w", encoding="utf-8") as f:

@@ -92,7 +92,7 @@ def nll_sum(model, x):
 
 def load_run(run, fp16=True):
     """The run's EMA weights, rounded to float16 (the shipped precision) unless fp16 is False."""
-    with open(os.path.join(run, "config.json")) as f:
+    with open(os.path.join(run, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     model = CausalLM(cfg["vocab"], cfg["hidden_size"], cfg["n_blocks"], cfg["n_heads"])
     ck = torch.load(os.path.join(run, "checkpoint.pth"), map_location="cpu")
@@ -141,7 +141,7 @@ def cmd_train(args):
            "length": args.length, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "ema": args.ema,
            "minutes": args.minutes, "seed": args.seed, "params": n_params,
            "optimizer": "AdamW betas (0.9, 0.95) weight decay 0.1, grad clip 1, cosine to 0.1 lr"}
-    with open(os.path.join(args.run, "config.json"), "w") as f:
+    with open(os.path.join(args.run, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=1)
     shutil.copyfile(os.path.join(args.data, "tokenizer.json"), os.path.join(args.run, "tokenizer.json"))
     log = Log(os.path.join(args.run, "train.log"))
@@ -200,7 +200,7 @@ def cmd_eval(args):
     res = {"split": "test", "blocks": len(test), "length": cfg["length"], "predicted_tokens": count,
            "nll_per_token": nll, "perplexity": ppl, "step": ck["step"], "weights": "ema"}
     print(json.dumps(res, indent=1))
-    with open(os.path.join(args.run, "test_eval.json"), "w") as f:
+    with open(os.path.join(args.run, "test_eval.json"), "w", encoding="utf-8") as f:
         json.dump(res, f, indent=1)
 
 
@@ -255,7 +255,7 @@ def cmd_export(args):
         offset += len(arr)
     with open(os.path.join(args.out, "golden.bin"), "wb") as f:
         f.write(b"".join(blobs))
-    with open(os.path.join(args.out, "golden.json"), "w") as f:
+    with open(os.path.join(args.out, "golden.json"), "w", encoding="utf-8") as f:
         json.dump({"format": 1, "data": "golden.bin", "cases": cases}, f)
         f.write("\n")
 
@@ -263,7 +263,7 @@ def cmd_export(args):
     test = {}
     tp = os.path.join(args.run, "test_eval.json")
     if os.path.exists(tp):
-        test = json.load(open(tp))
+        test = json.load(open(tp, encoding="utf-8"))
     name = os.path.basename(os.path.normpath(args.out))
     manifest = {
         "format": 1,
@@ -285,7 +285,7 @@ def cmd_export(args):
         "verify": {"golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4, "max_abs_err": None},
         "exporter": exporter_versions(),
     }
-    with open(os.path.join(args.out, "sedd.json"), "w") as f:
+    with open(os.path.join(args.out, "sedd.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
     print(f"exported {onnx_path} ({len(data)} bytes)")

@@ -329,7 +329,7 @@ def main():
 
     os.makedirs(os.path.join(args.run, ".hydra"), exist_ok=True)
     os.makedirs(os.path.join(args.run, "checkpoints-meta"), exist_ok=True)
-    with open(os.path.join(args.run, ".hydra", "config.yaml"), "w") as f:
+    with open(os.path.join(args.run, ".hydra", "config.yaml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     shutil.copyfile(tok_path, os.path.join(args.run, "tokenizer.json"))
     log = Log(os.path.join(args.run, "train.log"))
