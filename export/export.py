@@ -8,7 +8,8 @@ DIR is a HuggingFace-layout directory (config.json + model.safetensors or pytorc
 as louaaron/sedd-small publishes) or a training-run directory (.hydra/config.yaml +
 checkpoints-meta/checkpoint.pth; the EMA weights are exported). Writes model.onnx, sedd.json,
 tokenizer.json, golden.json, golden.bin and README.md into --out, after running the golden cases
-through ONNX Runtime for Python. Timing and sizes go to stderr. Exit status 2 for bad arguments or
+through ONNX Runtime for Python, and the faster variants model.opt.onnx (fused float32) and
+model.int8.onnx (int8 weights) checked the same way (--variants none: skip them; see variants.py). Timing and sizes go to stderr. Exit status 2 for bad arguments or
 unusable inputs, 1 when ONNX Runtime disagrees with PyTorch.
 """
 
@@ -22,10 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from seddpy import checkpoints, golden, hashes, manifest, onnx_export, ortcheck, tokenizers  # noqa: E402
-
-OUTPUT_FILES = ("model.onnx", "sedd.json", "tokenizer.json", "golden.json", "golden.bin", "README.md")
-
+from seddpy import checkpoints, golden, hashes, manifest, onnx_export, ortcheck, tokenizers, variants  # noqa: E402
+import variants as add_variants  # noqa: E402
 
 class UsageError(Exception):
     """Bad command-line arguments (exit status 2)."""
@@ -39,10 +38,13 @@ def _mib(n):
     return f"{n / 2**20:.1f} MiB"
 
 
-def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed=0, log=_log):
+def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed=0, log=_log,
+                 kinds=variants.KINDS, keep_fp32=variants.KEEP_DEFAULT):
     """Writes the model directory for a checkpoints.Loaded into out_dir and returns the sedd.json
     document. tokenizer is "gpt2", "bytes", a tokenizer.json path or None (see
-    tokenizers.resolve); golden_length overrides the trained length used for golden cases."""
+    tokenizers.resolve); golden_length overrides the trained length used for golden cases;
+    kinds are the faster variants to build next to model.onnx (seddpy/variants.py), keep_fp32
+    the layers their int8 graph leaves in float32."""
     cfg = loaded.config
     tokens = int(cfg["tokens"])
     kind, tok_doc = tokenizers.resolve(tokenizer, tokens, loaded.tokenizer_path)
@@ -69,9 +71,14 @@ def export_model(loaded, out_dir, name, tokenizer=None, golden_length=None, seed
 
     doc = manifest.build_manifest(name, cfg, loaded.model, kind, tok_doc, info, loaded.source, ginfo, check=check,
                                   tokenizer_sha256=hashes.file_sha256(os.path.join(out_dir, "tokenizer.json")))
+    if kinds:
+        doc["variants"] = variants.build(out_dir, doc, cases, kinds=kinds, keep_fp32=keep_fp32, log=log)
     manifest.write_manifest(doc, out_dir)
+    card = model_card(doc, cfg)
+    if doc.get("variants"):
+        card = card.rstrip("\n") + "\n\n" + add_variants.card_section(doc["variants"]) + "\n"
     with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(model_card(doc, cfg))
+        f.write(card)
     return doc
 
 
@@ -163,6 +170,10 @@ def parse_args(argv):
     ap.add_argument("--length", type=int, metavar="N", help="trained length for the golden cases (default: the config's)")
     ap.add_argument("--weights", choices=["ema", "model"], default="ema",
                     help="training-run directories: EMA weights (default) or the raw model weights")
+    ap.add_argument("--variants", type=add_variants.parse_kinds, default=list(variants.KINDS), metavar="LIST",
+                    help="faster graphs to build next to model.onnx: fp32-opt,int8 (default), or none")
+    ap.add_argument("--keep-fp32", type=add_variants.parse_keep, default=list(variants.KEEP_DEFAULT), metavar="LIST",
+                    help="int8 variant: layers to leave in float32: conditioning (default), output, both, or none")
     ap.add_argument("--trust-pickle", action="store_true",
                     help="let .pth/.bin checkpoints unpickle arbitrary objects (only for files you trust)")
     args = ap.parse_args(argv)
@@ -188,11 +199,12 @@ def main(argv=None):
             name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
         _log(f"loaded {loaded.source['kind']} in {time.time() - start:.1f} s: "
              f"{checkpoints.count_params(loaded.model):,} parameters")
-        export_model(loaded, args.out, name, tokenizer=args.tokenizer, golden_length=args.length, seed=args.seed)
+        export_model(loaded, args.out, name, tokenizer=args.tokenizer, golden_length=args.length, seed=args.seed,
+                     kinds=args.variants, keep_fp32=args.keep_fp32)
     except (checkpoints.CheckpointError, tokenizers.TokenizerError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 2
-    except ortcheck.MismatchError as e:
+    except (ortcheck.MismatchError, variants.VariantError) as e:
         print(f"export: {e} (what was written so far is left in {args.out})", file=sys.stderr)
         return 1
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
