@@ -71,6 +71,67 @@ type Manifest struct {
 	Verify *Verify `json:"verify,omitempty"`
 	// Exporter describes the program that wrote the export; free-form.
 	Exporter json.RawMessage `json:"exporter,omitempty"`
+	// Variants are faster graphs of the same network (export/variants.py),
+	// in the order sedd.json lists them; empty when there are none.
+	Variants []Variant `json:"variants,omitempty"`
+}
+
+// Precisions of a variant's arithmetic (the "precision" field).
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionInt8 = "int8"
+)
+
+// Reference names model.onnx among the variants: the graph as exported, the
+// reference every variant was checked against. No variant may take the name.
+const Reference = "reference"
+
+// Variant is a faster graph of the same network, listed under "variants":
+// for example "fp32-opt" (ONNX Runtime's transformer fusions, float32) or
+// "int8" (dynamic int8 quantization of the weights). Each was checked
+// against the golden outputs at export with its own tolerance.
+type Variant struct {
+	Name      string `json:"name"`
+	Precision string `json:"precision"`
+	// ONNX is the variant's file; SHA256 and Size are always recorded.
+	ONNX ONNX `json:"onnx"`
+	// Tolerance is the relative tolerance of Verify for this variant, and
+	// ToleranceBasis says in words how it was derived.
+	Tolerance      float64 `json:"tolerance"`
+	ToleranceBasis string  `json:"tolerance_basis,omitempty"`
+	// MaxRelErr and MeanKL are what the exporter measured on the golden
+	// cases: max|variant − PyTorch| / max(1, max|PyTorch|), and the mean KL
+	// divergence (nats per position) of the distributions exp(log_score)
+	// defines. Zero when not recorded.
+	MaxRelErr float64 `json:"max_rel_err,omitempty"`
+	MeanKL    float64 `json:"mean_kl,omitempty"`
+	// Quality is the variant's measured cost on held-out text, or nil when
+	// it was not measured.
+	Quality *Quality `json:"quality,omitempty"`
+}
+
+// Quality is what a variant costs against model.onnx on held-out text,
+// measured with the SDK (benchmarks/cmd/sedd-bench quality) and written
+// into sedd.json.
+type Quality struct {
+	// WithinLimits is true when every measured cost is within Limits.
+	WithinLimits bool `json:"within_limits"`
+	// Limits states the documented limits in words; Summary the
+	// measurements.
+	Limits  string `json:"limits,omitempty"`
+	Summary string `json:"summary,omitempty"`
+	// Detail is the full measurement; free-form.
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// Variant returns the variant called name, or false.
+func (m *Manifest) Variant(name string) (Variant, bool) {
+	for _, v := range m.Variants {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Variant{}, false
 }
 
 // N returns the size of the score network's last output dimension:
@@ -218,6 +279,9 @@ func Parse(data []byte) (*Manifest, error) {
 	if err := objectOrNull("exporter", m.Exporter); err != nil {
 		return nil, err
 	}
+	if m.Variants, err = variants(r.Variants, m.ONNX.File); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -324,6 +388,28 @@ type rawManifest struct {
 	Source    json.RawMessage `json:"source"`
 	Verify    *rawVerify      `json:"verify"`
 	Exporter  json.RawMessage `json:"exporter"`
+	Variants  []rawVariant    `json:"variants"`
+}
+
+type rawVariant struct {
+	Name           *string         `json:"name"`
+	Precision      *string         `json:"precision"`
+	File           *string         `json:"file"`
+	SHA256         *string         `json:"sha256"`
+	Size           *int64          `json:"size"`
+	ExternalData   json.RawMessage `json:"external_data"`
+	Tolerance      *float64        `json:"tolerance"`
+	ToleranceBasis string          `json:"tolerance_basis"`
+	MaxRelErr      *float64        `json:"max_rel_err"`
+	MeanKL         *float64        `json:"mean_kl"`
+	Quality        *rawQuality     `json:"quality"`
+}
+
+type rawQuality struct {
+	WithinLimits *bool           `json:"within_limits"`
+	Limits       string          `json:"limits"`
+	Summary      string          `json:"summary"`
+	Detail       json.RawMessage `json:"detail"`
 }
 
 type rawEvaluator struct {
@@ -665,6 +751,97 @@ func verify(r *rawVerify) (*Verify, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// variants validates the "variants" list: unique names other than
+// Reference, a known precision, a file of its own inside the directory with
+// its sha256 and size, a finite tolerance > 0.
+func variants(raws []rawVariant, base string) ([]Variant, error) {
+	if len(raws) == 0 {
+		return nil, nil
+	}
+	out := make([]Variant, 0, len(raws))
+	seen := map[string]bool{}
+	files := map[string]bool{base: true}
+	for i, r := range raws {
+		at := fmt.Sprintf("variants[%d]", i)
+		if r.Name == nil || *r.Name == "" {
+			return nil, fieldErr(at+".name", ErrMissing, "")
+		}
+		v := Variant{Name: *r.Name, ToleranceBasis: r.ToleranceBasis}
+		at = fmt.Sprintf("variants[%d] (%s)", i, v.Name)
+		switch {
+		case v.Name == Reference:
+			return nil, fieldErr(at+".name", ErrInvalid, "%q names model.onnx itself; a variant needs another name", v.Name)
+		case seen[v.Name]:
+			return nil, fieldErr(at+".name", ErrInvalid, "%q is listed twice", v.Name)
+		}
+		seen[v.Name] = true
+		if r.Precision == nil {
+			return nil, fieldErr(at+".precision", ErrMissing, "")
+		}
+		switch *r.Precision {
+		case PrecisionFP32, PrecisionInt8:
+			v.Precision = *r.Precision
+		default:
+			return nil, fieldErr(at+".precision", ErrInvalid, "%q; known precisions are %q and %q", *r.Precision, PrecisionFP32, PrecisionInt8)
+		}
+		var err error
+		if v.ONNX.File, err = localFile(at+".file", r.File); err != nil {
+			return nil, err
+		}
+		if files[v.ONNX.File] {
+			return nil, fieldErr(at+".file", ErrInvalid, "%q is the file of model.onnx or of another variant", v.ONNX.File)
+		}
+		files[v.ONNX.File] = true
+		if r.SHA256 == nil || *r.SHA256 == "" {
+			return nil, fieldErr(at+".sha256", ErrMissing, "")
+		}
+		if v.ONNX.SHA256, err = digest(at+".sha256", *r.SHA256); err != nil {
+			return nil, err
+		}
+		if r.Size == nil {
+			return nil, fieldErr(at+".size", ErrMissing, "")
+		}
+		if *r.Size <= 0 {
+			return nil, fieldErr(at+".size", ErrInvalid, "%d; must be > 0", *r.Size)
+		}
+		v.ONNX.Size = *r.Size
+		if v.ONNX.ExternalData, err = externalData(r.ExternalData); err != nil {
+			return nil, fieldErr(at+".external_data", ErrSyntax, "want a list of file names")
+		}
+		if r.Tolerance == nil {
+			return nil, fieldErr(at+".tolerance", ErrMissing, "")
+		}
+		if !(*r.Tolerance > 0) || math.IsInf(*r.Tolerance, 0) {
+			return nil, fieldErr(at+".tolerance", ErrInvalid, "%v; must be finite and > 0", *r.Tolerance)
+		}
+		v.Tolerance = *r.Tolerance
+		for _, f := range []struct {
+			name string
+			p    *float64
+			dst  *float64
+		}{{"max_rel_err", r.MaxRelErr, &v.MaxRelErr}, {"mean_kl", r.MeanKL, &v.MeanKL}} {
+			if f.p == nil {
+				continue
+			}
+			if !(*f.p >= 0) || math.IsInf(*f.p, 0) {
+				return nil, fieldErr(at+"."+f.name, ErrInvalid, "%v; must be finite and ≥ 0", *f.p)
+			}
+			*f.dst = *f.p
+		}
+		if q := r.Quality; q != nil {
+			if q.WithinLimits == nil {
+				return nil, fieldErr(at+".quality.within_limits", ErrMissing, "")
+			}
+			if err := objectOrNull(at+".quality.detail", q.Detail); err != nil {
+				return nil, err
+			}
+			v.Quality = &Quality{WithinLimits: *q.WithinLimits, Limits: q.Limits, Summary: q.Summary, Detail: q.Detail}
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func objectOrNull(field string, raw json.RawMessage) error {
