@@ -34,6 +34,33 @@ type config struct {
 	cuda     bool
 	deviceID int
 	fallback bool
+	// saveOptimized, when set, is where ONNX Runtime writes the graph it
+	// optimized, its weights in saveOptimized + ".data".
+	saveOptimized string
+	// preoptimized loads a graph written that way, without optimizing it
+	// again.
+	preoptimized bool
+}
+
+// WithSaveOptimized makes ONNX Runtime write the graph as it optimized it
+// to path while creating the session, with every weight of 1 KiB or more in
+// the external-data file path + ".data" (which a later session maps into
+// memory instead of copying); see WithPreoptimized.
+func WithSaveOptimized(path string) Option {
+	return func(c *config) error {
+		c.saveOptimized = path
+		return nil
+	}
+}
+
+// WithPreoptimized loads a graph that WithSaveOptimized wrote, with ONNX
+// Runtime's graph optimizations off: they were applied already, for this
+// ONNX Runtime and this CPU.
+func WithPreoptimized() Option {
+	return func(c *config) error {
+		c.preoptimized = true
+		return nil
+	}
 }
 
 // WithLibrary names the ONNX Runtime shared library explicitly, ahead of
@@ -326,6 +353,27 @@ func cpuOptions(c *config) (*ort.SessionOptions, error) {
 	if err := so.SetInterOpNumThreads(c.interOp); err != nil {
 		so.Destroy()
 		return nil, fmt.Errorf("runtime: inter-op threads: %w", err)
+	}
+	if c.saveOptimized != "" {
+		err := so.SetOptimizedModelFilePath(c.saveOptimized)
+		for _, kv := range [][2]string{
+			{"session.optimized_model_external_initializers_file_name", filepath.Base(c.saveOptimized) + ".data"},
+			{"session.optimized_model_external_initializers_min_size_in_bytes", "1024"},
+		} {
+			if err == nil {
+				err = so.AddSessionConfigEntry(kv[0], kv[1])
+			}
+		}
+		if err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("runtime: saving the optimized graph: %w", err)
+		}
+	}
+	if c.preoptimized {
+		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("runtime: graph optimization level: %w", err)
+		}
 	}
 	return so, nil
 }
