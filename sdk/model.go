@@ -33,6 +33,8 @@ type Model struct {
 	// tokDigest is the sha256 of tokenizer.json's JSON value (Info).
 	tokDigest string
 	sess      *onnxrt.Session
+	choice    graphChoice // the graph sess runs
+	cache     string      // how it was loaded (Info.GraphCache)
 	graph     diffusion.Graph
 	noise     diffusion.Noise
 	opts      config.Open
@@ -124,12 +126,10 @@ func open(d modeldir.Dir, o config.Open) (*Model, error) {
 	if v := m.tok.VocabSize(); v != man.Tokens {
 		return fail(fmt.Errorf("%w: %s has %d tokens but sedd.json says tokens=%d", manifest.ErrMismatch, man.Tokenizer.File, v, man.Tokens))
 	}
-	src, err := network(d, man)
-	if err != nil {
-		return fail(err)
+	if m.choice, err = choose(man, o.Precision); err != nil {
+		return nil, err
 	}
-	m.sess, err = onnxrt.OpenSource(src, man.N(), o.Runtime()...)
-	if err != nil {
+	if m.sess, m.cache, err = openNetwork(d, man, m.choice, o, m.log); err != nil {
 		return fail(err)
 	}
 	if fb := m.sess.FellBack(); fb != nil {
@@ -138,22 +138,23 @@ func open(d modeldir.Dir, o config.Open) (*Model, error) {
 	return m, nil
 }
 
-// network checks the ONNX file against the manifest (size, sha256) and
-// returns it for ONNX Runtime: its bytes, read once, or its path when ONNX
-// Runtime must read it itself (weights in external data files).
-func network(d modeldir.Dir, man *manifest.Manifest) (onnxrt.Source, error) {
-	if man.ONNX.ExternalData {
-		path, err := d.HashFile(man.ONNX.File, man.ONNX.Size, "")
+// network checks an ONNX file of the model (model.onnx or a variant's)
+// against what the manifest records (size, sha256) and returns it for ONNX
+// Runtime: its bytes, read once, or its path when ONNX Runtime must read it
+// itself (weights in external data files).
+func network(d modeldir.Dir, f manifest.ONNX) (onnxrt.Source, error) {
+	if f.ExternalData {
+		path, err := d.HashFile(f.File, f.Size, "")
 		return onnxrt.Source{Path: path}, err
 	}
-	data, err := d.Checked(man.ONNX.File, man.ONNX.Size, man.ONNX.SHA256)
+	data, err := d.Checked(f.File, f.Size, f.SHA256)
 	if err != nil {
 		return onnxrt.Source{}, err
 	}
 	if len(data) == 0 {
-		return onnxrt.Source{}, &onnxrt.GraphError{Err: onnxrt.ErrNotONNX, Path: man.ONNX.File, Detail: "empty file"}
+		return onnxrt.Source{}, &onnxrt.GraphError{Err: onnxrt.ErrNotONNX, Path: f.File, Detail: "empty file"}
 	}
-	return onnxrt.Source{Path: man.ONNX.File, Data: data}, nil
+	return onnxrt.Source{Path: f.File, Data: data}, nil
 }
 
 // classifyOpen gives an error of Open its kind: the library or the device
@@ -265,9 +266,23 @@ type Info struct {
 	SpecialTokens   map[string]int `json:"special_tokens"`
 	EOS             string         `json:"eos"`
 	TokenizerDigest string         `json:"tokenizer_digest"`
-	// ONNXFile and ONNXSize describe the network file.
+	// ONNXFile and ONNXSize describe the network file that runs: model.onnx
+	// or a variant's.
 	ONNXFile string `json:"onnx_file"`
 	ONNXSize int64  `json:"onnx_size"`
+	// Variant names the graph that runs ("reference" for model.onnx, else a
+	// variant of sedd.json such as "fp32-opt" or "int8"), Precision its
+	// arithmetic ("fp32" or "int8"), VariantReason why it was chosen;
+	// Variants lists every graph of the model, model.onnx first.
+	Variant       string        `json:"variant"`
+	Precision     string        `json:"precision"`
+	VariantReason string        `json:"variant_reason"`
+	Variants      []VariantInfo `json:"variants"`
+	// GraphCache says how the graph was loaded: "hit" (ONNX Runtime's
+	// optimized copy from the cache, see WithCacheDir), "built" (loaded from
+	// the model directory and its optimized copy cached), or "off: " and why
+	// the cache was not used.
+	GraphCache string `json:"graph_cache"`
 	// Format is sedd.json's format version; Source says in words what the
 	// model was exported from; ExportedWith the torch and onnx versions of
 	// the exporter (when recorded).
@@ -308,12 +323,58 @@ func (m *Model) Info() Info {
 		Params: man.Model.Params, Hidden: man.Model.HiddenSize, Blocks: man.Model.NBlocks,
 		Heads: man.Model.NHeads, CondDim: man.Model.CondDim, ScaleBySigma: man.Model.ScaleBySigma,
 		Tokenizer: man.Tokenizer.Kind, SpecialTokens: man.Tokenizer.SpecialTokens, EOS: eos, TokenizerDigest: m.tokDigest,
-		ONNXFile: man.ONNX.File, ONNXSize: man.ONNX.Size,
+		ONNXFile: m.choice.onnx.File, ONNXSize: m.choice.onnx.Size,
+		Variant: m.choice.name, Precision: m.choice.precision, VariantReason: m.choice.reason,
+		Variants: variantInfos(man, m.choice.name), GraphCache: m.cache,
 		Format: man.Format, Source: sourceText(man.Source), ExportedWith: exporterText(man.Exporter),
 		ORTVersion: m.sess.Version(), LibraryPath: lib.Path, LibrarySource: lib.Source, LibraryReason: lib.Reason,
 		Provider: m.sess.Provider(), FellBackToCPU: m.sess.FellBack() != nil, Threads: m.opts.Threads,
 		Manifest: json.RawMessage(m.raw),
 	}
+}
+
+// VariantInfo describes one graph of a model (Info.Variants).
+type VariantInfo struct {
+	// Name is "reference" for model.onnx, else the variant's name;
+	// Precision "fp32" or "int8"; File and Size its file.
+	Name      string `json:"name"`
+	Precision string `json:"precision"`
+	File      string `json:"file"`
+	Size      int64  `json:"size"`
+	// Tolerance is Verify's default tolerance for it (0: the manifest's
+	// verify.tolerance), MaxRelErr and MeanKL what the exporter measured
+	// against PyTorch on the golden cases (0 when not recorded).
+	Tolerance float64 `json:"tolerance"`
+	MaxRelErr float64 `json:"max_rel_err"`
+	MeanKL    float64 `json:"mean_kl"`
+	// Quality summarises its measured quality cost on held-out text, ""
+	// when not measured; WithinLimits says whether that cost is within the
+	// documented limits.
+	Quality      string `json:"quality"`
+	WithinLimits bool   `json:"within_limits"`
+	// Running is true for the graph that runs.
+	Running bool `json:"running"`
+}
+
+// variantInfos lists model.onnx and the variants.
+func variantInfos(man *manifest.Manifest, running string) []VariantInfo {
+	out := []VariantInfo{{Name: manifest.Reference, Precision: manifest.PrecisionFP32, File: man.ONNX.File,
+		Size: man.ONNX.Size, Running: running == manifest.Reference}}
+	if man.Verify != nil {
+		out[0].Tolerance = man.Verify.Tolerance
+	}
+	for _, v := range man.Variants {
+		vi := VariantInfo{Name: v.Name, Precision: v.Precision, File: v.ONNX.File, Size: v.ONNX.Size,
+			Tolerance: v.Tolerance, MaxRelErr: v.MaxRelErr, MeanKL: v.MeanKL, Running: running == v.Name}
+		if v.Quality != nil {
+			vi.Quality, vi.WithinLimits = v.Quality.Summary, v.Quality.WithinLimits
+			if vi.Quality == "" {
+				vi.Quality = "measured"
+			}
+		}
+		out = append(out, vi)
+	}
+	return out
 }
 
 // eosText returns the literal text of the tokenizer's end-of-text token, such

@@ -1,9 +1,12 @@
 package sdk
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	goruntime "runtime"
+	"slices"
+	"strings"
 
 	"github.com/sedd-go/sedd/sdk/internal/config"
 )
@@ -34,7 +37,10 @@ func WithLibraryPath(path string) Option {
 
 // WithThreads sets the number of threads ONNX Runtime uses inside one forward
 // pass (intra-op threads), between 1 and four per logical CPU (at least 64).
-// The default is the number of logical CPUs.
+// The default is the number of physical cores this process may run on (its
+// CPU affinity, and at most its container's CPU limit): a core's second
+// hardware thread shares its vector units, so the matrix kernels gain little
+// from it.
 func WithThreads(n int) Option {
 	return func(o *config.Open) error {
 		if n < 1 || n > maxThreads() {
@@ -97,6 +103,52 @@ func WithMemoryLimit(bytes int64) Option {
 			return fmt.Errorf("%w: memory limit must be > 0 bytes, got %d", ErrBadRequest, bytes)
 		}
 		o.MemoryLimit = bytes
+		return nil
+	}
+}
+
+// WithPrecision chooses which of the model's graphs runs:
+//
+//   - "auto" (the default): the fastest graph whose cost is within the
+//     documented limits: the int8 variant when sedd.json records that its
+//     measured quality cost is within them (benchmarks/README.md, "int8"),
+//     else the optimized float32 variant when there is one, else model.onnx;
+//   - "fp32": the optimized float32 variant (fused operators, same
+//     arithmetic), else model.onnx;
+//   - "int8": the int8 variant (int8 weights, activations quantized at run
+//     time: faster, and a measured change of the model's law);
+//   - "reference": model.onnx as exported, the graph every variant was
+//     checked against;
+//   - the name of one of sedd.json's variants (Info.Variants), such as
+//     "fp32-opt".
+//
+// Open fails with ErrBadRequest when the model has no graph of the precision
+// asked for (export/variants.py adds the variants to an exported directory).
+// Info reports the graph chosen and why.
+func WithPrecision(precision string) Option {
+	return func(o *config.Open) error {
+		p := strings.TrimSpace(precision)
+		if l := strings.ToLower(p); l == "" || slices.Contains(config.Precisions, l) {
+			p = cmp.Or(l, config.PrecisionAuto)
+		} else if strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) || len(p) > 128 {
+			return fmt.Errorf("%w: precision %q: use one of %s, or a variant's name", ErrBadRequest, precision, strings.Join(config.Precisions, ", "))
+		}
+		o.Precision = p // a variant's name: Open checks the model has it
+		return nil
+	}
+}
+
+// WithCacheDir sets where Open keeps ONNX Runtime's optimized copies of the
+// graphs it loads from model directories on disk, which make every Open after
+// the first of a model faster (see docs/DESIGN.md, "Optimized-graph cache");
+// "" turns the cache off. The default is $SEDD_CACHE_DIR when set, else
+// sedd/onnxruntime under the user's cache directory (${XDG_CACHE_HOME:-~/.cache}
+// on Linux). Entries are checked before use and rebuilt when corrupt or
+// stale; deleting the directory is always safe. Models opened with OpenFS
+// and sessions on CUDA are not cached.
+func WithCacheDir(dir string) Option {
+	return func(o *config.Open) error {
+		o.CacheDir = dir
 		return nil
 	}
 }

@@ -10,8 +10,8 @@ import (
 // VerifyRequest describes one Verify call.
 type VerifyRequest struct {
 	// Tolerance bounds max|ONNX − PyTorch| relative to max(1, max|PyTorch|)
-	// for each golden case; 0 means the tolerance sedd.json records, else
-	// 1e-4.
+	// for each golden case; 0 means the tolerance sedd.json records for the
+	// graph that runs (a variant's own, else verify.tolerance), else 1e-4.
 	Tolerance float64
 }
 
@@ -34,6 +34,11 @@ type VerifyCase struct {
 
 // VerifyReport is the outcome of Model.Verify.
 type VerifyReport struct {
+	// Variant and File name the graph checked (Info.Variant, Info.ONNXFile);
+	// Tolerance is the one applied: the request's, else the variant's own
+	// (sedd.json records how it was derived), else verify.tolerance.
+	Variant   string       `json:"variant"`
+	File      string       `json:"file"`
 	Tolerance float64      `json:"tolerance"`
 	Cases     []VerifyCase `json:"cases"`
 	// MaxRel is the largest relative error over all cases and both outputs.
@@ -46,7 +51,11 @@ type VerifyReport struct {
 // even when a case fails; the error then matches ErrBadModel. Missing or
 // corrupt golden files are ErrBadModel too.
 func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, error) {
-	tol, name, err := golden.Settings(req.Tolerance, m.man.Verify)
+	requested := req.Tolerance
+	if requested == 0 {
+		requested = m.choice.tolerance // a variant's own; 0 for model.onnx (the manifest's)
+	}
+	tol, name, err := golden.Settings(requested, m.man.Verify)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -64,7 +73,7 @@ func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, e
 	}
 	defer m.scorers.Put(sc)
 	counted := &scoreCounter{m: m, sc: sc}
-	rep := &VerifyReport{Tolerance: tol, OK: true}
+	rep := &VerifyReport{Variant: m.choice.name, File: m.choice.onnx.File, Tolerance: tol, OK: true}
 	for _, c := range cases {
 		if c.N != m.man.N() {
 			return nil, withKind(ErrBadModel, fmt.Errorf("verify %s: golden case %s has %d states per position, the model %d", m.dir, c.Name, c.N, m.man.N()))
@@ -88,8 +97,8 @@ func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, e
 		rep.Cases = append(rep.Cases, vc)
 	}
 	if !rep.OK {
-		return rep, withKind(ErrBadModel, fmt.Errorf("verify %s: the network does not reproduce its golden outputs: max relative error %.3g exceeds %.3g (or log_score is not 0 at an input token); export the model again, or check that the ONNX Runtime version is one it was exported for",
-			m.dir, rep.MaxRel, tol))
+		return rep, withKind(ErrBadModel, fmt.Errorf("verify %s: the network (%s, %s) does not reproduce its golden outputs: max relative error %.3g exceeds %.3g (or log_score is not 0 at an input token); export the model again, or check that the ONNX Runtime version is one it was exported for",
+			m.dir, m.choice.name, m.choice.onnx.File, rep.MaxRel, tol))
 	}
 	return rep, nil
 }

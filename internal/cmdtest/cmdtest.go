@@ -113,13 +113,13 @@ func (c *Command) Run(t *testing.T, args ...string) Result {
 }
 
 // Env is the environment of a run: this process's without SEDD_MODEL,
-// XDG_CACHE_HOME and the library variable, then a private cache directory
-// and the library found at Build.
+// SEDD_CACHE_DIR, XDG_CACHE_HOME and the library variable, then a private
+// cache directory and the library found at Build.
 func (c *Command) Env(t *testing.T) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SEDD_MODEL=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") &&
-			!strings.HasPrefix(kv, EnvLibraryPath+"=") {
+			!strings.HasPrefix(kv, "SEDD_CACHE_DIR=") && !strings.HasPrefix(kv, EnvLibraryPath+"=") {
 			env = append(env, kv)
 		}
 	}

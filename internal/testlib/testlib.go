@@ -51,10 +51,18 @@ func Setup() {
 }
 
 // Main is TestMain for packages whose tests run models: Setup, then the
-// tests.
+// tests, with the optimized-graph cache in a temporary directory of their
+// own (SEDD_CACHE_DIR), never the user's.
 func Main(m *testing.M) {
 	Setup()
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "sedd-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("SEDD_CACHE_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // CopyDir copies the regular files of directory src (a model, say) into a new
@@ -146,6 +154,39 @@ func Rehash(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AddVariants copies the variant files of fixture (model.opt.onnx,
+// model.int8.onnx and variants.json, their sedd.json entries, as in
+// sdk/testdata/tiny-absorb-variants) into the model directory dir and lists
+// them in its sedd.json; edit, when not nil, changes the entries first.
+func AddVariants(t testing.TB, dir, fixture string, edit func(vs []map[string]any)) {
+	t.Helper()
+	var vs []map[string]any
+	if err := json.Unmarshal(ReadFile(t, filepath.Join(fixture, "variants.json")), &vs); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		f := v["file"].(string)
+		if err := os.WriteFile(filepath.Join(dir, f), ReadFile(t, filepath.Join(fixture, f)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if edit != nil {
+		edit(vs)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(ReadFile(t, filepath.Join(dir, "sedd.json")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["variants"] = vs
+	raw, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sedd.json"), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

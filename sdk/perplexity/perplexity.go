@@ -88,6 +88,12 @@ func open(d modeldir.Dir, opts []sdk.Option) (*Evaluator, error) {
 			return nil, err
 		}
 	}
+	switch o.Precision {
+	case config.PrecisionAuto, config.PrecisionFP32, config.PrecisionReference:
+	default:
+		return nil, fmt.Errorf("%w: precision %q: an evaluator runs its model.onnx (float32) only; variants are made for SEDD models",
+			sdk.ErrBadRequest, o.Precision)
+	}
 	fail := func(err error) (*Evaluator, error) {
 		return nil, classifyOpen(fmt.Errorf("open evaluator %s: %w", d, err))
 	}

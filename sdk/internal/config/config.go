@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
+	"github.com/sedd-go/sedd/sdk/internal/ortcache"
 )
 
 // Open is what the Option functions of package sdk set.
@@ -29,14 +29,30 @@ type Open struct {
 	Logger *slog.Logger
 	// MemoryLimit bounds the memory one request may need, in bytes.
 	MemoryLimit int64
+	// Precision chooses the graph: PrecisionAuto, "fp32", "int8" or
+	// "reference".
+	Precision string
+	// CacheDir is the root of the optimized-graph cache, "" for none.
+	CacheDir string
 }
 
+// Precision choices (WithPrecision).
+const (
+	PrecisionAuto      = "auto"
+	PrecisionFP32      = "fp32"
+	PrecisionInt8      = "int8"
+	PrecisionReference = "reference"
+)
+
+// Precisions lists the choices in the order messages give them.
+var Precisions = []string{PrecisionAuto, PrecisionFP32, PrecisionInt8, PrecisionReference}
+
 // Defaults returns the settings before any option: the CPU with one thread
-// per logical CPU, a logger that discards everything, and the default memory
-// limit.
+// per physical core, a logger that discards everything, the default memory
+// limit, the automatic choice of graph and the default cache directory.
 func Defaults() Open {
-	return Open{Threads: goruntime.NumCPU(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		MemoryLimit: DefaultMemoryLimit()}
+	return Open{Threads: DefaultThreads(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MemoryLimit: DefaultMemoryLimit(), Precision: PrecisionAuto, CacheDir: ortcache.DefaultRoot()}
 }
 
 // ParseDevice reads "cpu", "cuda" or "gpu" (device 0), or "cuda:N".
