@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """SDK against the PyTorch reference sampler, side by side in one run.
 
-For every model and step count, runs `sedd-bench speed` (the Go SDK through ONNX Runtime)
-and export/reference_sampler.py (the reference's sampling loop in PyTorch) one after the
-other, each in a fresh process with the same weights, threads, batch, length, predictor and
-steps, and writes every measurement to a JSON-lines file and a Markdown table to stdout.
+For every model and step count, runs `sedd-bench speed` (the Go SDK through ONNX Runtime) once
+per graph of --precisions and export/reference_sampler.py (the reference's sampling loop in
+PyTorch) one after the other, each in a fresh process with the same weights, threads, batch,
+length, predictor and steps, and writes every measurement to a JSON-lines file and a Markdown
+table to stdout.
 
   .venv/bin/python benchmarks/speed.py --sedd-bench bin/sedd-bench \\
       --model out/sedd-small-random:1:1024 --model models/brown-sedd-small:8:128 \\
@@ -50,31 +51,44 @@ def fmt_mib(v):
     return "n/a" if v is None else f"{v:,.0f} MiB"
 
 
+def impl_key(r):
+    """The implementation of a row: the PyTorch reference, or the SDK with its graph."""
+    if r["impl"] != "sedd-go":
+        return r["impl"]
+    return "sedd-go:" + r.get("variant", "reference")
+
+
+def impl_name(r):
+    if r["impl"] != "sedd-go":
+        return "PyTorch reference"
+    v = r.get("variant", "reference")
+    return "SDK (Go, ONNX Runtime)" + ("" if v == "reference" else f", {v}")
+
+
 def table(rows):
     out = [
         "| model | steps | implementation | whole sample | per step | network per step | "
-        "rest per step | rest share | Go allocations per step | peak RSS while sampling | SDK speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "rest per step | rest share | Go allocations per step | peak RSS while sampling | vs SDK model.onnx | vs PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_key = {}
     for r in rows:
-        by_key.setdefault((r["model"], r["batch"], r["length"], r["steps"]), {})[r["impl"]] = r
-    for (model, batch, length, steps), pair in by_key.items():
-        go, pt = pair.get("sedd-go"), pair.get("pytorch-reference")
-        for r in (go, pt):
-            if r is None:
-                continue
+        by_key.setdefault((r["model"], r["batch"], r["length"], r["steps"]), {})[impl_key(r)] = r
+    for (model, batch, length, steps), impls in by_key.items():
+        pt = impls.get("pytorch-reference")
+        base = impls.get("sedd-go:reference")
+        order = sorted(impls, key=lambda k: (k == "pytorch-reference", k != "sedd-go:reference", k))
+        for k in order:
+            r = impls[k]
             whole = fmt_s(r["sample_s"]) + (" (projected)" if r.get("projected") else "")
             peak = r.get("peak_rss_sampling_mib") or r.get("peak_rss_mib")
-            speedup = ""
-            if r is go and pt is not None:
-                speedup = f"**{pt['sample_s'] / go['sample_s']:.2f}×**"
-            name = "SDK (Go, ONNX Runtime)" if r is go else "PyTorch reference"
+            vs_pt = f"**{pt['sample_s'] / r['sample_s']:.2f}× faster**" if pt is not None and r is not pt else ""
+            vs_base = f"{r['sample_s'] / base['sample_s']:.2f}× the time" if base is not None and r["impl"] == "sedd-go" else ""
             allocs = f"{r['allocs_per_step']:.1f}" if "allocs_per_step" in r else "–"
             out.append(
-                f"| {model} b{batch}×{length} | {steps} | {name} | {whole} | {r['step_s'] * 1e3:,.0f} ms | "
+                f"| {model} b{batch}×{length} | {steps} | {impl_name(r)} | {whole} | {r['step_s'] * 1e3:,.0f} ms | "
                 f"{r['forward_s'] * 1e3:,.0f} ms | {r['other_s'] * 1e3:,.1f} ms | {100 * r['other_share']:.2f} % | "
-                f"{allocs} | {fmt_mib(peak)} | {speedup} |"
+                f"{allocs} | {fmt_mib(peak)} | {vs_base} | {vs_pt} |"
             )
     return "\n".join(out)
 
@@ -90,6 +104,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference-stop-after", type=int, default=0)
+    ap.add_argument("--precisions", default="reference",
+                    help="SDK graphs to time, comma-separated (sedd --precision values: reference, fp32, int8, ...)")
+    ap.add_argument("--no-pytorch", action="store_true", help="time the SDK only")
     ap.add_argument("--out", help="JSON-lines file to append every measurement to")
     ap.add_argument("--table", action="store_true", help="only print the table of --out")
     args = ap.parse_args(argv)
@@ -113,21 +130,25 @@ def main(argv=None):
         for n in steps:
             common = ["--steps", str(n), "--predictor", args.predictor, "--batch", str(batch),
                       "--length", str(length), "--threads", str(args.threads), "--seed", str(args.seed)]
-            go = run_json([args.sedd_bench, "speed", "--model", model, "--json"] + common)
-            ref = [args.python, os.path.join(ROOT, "export", "reference_sampler.py"), "--model", model,
-                   "--json"] + common
-            if args.reference_stop_after and n > args.reference_stop_after:
-                ref += ["--stop-after", str(args.reference_stop_after)]
-            pt = run_json(ref)
-            for r in (go, pt):
+            measured = []
+            for p in args.precisions.split(","):
+                measured.append(run_json([args.sedd_bench, "speed", "--model", model, "--precision", p, "--json"] + common))
+            if not args.no_pytorch:
+                ref = [args.python, os.path.join(ROOT, "export", "reference_sampler.py"), "--model", model,
+                       "--json"] + common
+                if args.reference_stop_after and n > args.reference_stop_after:
+                    ref += ["--stop-after", str(args.reference_stop_after)]
+                measured.append(run_json(ref))
+            for r in measured:
                 r["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 rows.append(r)
                 if args.out:
                     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
                     with open(args.out, "a", encoding="utf-8") as f:
                         f.write(json.dumps(r) + "\n")
-            print(f"{model} {n} steps: SDK {go['sample_s']:.1f} s, reference {pt['sample_s']:.1f} s"
-                  f"{' (projected)' if pt.get('projected') else ''}", file=sys.stderr, flush=True)
+            print(f"{model} {n} steps: " + ", ".join(f"{impl_name(r)} {r['sample_s']:.1f} s"
+                                                     + (" (projected)" if r.get("projected") else "") for r in measured),
+                  file=sys.stderr, flush=True)
     print(table(rows))
     return 0
 

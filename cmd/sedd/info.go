@@ -53,6 +53,29 @@ func infoCommand() *cli.Command {
 			row("length", "%d tokens", info.Length)
 			row("vocabulary", "%d tokens, %s tokenizer%s", info.Tokens, info.Tokenizer, specials(info.SpecialTokens))
 			row("onnx", "%s, %s bytes", info.ONNXFile, thousands(info.ONNXSize))
+			row("precision", "%s, graph %s: %s", info.Precision, info.Variant, info.VariantReason)
+			for _, v := range info.Variants {
+				mark := " "
+				if v.Running {
+					mark = "*"
+				}
+				detail := fmt.Sprintf("%s, %s bytes", v.Precision, thousands(v.Size))
+				if v.Name != "reference" {
+					detail += fmt.Sprintf(", golden error %.2g, verify tolerance %g", v.MaxRelErr, v.Tolerance)
+				}
+				if v.Precision != "fp32" {
+					q := "quality cost not measured"
+					if v.Quality != "" {
+						q = "quality: " + v.Quality
+						if !v.WithinLimits {
+							q += " (past the limits)"
+						}
+					}
+					detail += ", " + q
+				}
+				row("  "+mark+" "+v.Name, "%s (%s)", v.File, detail)
+			}
+			row("graph cache", "%s", info.GraphCache)
 			row("onnx runtime", "%s", info.ORTVersion)
 			row("library", "%s", info.LibraryPath)
 			row("found by", "%s: %s", info.LibrarySource, info.LibraryReason)

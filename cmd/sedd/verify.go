@@ -17,11 +17,14 @@ func verifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "run the golden inputs of a model through ONNX Runtime and compare with PyTorch",
 		ArgsUsage: "[DIR]",
-		Description: "Prints the error of every golden case and the largest one. Exits 1 when a case is past the\n" +
-			"tolerance: max|ONNX − PyTorch| ≤ tol · max(1, max|PyTorch|), tol from sedd.json or 1e-4.\n" +
+		Description: "Checks model.onnx and every variant sedd.json lists (fp32-opt, int8; with --precision only\n" +
+			"that one), each against its own tolerance: max|ONNX − PyTorch| ≤ tol · max(1, max|PyTorch|), tol\n" +
+			"from sedd.json (a variant records its own and how it was derived) or 1e-4. Prints the error of\n" +
+			"every golden case and the largest one; exits 1 when any graph has a case past its tolerance.\n" +
+			"The files themselves are checked: the optimized-graph cache is not used.\n" +
 			"(An autoregressive evaluator, sedd.json kind causal-lm, is verified by sedd-bench verify.)",
 		Flags: append([]cli.Flag{
-			&cli.Float64Flag{Name: "tolerance", Usage: "relative tolerance", DefaultText: "sedd.json's, else 1e-4"},
+			&cli.Float64Flag{Name: "tolerance", Usage: "relative tolerance for every graph", DefaultText: "each graph's own from sedd.json, else 1e-4"},
 			&cli.BoolFlag{Name: "json", Usage: "write the report as one JSON object"},
 		}, modelFlags()...),
 		Action: func(c *cli.Context) error {
@@ -36,24 +39,51 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := openModel(c, c.Args().First(), opts)
-			if err != nil {
-				return err
+			opts = append(opts, sdk.WithCacheDir(""))
+			graphs := []string{c.String("precision")}
+			if !c.IsSet("precision") {
+				graphs = []string{"reference"}
 			}
-			defer m.Close()
-			rep, verr := m.Verify(c.Context, sdk.VerifyRequest{Tolerance: tol})
-			if rep == nil {
-				return verr
+			var reports []*sdk.VerifyReport
+			var failed error
+			dir := ""
+			for i := 0; i < len(graphs); i++ {
+				m, err := openModel(c, c.Args().First(), append(opts, sdk.WithPrecision(graphs[i])))
+				if err != nil {
+					return err
+				}
+				info := m.Info()
+				if i == 0 && !c.IsSet("precision") {
+					for _, v := range info.Variants[1:] {
+						graphs = append(graphs, v.Name)
+					}
+				}
+				dir = info.Dir
+				rep, verr := m.Verify(c.Context, sdk.VerifyRequest{Tolerance: tol})
+				m.Close()
+				if rep == nil {
+					return verr
+				}
+				reports = append(reports, rep)
+				if verr != nil && failed == nil {
+					failed = verr
+				}
 			}
 			stdout, _ := streams(c)
-			dir := m.Info().Dir
 			if c.Bool("json") {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(verifyJSON{Dir: dir, Kind: "sedd", VerifyReport: rep}); err != nil {
+				out := verifyJSON{Dir: dir, Kind: "sedd", VerifyReport: reports[0], Variants: reports[1:], AllOK: failed == nil}
+				if err := enc.Encode(out); err != nil {
 					return err
 				}
-			} else {
+				return failed
+			}
+			for i, rep := range reports {
+				if i > 0 {
+					fmt.Fprintln(stdout)
+				}
+				fmt.Fprintf(stdout, "%s (%s)\n", rep.Variant, rep.File)
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "case\tbatch×length\tlog_score err\tlse err\tnonzero at input\t")
 				for _, k := range rep.Cases {
@@ -61,9 +91,12 @@ func verifyCommand() *cli.Command {
 						k.RelLogScore, k.RelLSE, k.NonZeroAtInput, okWord(k.OK))
 				}
 				tw.Flush()
-				fmt.Fprintf(stdout, "max relative error %.3g, tolerance %.3g: %s (%s)\n", rep.MaxRel, rep.Tolerance, okWord(rep.OK), dir)
+				fmt.Fprintf(stdout, "max relative error %.3g, tolerance %.3g: %s (%s, %s)\n", rep.MaxRel, rep.Tolerance, okWord(rep.OK), rep.Variant, dir)
 			}
-			return verr
+			if len(reports) > 1 {
+				fmt.Fprintf(stdout, "\n%d graphs: %s\n", len(reports), okWord(failed == nil))
+			}
+			return failed
 		},
 	}
 }
@@ -75,9 +108,13 @@ func okWord(ok bool) string {
 	return "FAIL"
 }
 
-// verifyJSON is the output of `sedd verify --json`.
+// verifyJSON is the output of `sedd verify --json`: the first graph's
+// report (model.onnx's, unless --precision chose another) at the top level,
+// the variants' reports after it.
 type verifyJSON struct {
 	Dir  string `json:"dir"`
 	Kind string `json:"kind"`
 	*sdk.VerifyReport
+	Variants []*sdk.VerifyReport `json:"variants"`
+	AllOK    bool                `json:"all_ok"`
 }

@@ -24,7 +24,9 @@ func ModelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "model `DIR`", DefaultText: "$" + EnvModel + ", else the built-in model"},
 		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: cpu, cuda or cuda:N"},
 		&cli.BoolFlag{Name: "cpu-fallback", Usage: "run on the CPU when the CUDA device cannot be used"},
-		&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime threads per forward pass", DefaultText: "number of CPUs"},
+		&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime threads per forward pass", DefaultText: "number of physical cores"},
+		&cli.StringFlag{Name: "precision", Value: "auto", Usage: "graph to run: auto (the fastest within the quality limits, see sedd info), fp32, int8, reference (model.onnx as exported) or a variant's name"},
+		&cli.StringFlag{Name: "cache-dir", EnvVars: []string{"SEDD_CACHE_DIR"}, Usage: "where ONNX Runtime's optimized graphs are kept to open models faster (`DIR`, or off)", DefaultText: "~/.cache/sedd/onnxruntime"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime shared library `PATH`", DefaultText: "found automatically"},
 		&cli.StringFlag{Name: "memory-limit", Usage: "largest memory one request may need, `SIZE` such as 4GiB or 500MB (requests over it are refused)", DefaultText: "half of this machine's memory"},
 	}
@@ -44,6 +46,16 @@ func ModelOptions(c *cli.Context) ([]sdk.Option, error) {
 	}
 	if c.Bool("cpu-fallback") {
 		opts = append(opts, sdk.WithCPUFallback())
+	}
+	if c.IsSet("precision") {
+		opts = append(opts, sdk.WithPrecision(c.String("precision")))
+	}
+	if c.IsSet("cache-dir") {
+		dir := c.String("cache-dir")
+		if dir == "" || strings.EqualFold(dir, "off") {
+			dir = ""
+		}
+		opts = append(opts, sdk.WithCacheDir(dir))
 	}
 	if v := c.String("memory-limit"); v != "" {
 		n, err := ParseSize(v)

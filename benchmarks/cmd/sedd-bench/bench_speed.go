@@ -51,6 +51,9 @@ type speedRow struct {
 	Batch          int     `json:"batch"`
 	Length         int     `json:"length"`
 	Threads        int     `json:"threads"`
+	Precision      string  `json:"precision,omitempty"`
+	Variant        string  `json:"variant,omitempty"`
+	GraphCache     string  `json:"graph_cache,omitempty"`
 	NetworkCalls   int     `json:"network_calls"`
 	LoadS          float64 `json:"load_s"`
 	SampleS        float64 `json:"sample_s"`
@@ -102,10 +105,7 @@ func benchSpeed(c *cli.Context) error {
 	defer m.Close()
 	load := time.Since(start)
 	info := m.Info()
-	threads := c.Int("threads")
-	if !c.IsSet("threads") {
-		threads = goruntime.NumCPU()
-	}
+	threads := info.Threads
 	var rows []speedRow
 	for _, n := range steps {
 		req := sdk.SampleRequest{Steps: n, Sampler: pred, Batch: c.Int("batch"), Length: c.Int("length"), Seed: c.Uint64("seed")}
@@ -128,6 +128,7 @@ func benchSpeed(c *cli.Context) error {
 		row := speedRow{
 			Impl: "sedd-go", ORT: info.ORTVersion, Model: info.Name, Predictor: res.Sampler,
 			Steps: res.Steps, Batch: len(res.Samples), Length: res.Length, Threads: threads, NetworkCalls: res.NetworkCalls,
+			Precision: info.Precision, Variant: info.Variant, GraphCache: info.GraphCache,
 			LoadS: load.Seconds(), SampleS: res.Elapsed.Seconds(), StepS: res.Elapsed.Seconds() / calls,
 			ForwardS: res.Network.Seconds() / calls, OtherS: (res.Elapsed - res.Network).Seconds() / calls,
 			OtherShare:    (res.Elapsed - res.Network).Seconds() / res.Elapsed.Seconds(),
@@ -150,8 +151,9 @@ func benchSpeed(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "model %s, %s, batch %d × length %d, %d threads, ONNX Runtime %s\n",
-		info.Name, rows[0].Predictor, c.Int("batch"), rows[0].Length, threads, info.ORTVersion)
+	fmt.Fprintf(tw, "model %s (graph %s, %s), %s, batch %d × length %d, %d threads, ONNX Runtime %s, opened in %s\n",
+		info.Name, info.Variant, info.Precision, rows[0].Predictor, c.Int("batch"), rows[0].Length, threads, info.ORTVersion,
+		load.Round(time.Millisecond))
 	fmt.Fprintln(tw, "steps\twhole sample\tper step\tnetwork\tSDK side\tSDK share\tallocs/step\tpeak RSS")
 	for _, r := range rows {
 		peak := "n/a"
