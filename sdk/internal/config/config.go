@@ -10,6 +10,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 )
@@ -29,6 +30,11 @@ type Open struct {
 	Logger *slog.Logger
 	// MemoryLimit bounds the memory one request may need, in bytes.
 	MemoryLimit int64
+	// BatchRows, when > 0, packs the rows of concurrent calls into shared
+	// forward passes of at most BatchRows rows, waiting at most BatchWait
+	// for more rows to arrive.
+	BatchRows int
+	BatchWait time.Duration
 }
 
 // Defaults returns the settings before any option: the CPU with one thread
