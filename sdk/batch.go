@@ -179,6 +179,10 @@ type batcher struct {
 	queue   []*batchClient            // waiting calls, oldest first
 	clients map[*batchClient]struct{} // every live client
 	stopped bool
+	// spare holds the copy buffers of clients that have left, for the next
+	// ones: a server's requests come and go, and fresh buffers for each
+	// would leave the garbage collector megabytes per request to find.
+	spare []copyBuffers
 
 	wake chan struct{} // cap 1: the queue or the clients changed
 	stop chan struct{} // closed by close
@@ -217,8 +221,16 @@ type batchClient struct {
 	res chan batchResult // cap 1
 
 	// Owned by the client's goroutine: its copy of its rows.
+	copyBuffers
+}
+
+// copyBuffers hold a client's copy of its rows of a pass's output.
+type copyBuffers struct {
 	logScore, lse []float32
 }
+
+// maxSpare bounds batcher.spare.
+const maxSpare = 64
 
 // batchResult is a finished pass's answer to one client: views of its rows in
 // the pass's output, valid until it calls copies.Done, or an error (then
@@ -251,6 +263,11 @@ func (b *batcher) client() *batchClient {
 	c := &batchClient{b: b, res: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.clients[c] = struct{}{}
+	if n := len(b.spare); n > 0 {
+		c.copyBuffers = b.spare[n-1]
+		b.spare[n-1] = copyBuffers{}
+		b.spare = b.spare[:n-1]
+	}
 	b.mu.Unlock()
 	return c
 }
@@ -283,6 +300,10 @@ func (c *batchClient) release() {
 	b := c.b
 	b.mu.Lock()
 	delete(b.clients, c)
+	if c.logScore != nil && len(b.spare) < maxSpare {
+		b.spare = append(b.spare, c.copyBuffers)
+	}
+	c.copyBuffers = copyBuffers{}
 	b.mu.Unlock()
 	b.signal()
 }

@@ -286,14 +286,46 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
+// named is a request body that names its model.
+type named interface{ modelName() string }
+
+func (r *GenerateRequest) modelName() string { return r.Model }
+func (r *EvaluateRequest) modelName() string { return r.Model }
+func (r *ShowRequest) modelName() string     { return r.Model }
+
+// read decodes a request body into req and returns the model it names.
+func (s *Server) read(w http.ResponseWriter, r *http.Request, req named) (*Model, error) {
+	if err := s.decode(w, r, req); err != nil {
+		return nil, err
+	}
+	return s.model(req.modelName())
+}
+
+// run starts the work of a request: its time limit, then a slot. release
+// gives both back.
+func (s *Server) run(ctx context.Context) (context.Context, func(), error) {
+	ctx, cancel := s.deadline(ctx)
+	release, err := s.admit(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return ctx, func() { release(); cancel() }, nil
+}
+
+// maxLength is the longest sequence a request to m may ask for.
+func (s *Server) maxLength(m *Model) int {
+	if s.cfg.MaxLength > 0 {
+		return s.cfg.MaxLength
+	}
+	return m.Model.Info().Length
+}
+
 // generate serves POST /api/generate.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
 	var req GenerateRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	m, err := s.model(req.Model)
+	m, err := s.read(w, r, &req)
 	if err != nil {
 		return err
 	}
@@ -308,9 +340,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("mask", "mask must be valid UTF-8 of at most 16 bytes")
 		}
 	}
-	ctx, cancel := s.deadline(r.Context())
-	defer cancel()
-	release, err := s.admit(ctx)
+	ctx, release, err := s.run(r.Context())
 	if err != nil {
 		return err
 	}
@@ -365,10 +395,7 @@ func (s *Server) deadline(ctx context.Context) (context.Context, context.CancelF
 // turns it into the SDK's request, which the SDK checks further.
 func (s *Server) sampleRequest(m *Model, req GenerateRequest) (sdk.SampleRequest, error) {
 	o := req.Options
-	maxLen := s.cfg.MaxLength
-	if maxLen == 0 {
-		maxLen = m.Model.Info().Length
-	}
+	maxLen := s.maxLength(m)
 	switch {
 	case o.Steps > s.cfg.MaxSteps:
 		return sdk.SampleRequest{}, badRequest("options.steps", "options.steps must be ≤ %d on this server, got %d", s.cfg.MaxSteps, o.Steps)
@@ -424,10 +451,7 @@ func (s *Server) result(m *Model, res *sdk.SampleResult, start time.Time, queued
 func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
 	var req EvaluateRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	m, err := s.model(req.Model)
+	m, err := s.read(w, r, &req)
 	if err != nil {
 		return err
 	}
@@ -445,10 +469,7 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) error {
 	if o.Sampling == sdk.Antithetic {
 		minK = 4
 	}
-	maxLen := s.cfg.MaxLength
-	if maxLen == 0 {
-		maxLen = m.Model.Info().Length
-	}
+	maxLen := s.maxLength(m)
 	switch {
 	case o.Timesteps != 0 && o.Timesteps < minK:
 		return badRequest("options.timesteps", "options.timesteps must be ≥ %d for a standard error, got %d", minK, o.Timesteps)
@@ -459,9 +480,7 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) error {
 	case o.Length > maxLen:
 		return badRequest("options.length", "options.length must be ≤ %d on this server, got %d", maxLen, o.Length)
 	}
-	ctx, cancel := s.deadline(r.Context())
-	defer cancel()
-	release, err := s.admit(ctx)
+	ctx, release, err := s.run(r.Context())
 	if err != nil {
 		return err
 	}
@@ -526,10 +545,7 @@ func manifestDigest(info sdk.Info) string {
 // show serves POST /api/show.
 func (s *Server) show(w http.ResponseWriter, r *http.Request) error {
 	var req ShowRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	m, err := s.model(req.Model)
+	m, err := s.read(w, r, &req)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,10 @@ func benchLoadCommand() *cli.Command {
 			"SERVER-ARGS, sends one warm-up request, then runs --clients clients that each send generate " +
 			"requests (stream false, --steps steps, a seed of their own) one after another until --requests " +
 			"have been answered or --time-limit has passed, and stops the server with SIGTERM. The server's " +
-			"resident set (VmRSS) is sampled every 250 ms; batch fill and network time come from its /metrics.",
+			"resident set (VmRSS) is sampled every 250 ms, its CPU time (user + system) read before and after; " +
+			"batch fill and network time come from its /metrics. On a machine shared with other work, a server " +
+			"running many threads takes a larger share of the CPU than one running few, so throughput is " +
+			"also reported per second of the server's own CPU time.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "sedd", Value: "bin/sedd", Usage: "the sedd `BINARY` to serve with"},
@@ -52,27 +55,29 @@ func benchLoadCommand() *cli.Command {
 
 // loadRow is the outcome of one mode.
 type loadRow struct {
-	Batching     bool    `json:"batching"`
-	ServerArgs   string  `json:"server_args"`
-	Clients      int     `json:"clients"`
-	Steps        int     `json:"steps"`
-	Requests     int     `json:"requests"`
-	Failed       int     `json:"failed"`
-	WallS        float64 `json:"wall_s"`
-	SamplesPerS  float64 `json:"samples_per_s"`
-	P50S         float64 `json:"p50_s"`
-	P99S         float64 `json:"p99_s"`
-	Passes       float64 `json:"passes"`
-	Rows         float64 `json:"rows"`
-	Calls        float64 `json:"calls"`
-	MaxRows      float64 `json:"max_rows"`
-	MeanFill     float64 `json:"mean_fill"`
-	NetworkS     float64 `json:"network_s"`
-	RSSStartMiB  float64 `json:"rss_start_mib"`
-	RSSFirstMiB  float64 `json:"rss_first_half_median_mib"`
-	RSSSecondMiB float64 `json:"rss_second_half_median_mib"`
-	RSSMaxMiB    float64 `json:"rss_max_mib"`
-	Date         string  `json:"date"`
+	Batching       bool    `json:"batching"`
+	ServerArgs     string  `json:"server_args"`
+	Clients        int     `json:"clients"`
+	Steps          int     `json:"steps"`
+	Requests       int     `json:"requests"`
+	Failed         int     `json:"failed"`
+	WallS          float64 `json:"wall_s"`
+	SamplesPerS    float64 `json:"samples_per_s"`
+	P50S           float64 `json:"p50_s"`
+	P99S           float64 `json:"p99_s"`
+	Passes         float64 `json:"passes"`
+	Rows           float64 `json:"rows"`
+	Calls          float64 `json:"calls"`
+	MaxRows        float64 `json:"max_rows"`
+	MeanFill       float64 `json:"mean_fill"`
+	NetworkS       float64 `json:"network_s"`
+	CPUS           float64 `json:"server_cpu_s"`
+	SamplesPerCPUS float64 `json:"samples_per_cpu_s"`
+	RSSStartMiB    float64 `json:"rss_start_mib"`
+	RSSFirstMiB    float64 `json:"rss_first_half_median_mib"`
+	RSSSecondMiB   float64 `json:"rss_second_half_median_mib"`
+	RSSMaxMiB      float64 `json:"rss_max_mib"`
+	Date           string  `json:"date"`
 }
 
 func benchLoad(c *cli.Context) error {
@@ -108,29 +113,30 @@ func benchLoad(c *cli.Context) error {
 		}
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "batching\trequests\tfailed\twall s\tsamples/s\tp50 s\tp99 s\tpasses\tcalls/pass\tmean fill\tnetwork s\tRSS start MiB\t1st half\t2nd half\tmax\t")
+	fmt.Fprintln(tw, "batching\trequests\tfailed\twall s\tsamples/s\tserver CPU s\tsamples/CPU s\tp50 s\tp99 s\tpasses\tcalls/pass\tmean fill\tnetwork s\tRSS start MiB\t1st half\t2nd half\tmax\t")
 	for _, r := range rows {
 		fill := "-"
 		if r.MaxRows > 0 {
 			fill = fmt.Sprintf("%.2f of %.0f", r.MeanFill, r.MaxRows)
 		}
-		fmt.Fprintf(tw, "%v\t%d\t%d\t%.1f\t%.3f\t%.2f\t%.2f\t%.0f\t%.1f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
-			r.Batching, r.Requests, r.Failed, r.WallS, r.SamplesPerS, r.P50S, r.P99S, r.Passes, r.Calls/r.Passes, fill,
+		fmt.Fprintf(tw, "%v\t%d\t%d\t%.1f\t%.3f\t%.1f\t%.4f\t%.2f\t%.2f\t%.0f\t%.1f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
+			r.Batching, r.Requests, r.Failed, r.WallS, r.SamplesPerS, r.CPUS, r.SamplesPerCPUS, r.P50S, r.P99S, r.Passes, r.Calls/r.Passes, fill,
 			r.NetworkS, r.RSSStartMiB, r.RSSFirstMiB, r.RSSSecondMiB, r.RSSMaxMiB)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var on, off []float64
+	var on, off, onCPU, offCPU []float64
 	for _, r := range rows {
 		if r.Batching {
-			on = append(on, r.SamplesPerS)
+			on, onCPU = append(on, r.SamplesPerS), append(onCPU, r.SamplesPerCPUS)
 		} else {
-			off = append(off, r.SamplesPerS)
+			off, offCPU = append(off, r.SamplesPerS), append(offCPU, r.SamplesPerCPUS)
 		}
 	}
 	if len(on) > 0 && len(off) > 0 {
-		fmt.Fprintf(stdout, "throughput with batching / without: %.2f× (mean of %d and %d runs)\n", mean(on)/mean(off), len(on), len(off))
+		fmt.Fprintf(stdout, "throughput with batching / without: %.2f× per second of wall time, %.2f× per second of the server's CPU time (mean of %d and %d runs)\n",
+			mean(on)/mean(off), mean(onCPU)/mean(offCPU), len(on), len(off))
 	}
 	return nil
 }
@@ -177,7 +183,9 @@ func runLoad(ctx context.Context, bin string, extra []string, batching bool, cli
 	if err != nil {
 		return row, err
 	}
-	rss := newRSSSampler(srv.cmd.Process.Pid)
+	pid := srv.cmd.Process.Pid
+	cpuBefore := cpuSeconds(pid)
+	rss := newRSSSampler(pid)
 	row.RSSStartMiB = rss.sample()
 	stopRSS := make(chan struct{})
 	var rssDone sync.WaitGroup
@@ -230,6 +238,7 @@ func runLoad(ctx context.Context, bin string, extra []string, batching bool, cli
 	}
 	wg.Wait()
 	row.WallS = time.Since(start).Seconds()
+	row.CPUS = cpuSeconds(pid) - cpuBefore
 	close(stopRSS)
 	rssDone.Wait()
 	after, err := scrape(ctx, base)
@@ -238,6 +247,9 @@ func runLoad(ctx context.Context, bin string, extra []string, batching bool, cli
 	}
 	row.Requests, row.Failed = len(latencies), failed
 	row.SamplesPerS = float64(len(latencies)) / row.WallS
+	if row.CPUS > 0 {
+		row.SamplesPerCPUS = float64(len(latencies)) / row.CPUS
+	}
 	slices.Sort(latencies)
 	row.P50S, row.P99S = quantile(latencies, 0.5), quantile(latencies, 0.99)
 	row.Passes = after["sedd_network_passes_total"] - before["sedd_network_passes_total"]
@@ -384,6 +396,31 @@ func scrape(ctx context.Context, base string) (map[string]float64, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// cpuSeconds returns the user and system CPU time a process has used
+// (/proc/PID/stat, in USER_HZ = 100 ticks a second), or 0 when it cannot be
+// read.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (utime + stime) / 100
 }
 
 // rssSampler records a process's resident set size over time.

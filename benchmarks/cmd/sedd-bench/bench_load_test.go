@@ -36,7 +36,8 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		// 12 requests of 3 steps and the denoiser: 48 score calls.
-		if row.Batching != (i == 0) || row.Requests != 12 || row.Failed != 0 || row.Calls != 48 || row.RSSMaxMiB <= 0 || !(row.P99S >= row.P50S) {
+		if row.Batching != (i == 0) || row.Requests != 12 || row.Failed != 0 || row.Calls != 48 || row.RSSMaxMiB <= 0 || !(row.P99S >= row.P50S) ||
+			row.CPUS <= 0 || row.SamplesPerCPUS <= 0 {
 			t.Errorf("row %d: %+v", i, row)
 		}
 		if row.Batching && (row.MaxRows != 4 || row.Passes >= row.Calls || row.MeanFill <= 0 || row.MeanFill > 1) {
