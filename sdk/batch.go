@@ -30,6 +30,12 @@ const (
 // never split: a call with more than maxRows rows gets a pass of its own.
 // Calls that must wait are served in arrival order, so none starves.
 //
+// Batching pays where a pass of one row leaves the device idle: a GPU, or a
+// small network whose fixed cost per pass outweighs its arithmetic. On a few
+// CPU cores, a network that is compute-bound for one row costs the same per
+// row in a pass of 64, and concurrent calls with passes of their own use the
+// cores better (benchmarks/README.md has both measured).
+//
 // Each call's random streams are its own, so a seed gives the same tokens as
 // without batching as long as the network's output for a row does not depend
 // on the other rows of its pass. With ONNX Runtime's CPU kernels it does not,

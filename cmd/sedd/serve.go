@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,9 +24,10 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "listen on `HOST:PORT` (port 0: any free port, logged)"},
 		&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "serve the model `DIR` (repeat for more; the first is the default)",
 			DefaultText: "$" + cmdline.EnvModel + ", else the built-in model"},
-		&cli.BoolFlag{Name: "batching", Value: true, Usage: "pack the rows of concurrent requests into shared forward passes (--batching=false: one pass per request and step)"},
-		&cli.IntFlag{Name: "max-batch", Value: 16, Usage: "most rows of one shared forward pass"},
-		&cli.DurationFlag{Name: "max-wait", Value: 5 * time.Millisecond, Usage: "longest the rows of a step wait for others to share a pass"},
+		&cli.BoolFlag{Name: "batching", Usage: "pack the rows of concurrent requests into shared forward passes (--batching=false: one pass per request and step)",
+			DefaultText: "on with --device cuda; off on the CPU, where the network costs the same per row in a pass of 1 or 64 and concurrent requests use the cores better (benchmarks/README.md)"},
+		&cli.IntFlag{Name: "max-batch", Value: 16, Usage: "with batching: the most rows of one shared forward pass"},
+		&cli.DurationFlag{Name: "max-wait", Value: 5 * time.Millisecond, Usage: "with batching: the longest the rows of a step wait for others to share a pass"},
 		&cli.IntFlag{Name: "max-active", Value: d.MaxActive, Usage: "requests running at once"},
 		&cli.IntFlag{Name: "max-queue", Value: d.MaxQueue, Usage: "requests waiting for a slot; past it, 429 with Retry-After"},
 		&cli.IntFlag{Name: "max-steps", Value: d.MaxSteps, Usage: "most sampling steps per request"},
@@ -91,7 +93,12 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	opts = append(opts, sdk.WithLogger(log))
-	if c.Bool("batching") {
+	batching := c.Bool("batching")
+	if !c.IsSet("batching") {
+		batching = strings.HasPrefix(strings.ToLower(strings.TrimSpace(c.String("device"))), "cuda") ||
+			strings.EqualFold(strings.TrimSpace(c.String("device")), "gpu")
+	}
+	if batching {
 		opts = append(opts, sdk.WithBatching(c.Int("max-batch"), c.Duration("max-wait")))
 	}
 	dirs := c.StringSlice("model")
@@ -135,7 +142,7 @@ func serve(c *cli.Context) error {
 	for i, m := range models {
 		names[i] = m.Name
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "models", names, "batching", c.Bool("batching"),
+	log.Info("listening", "addr", ln.Addr().String(), "models", names, "batching", batching,
 		"max_batch", c.Int("max-batch"), "max_wait", c.Duration("max-wait").String(), "threads", models[0].Model.Info().Threads)
 	return srv.Serve(ctx, ln, c.Duration("drain"))
 }

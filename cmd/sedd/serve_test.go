@@ -133,7 +133,7 @@ func (s *serverProcess) metric(t *testing.T, name string) float64 {
 // tokens of `sedd sample` with the same settings, alone and while 16 other
 // requests share its forward passes.
 func TestServeSameTokensAsSample(t *testing.T) {
-	s := startServer(t, "--threads", "2", "--max-wait", "20ms")
+	s := startServer(t, "--threads", "2", "--batching", "--max-wait", "20ms")
 	r := sedd(t, "sample", "--json", "--seed", "7", "--steps", "16", "--prefix", "The jury", "--threads", "2").OK(t)
 	var want sampleLine
 	if err := json.Unmarshal([]byte(r.Stdout), &want); err != nil {
@@ -180,7 +180,7 @@ func TestServeSameTokensAsSample(t *testing.T) {
 // TestServeSIGTERMDrains: after SIGTERM the server takes no new connection,
 // the stream in flight runs to its end, and the process exits 0.
 func TestServeSIGTERMDrains(t *testing.T) {
-	s := startServer(t, "--model", tinyAbsorb, "--drain", "60s")
+	s := startServer(t, "--model", tinyAbsorb, "--batching", "--drain", "60s")
 	resp, err := http.Post("http://"+s.addr+"/api/generate", "application/json",
 		strings.NewReader(`{"options":{"steps":400,"seed":1}}`))
 	if err != nil {
@@ -239,7 +239,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "extra"}, "no arguments"},
 		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
 		{[]string{"serve", "--max-batch", "0"}, "--max-batch must be ≥ 1"},
-		{[]string{"serve", "--max-wait", "1h"}, "max wait"},
+		{[]string{"serve", "--batching", "--max-wait", "1h", "--addr", "127.0.0.1:0"}, "max wait"},
 		{[]string{"serve", "--model", tinyAbsorb, "--model", tinyAbsorb}, "two models are named"},
 		{[]string{"serve", "--addr", "nonsense:address:x", "--model", tinyAbsorb}, "listen on"},
 	} {
@@ -250,6 +250,23 @@ func TestServeUsageErrors(t *testing.T) {
 		}
 		if r.Code != wantCode || !strings.Contains(r.Stderr, tt.want) {
 			t.Errorf("%q: exit %d, stderr %q; want %d with %q", tt.args, r.Code, r.Stderr, wantCode, tt.want)
+		}
+	}
+}
+
+// TestServeBatchingDefault: on the CPU the server runs each request's steps
+// on their own unless --batching asks otherwise (see benchmarks/README.md).
+func TestServeBatchingDefault(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		maxRows float64
+	}{{nil, 0}, {[]string{"--batching", "--max-batch", "5"}, 5}} {
+		s := startServer(t, append([]string{"--model", tinyAbsorb}, tt.args...)...)
+		if got := s.metric(t, `sedd_batch_max_rows{model="tiny-absorb"}`); got != tt.maxRows {
+			t.Errorf("%q: sedd_batch_max_rows %v, want %v", tt.args, got, tt.maxRows)
+		}
+		if want := fmt.Sprintf(`"batching":%v`, tt.maxRows > 0); !strings.Contains(s.logs(), want) {
+			t.Errorf("%q: the listening line lacks %s:\n%s", tt.args, want, s.logs())
 		}
 	}
 }

@@ -3,8 +3,9 @@
 // each sampling step as a line of NDJSON, with admission limits, a queue that
 // answers 429 when full, per-request timeouts, cancellation when a client
 // goes away, Prometheus metrics and a graceful drain. Cross-request batching
-// is the SDK's (sdk.WithBatching): the server opens its models with it and
-// runs every request as an ordinary SDK call.
+// is the SDK's (sdk.WithBatching): when it is wanted, the models are opened
+// with it, and the server runs every request as an ordinary SDK call either
+// way.
 //
 // A Server is stateless between requests, so any number of replicas can run
 // behind an HTTP load balancer.
