@@ -38,12 +38,12 @@ const (
 //
 // Each call's random streams are its own, so a seed gives the same tokens as
 // without batching as long as the network's output for a row does not depend
-// on the other rows of its pass. With ONNX Runtime's CPU kernels it does not,
-// to the last bit, at the trained lengths of our models and at lengths that
-// are multiples of 4 (measured, docs/DESIGN.md); at other lengths a row's
-// log-sum-exp can differ in its last bit (about 5e-7), which moves an
-// Evaluate bound by about 1e-9 of itself and could, very rarely, flip one
-// sampling draw. Other execution providers may round differently again.
+// on the other rows of its pass. With ONNX Runtime's CPU kernels it did not,
+// to the last bit, at the trained lengths of our models in every batch
+// measured (docs/DESIGN.md); at other lengths a row's outputs can differ in
+// their last bit (up to 1e-6) with the batch, which moves an Evaluate bound
+// by about 1e-9 of itself and could, very rarely, flip one sampling draw.
+// Other execution providers may round differently again.
 //
 // Each call gets a copy of its rows of the shared output (so that a slow
 // caller never holds the others' memory), and cancelling a call's context

@@ -269,6 +269,11 @@ func marshal(v any) ([]byte, error) {
 // decode reads a JSON body into v: unknown fields and trailing data are
 // refused, so that a misspelt option is an error rather than ignored.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	// A client that sends its body slowly holds nothing but this goroutine,
+	// and not for long.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	defer rc.SetReadDeadline(time.Time{})
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -283,6 +288,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// bodyTimeout bounds the reading of a request body.
+const bodyTimeout = 30 * time.Second
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
