@@ -1,6 +1,6 @@
 module github.com/sedd-go/sedd/benchmarks
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/sedd-go/sedd v0.0.0
@@ -27,7 +27,7 @@ require (
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	github.com/yalue/onnxruntime_go v1.27.0 // indirect
 	golang.org/x/image v0.30.0 // indirect
-	golang.org/x/text v0.28.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 )
 
 // The benchmarks measure the SDK of this repository, not a released one.

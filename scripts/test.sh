@@ -17,10 +17,11 @@ step() { printf '\n=== %s\n' "$*" >&2; }
 fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
 
-# The Go code is two modules: the SDK and CLI at the root, and the benchmark
-# tools in benchmarks/ (their own module, so that their plotting library stays
-# out of the SDK's dependencies).
-modules=(. benchmarks)
+# The Go code is three modules: the SDK and CLI at the root, the benchmark tools
+# in benchmarks/ and the deployment checks in deploy/ (their own modules, so that
+# their plotting library and the Kubernetes API types stay out of the SDK's
+# dependencies).
+modules=(. benchmarks deploy)
 
 step "gofmt"
 gofiles=()

@@ -17,7 +17,9 @@
 // (the likelihood bound of documents), Verify (the export against its golden
 // outputs), Info, Tokenize, Decode and Close. Requests and results are plain
 // structs whose zero values mean "the default". A Model is safe for
-// concurrent use; Close never waits and stops calls in flight.
+// concurrent use; Close never waits and stops calls in flight. With
+// WithBatching, concurrent calls share the network's forward passes (a
+// server's cross-request batching); BatchStats counts the passes.
 //
 // Errors match one of ErrBadRequest, ErrBadModel, ErrRuntimeUnavailable,
 // ErrCUDAUnavailable and ErrClosed with errors.Is, or the context's error;

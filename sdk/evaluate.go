@@ -81,7 +81,7 @@ func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (*EvaluateRes
 	if err != nil {
 		return nil, err
 	}
-	defer m.scorers.Put(sc)
+	defer sc.release()
 	var panicked any
 	if req.Progress != nil {
 		cfg.Progress = func(done, total int) (err error) {

@@ -50,6 +50,10 @@ type Model struct {
 	inflight int
 	released bool
 	scorers  pool.Pool[*onnxrt.Scorer]
+	// batcher packs concurrent calls into shared passes (WithBatching);
+	// passes counts the forward passes (BatchStats).
+	batcher *batcher
+	passes  passStats
 }
 
 // Open loads the model directory dir (written by export/export.py): it reads
@@ -135,6 +139,9 @@ func open(d modeldir.Dir, o config.Open) (*Model, error) {
 	if fb := m.sess.FellBack(); fb != nil {
 		m.log.Warn("running on the CPU", "reason", fb.Error())
 	}
+	if o.BatchRows > 0 {
+		m.batcher = newBatcher(m)
+	}
 	return m, nil
 }
 
@@ -196,7 +203,11 @@ func (m *Model) release() error {
 	}
 	m.released = true
 	m.mu.Unlock()
-	return errors.Join(m.scorers.Close(), m.sess.Close())
+	var berr error
+	if m.batcher != nil {
+		berr = m.batcher.close()
+	}
+	return errors.Join(berr, m.scorers.Close(), m.sess.Close())
 }
 
 // enter counts a call in flight; it fails once the model is closed.
@@ -221,12 +232,6 @@ func (m *Model) leave() {
 			m.log.Warn("releasing the closed model", "error", err.Error())
 		}
 	}
-}
-
-// scorer borrows a Scorer (tensors of its own) from the pool.
-func (m *Model) scorer() (*onnxrt.Scorer, error) {
-	sc, err := m.scorers.Get(m.sess.NewScorer)
-	return sc, classify(err)
 }
 
 // Info describes an opened model and where it runs. It is plain data, with

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
-	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 )
 
 // maxLengthFactor bounds SampleRequest.Length (and EvaluateRequest.Length) to
@@ -429,11 +428,11 @@ func (m *Model) templateSpans(template string, requested, length int) ([]diffusi
 	return spans, pos, nil
 }
 
-// scoreCounter is the Scorer with a clock and a counter around each forward
-// pass, and the Model's closed flag checked before each.
+// scoreCounter is a call's score function with the forward passes' time and
+// a counter added up, and the Model's closed flag checked before each.
 type scoreCounter struct {
 	m       *Model
-	sc      *onnxrt.Scorer
+	sc      callScorer
 	elapsed time.Duration
 	calls   int
 }
@@ -442,9 +441,8 @@ func (t *scoreCounter) Score(ctx context.Context, x []int64, sigma []float32, ba
 	if t.m.closed.Load() {
 		return diffusion.Scores{}, ErrClosed
 	}
-	start := time.Now()
-	s, err := t.sc.Score(ctx, x, sigma, batch, length)
-	t.elapsed += time.Since(start)
+	s, d, err := t.sc.score(ctx, x, sigma, batch, length)
+	t.elapsed += d
 	t.calls++
 	return s, err
 }
@@ -503,7 +501,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	if err != nil {
 		return nil, Step{}, err
 	}
-	defer m.scorers.Put(sc)
+	defer sc.release()
 	counted := &scoreCounter{m: m, sc: sc}
 	tokens, err := sampler.Run(ctx, counted)
 	if err != nil {

@@ -71,7 +71,7 @@ func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, e
 	if err != nil {
 		return nil, err
 	}
-	defer m.scorers.Put(sc)
+	defer sc.release()
 	counted := &scoreCounter{m: m, sc: sc}
 	rep := &VerifyReport{Variant: m.choice.name, File: m.choice.onnx.File, Tolerance: tol, OK: true}
 	for _, c := range cases {

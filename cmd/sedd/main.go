@@ -11,6 +11,7 @@
 //	sedd eval --data FILE
 //	sedd verify [DIR]
 //	sedd info [DIR]
+//	sedd serve [--addr 127.0.0.1:8080] [--model DIR]...
 //
 // Text goes to stdout; progress, warnings and errors go to stderr. The exit
 // status is 0 on success, 1 for runtime errors, 2 for usage errors and 130
@@ -29,7 +30,7 @@ import (
 func main() { cmdline.Main(newApp) }
 
 func newApp(stdout, stderr *os.File) *cli.App {
-	cmds := []*cli.Command{sampleCommand(), infillCommand(), evalCommand(), verifyCommand(), infoCommand()}
+	cmds := []*cli.Command{sampleCommand(), infillCommand(), evalCommand(), verifyCommand(), infoCommand(), serveCommand()}
 	return cmdline.NewApp("sedd", "sample, infill and check SEDD discrete diffusion language models",
 		"The model is --model DIR, else the directory named by $"+cmdline.EnvModel+
 			", else the model built into this program.\n"+

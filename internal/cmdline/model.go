@@ -97,10 +97,17 @@ func ParseSize(s string) (int64, error) {
 // OpenModel opens the model the flags name: the positional argument dir
 // (verify, info), --model, $SEDD_MODEL, or the model built into this program.
 func OpenModel(c *cli.Context, dir string, opts []sdk.Option) (*sdk.Model, error) {
+	if dir == "" {
+		dir = c.String("model")
+	}
+	return OpenDir(dir, opts)
+}
+
+// OpenDir opens the model directory dir, else $SEDD_MODEL, else the model
+// built into this program.
+func OpenDir(dir string, opts []sdk.Option) (*sdk.Model, error) {
 	switch {
 	case dir != "":
-	case c.String("model") != "":
-		dir = c.String("model")
 	case os.Getenv(EnvModel) != "":
 		dir = os.Getenv(EnvModel)
 	default:

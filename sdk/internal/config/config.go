@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 	"github.com/sedd-go/sedd/sdk/internal/ortcache"
@@ -34,6 +35,11 @@ type Open struct {
 	Precision string
 	// CacheDir is the root of the optimized-graph cache, "" for none.
 	CacheDir string
+	// BatchRows, when > 0, packs the rows of concurrent calls into shared
+	// forward passes of at most BatchRows rows, waiting at most BatchWait
+	// for more rows to arrive.
+	BatchRows int
+	BatchWait time.Duration
 }
 
 // Precision choices (WithPrecision).

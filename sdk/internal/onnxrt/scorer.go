@@ -84,7 +84,14 @@ func (sc *Scorer) Score(ctx context.Context, x []int64, sigma []float32, batch, 
 // validate refuses arguments that would make ONNX Runtime fail or read out
 // of bounds: the embedding lookup has no bounds check of its own.
 func (sc *Scorer) validate(x []int64, sigma []float32, batch, length int) error {
-	if err := checkShape(batch, length, sc.n); err != nil {
+	return CheckInput(x, sigma, batch, length, sc.n)
+}
+
+// CheckInput reports what Score would refuse in its arguments for a network
+// of n states: sizes, token ids outside [0, n), σ not finite and positive.
+// The error wraps ErrInput.
+func CheckInput(x []int64, sigma []float32, batch, length, n int) error {
+	if err := checkShape(batch, length, n); err != nil {
 		return err
 	}
 	if len(x) != batch*length {
@@ -93,7 +100,7 @@ func (sc *Scorer) validate(x []int64, sigma []float32, batch, length int) error 
 	if len(sigma) != batch {
 		return fmt.Errorf("runtime: %w: %d sigma values for batch %d", ErrInput, len(sigma), batch)
 	}
-	if err := checkIDs(x, sc.n); err != nil {
+	if err := checkIDs(x, n); err != nil {
 		return err
 	}
 	for i, s := range sigma {
