@@ -55,7 +55,9 @@ type Evaluator struct {
 
 // Open loads the evaluator directory dir: it reads sedd.json as a causal-lm
 // manifest, checks model.onnx against it (size, sha256, graph) and creates
-// the ONNX Runtime session. It takes the options of sdk.Open. Errors match
+// the ONNX Runtime session. It takes the options of sdk.Open, so that one
+// list configures a model and its evaluator; WithPrecision and WithCacheDir
+// do not apply (an evaluator runs its model.onnx, in float32). Errors match
 // sdk.ErrBadModel, sdk.ErrRuntimeUnavailable, sdk.ErrCUDAUnavailable or
 // sdk.ErrBadRequest, as sdk.Open's do.
 func Open(dir string, opts ...sdk.Option) (*Evaluator, error) {
@@ -87,12 +89,6 @@ func open(d modeldir.Dir, opts []sdk.Option) (*Evaluator, error) {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
-	}
-	switch o.Precision {
-	case config.PrecisionAuto, config.PrecisionFP32, config.PrecisionReference:
-	default:
-		return nil, fmt.Errorf("%w: precision %q: an evaluator runs its model.onnx (float32) only; variants are made for SEDD models",
-			sdk.ErrBadRequest, o.Precision)
 	}
 	fail := func(err error) (*Evaluator, error) {
 		return nil, classifyOpen(fmt.Errorf("open evaluator %s: %w", d, err))

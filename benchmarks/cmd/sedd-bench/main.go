@@ -11,6 +11,7 @@
 //	sedd-bench plot DIR/sweep.json
 //	sedd-bench speed --steps 64,1024
 //	sedd-bench open --model DIR [--precision fp32] [--repeat 5]
+//	sedd-bench quality --model DIR --data FILE [--steps 64,1024] [--record]
 //	sedd-bench verify [DIR]
 //	sedd-bench load --sedd bin/sedd [--clients 64] [--steps 16] [--modes on,off]
 package main
@@ -26,7 +27,7 @@ import (
 func main() { cmdline.Main(newApp) }
 
 func newApp(stdout, stderr *os.File) *cli.App {
-	cmds := []*cli.Command{benchSweepCommand(), benchPlotCommand(), benchSpeedCommand(), benchOpenCommand(), verifyEvaluatorCommand(), benchLoadCommand()}
+	cmds := []*cli.Command{benchSweepCommand(), benchPlotCommand(), benchSpeedCommand(), benchOpenCommand(), benchQualityCommand(), verifyEvaluatorCommand(), benchLoadCommand()}
 	return cmdline.NewApp("sedd-bench", "measure SEDD sampling: quality and cost against steps and samplers",
 		"The model is --model DIR, else the directory named by $"+cmdline.EnvModel+", else the model built into\n"+
 			"this program; the evaluator of generative perplexity is --evaluator DIR, else the built-in twin.\n"+
