@@ -102,24 +102,23 @@ def add_variants(d, kinds=variants.KINDS, keep_fp32=variants.KEEP_DEFAULT, log=_
     return doc
 
 
-def parse_kinds(text):
+def _parse_list(text, choices, complaint):
+    """A comma-separated list of choices, or [] for "none"."""
     if text == "none":
         return []
-    kinds = [k for k in text.split(",") if k]
-    bad = [k for k in kinds if k not in variants.KINDS]
+    items = [k for k in text.split(",") if k]
+    bad = [k for k in items if k not in choices]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown variant {bad[0]!r}; choose from {','.join(variants.KINDS)}")
-    return kinds
+        raise argparse.ArgumentTypeError(f"{complaint.format(repr(bad[0]))}; choose from {','.join(choices)}")
+    return items
+
+
+def parse_kinds(text):
+    return _parse_list(text, variants.KINDS, "unknown variant {}")
 
 
 def parse_keep(text):
-    if text == "none":
-        return []
-    keep = [k for k in text.split(",") if k]
-    bad = [k for k in keep if k not in variants.KEEP_CHOICES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"cannot keep {bad[0]!r} in float32; choose from {','.join(variants.KEEP_CHOICES)}")
-    return keep
+    return _parse_list(text, variants.KEEP_CHOICES, "cannot keep {} in float32")
 
 
 def main(argv=None):

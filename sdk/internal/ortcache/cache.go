@@ -129,6 +129,17 @@ type SourceStat struct {
 	CtimeNs int64  `json:"ctime_ns"`
 }
 
+// racyWindow: a file whose status-change time is this close to now is not
+// trusted, because file times tick coarsely (a jiffy): a change made within
+// the same tick as the check could leave every time as it was. It is hashed
+// again at the next open instead (git's "racily clean" rule).
+var racyWindow = 2 * time.Second
+
+// settled reports whether st changed long enough ago to be trusted.
+func settled(st SourceStat) bool {
+	return time.Since(time.Unix(0, st.CtimeNs)) > racyWindow && time.Since(time.Unix(0, st.MtimeNs)) > racyWindow
+}
+
 // maxSources bounds the source files an entry remembers (copies of one model
 // in several directories); the oldest is forgotten first.
 const maxSources = 16
@@ -214,12 +225,8 @@ func (c Cache) Lookup(k Key) (graph string, problem string, err error) {
 // caller skip reading it; a file never checked, or touched since, must be
 // hashed again and, when it matches, passed to Trust.
 func (c Cache) Trusted(k Key, path string) bool {
-	st, ok := statSource(path)
-	if !ok || k.valid() != nil {
-		return false
-	}
-	e, err := c.readEntry(k)
-	if err != nil {
+	st, e, ok := c.sourceAndEntry(k, path)
+	if !ok {
 		return false
 	}
 	for _, s := range e.Sources {
@@ -234,12 +241,8 @@ func (c Cache) Trusted(k Key, path string) bool {
 // hold k's source digest. It fails quietly (returns false) where file
 // identities cannot be read or the entry cannot be rewritten.
 func (c Cache) Trust(k Key, path string) bool {
-	st, ok := statSource(path)
-	if !ok || k.valid() != nil {
-		return false
-	}
-	e, err := c.readEntry(k)
-	if err != nil {
+	st, e, ok := c.sourceAndEntry(k, path)
+	if !ok || !settled(st) {
 		return false
 	}
 	kept := []SourceStat{st}
@@ -250,6 +253,17 @@ func (c Cache) Trust(k Key, path string) bool {
 	}
 	e.Sources = kept
 	return c.writeEntry(filepath.Join(c.Root, k.dirName()), e) == nil
+}
+
+// sourceAndEntry reads the identity of the source file at path and k's
+// entry.json; false when either cannot be read.
+func (c Cache) sourceAndEntry(k Key, path string) (SourceStat, entry, bool) {
+	st, ok := statSource(path)
+	if !ok || k.valid() != nil {
+		return SourceStat{}, entry{}, false
+	}
+	e, err := c.readEntry(k)
+	return st, e, err == nil
 }
 
 func (c Cache) readEntry(k Key) (entry, error) {
@@ -374,7 +388,7 @@ func (b *Build) Commit() (string, error) {
 	e := entry{Format: Format, SourceSHA256: b.k.SourceSHA256, ORTVersion: b.k.ORTVersion,
 		Provider: b.k.Provider, KeyID: b.k.ID(), Files: files, Created: time.Now().UTC().Format(time.RFC3339)}
 	if b.source != "" {
-		if st, ok := statSource(b.source); ok {
+		if st, ok := statSource(b.source); ok && settled(st) {
 			e.Sources = []SourceStat{st}
 		}
 	}

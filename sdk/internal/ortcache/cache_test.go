@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var key = Key{SourceSHA256: strings.Repeat("ab", 32), ORTVersion: "1.30.0", Provider: "cpu"}
@@ -243,5 +244,58 @@ func TestDefaultRoot(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/xdg")
 	if got := DefaultRoot(); got != filepath.Join("/xdg", "sedd", "onnxruntime") {
 		t.Errorf("with XDG_CACHE_HOME: %q", got)
+	}
+}
+
+func TestTrustedSources(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file identities are read on Linux only")
+	}
+	c := Cache{Root: t.TempDir()}
+	src := filepath.Join(t.TempDir(), "model.onnx")
+	os.WriteFile(src, []byte("model bytes"), 0o644)
+	// A file written this instant is racy: not trusted, whatever its times say.
+	if b, err := c.Begin(key); err == nil {
+		os.WriteFile(b.GraphPath(), []byte("graph"), 0o644)
+		b.Checked(src)
+		b.Commit()
+	}
+	if c.Trusted(key, src) || c.Trust(key, src) {
+		t.Fatal("a file changed just now was trusted")
+	}
+	c.Remove(key)
+	defer func(w time.Duration) { racyWindow = w }(racyWindow)
+	racyWindow = 0
+	b, err := c.Begin(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(b.GraphPath(), []byte("graph"), 0o644)
+	b.Checked(src)
+	if _, err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Trusted(key, src) {
+		t.Fatal("the source checked at build time is not trusted")
+	}
+	other := filepath.Join(t.TempDir(), "copy.onnx")
+	os.WriteFile(other, []byte("model bytes"), 0o644)
+	if c.Trusted(key, other) {
+		t.Fatal("a copy never checked is trusted")
+	}
+	if !c.Trust(key, other) || !c.Trusted(key, other) || !c.Trusted(key, src) {
+		t.Fatal("Trust forgot a source or did not record one")
+	}
+	// Rewritten with the same bytes (a tick later): its status-change time moves, so it is read again.
+	time.Sleep(50 * time.Millisecond)
+	os.WriteFile(src, []byte("model bytes"), 0o644)
+	if c.Trusted(key, src) {
+		t.Error("a rewritten source is still trusted")
+	}
+	if g, problem, err := c.Lookup(key); g == "" || problem != "" || err != nil {
+		t.Errorf("the entry after Trust: %q %q %v", g, problem, err)
+	}
+	if c.Trusted(key, filepath.Join(t.TempDir(), "missing")) {
+		t.Error("a missing file is trusted")
 	}
 }
