@@ -218,7 +218,7 @@ prepare() {
     [[ $k == "$n" ]] && timeout=600
     printf '%s\t%s\t%s\n' "bash scripts/gpu-check-remote.sh receive $rel_dir" "$rel_dir" "$timeout" >>"$out/calls.tsv"
   done
-  printf '%s\t%s\t%s\n' "bash scripts/gpu-check-remote.sh run" "" 600 >>"$out/calls.tsv"
+  printf '%s\t%s\t%s\n' "bash scripts/gpu-check-remote.sh run" - 600 >>"$out/calls.tsv" # - : nothing carried
   write_plan "$kind" "$shape" "$n" "$tree" "$part" "$size"
   say "bundle: $(awk '{printf "%s %s, ", $3, $2}' "$out/bundle/MANIFEST")"
   say "$n parts of at most $((part >> 20)) MiB ($((size >> 20)) MiB in all) beside a working tree of $((tree >> 20)) MiB; plan: $out/PLAN.md"
@@ -247,7 +247,7 @@ write_plan() {
     while IFS=$'\t' read -r cmd carry timeout; do
       k=$((k + 1))
       local expect
-      if [[ -z "$carry" ]]; then
+      if [[ "$carry" == - ]]; then
         expect="only to rerun the checks on a machine still warm after the last call: 3-5 min"
         echo "| rerun | \`$cmd\` | (none) | $timeout | $expect |"
         continue
@@ -296,7 +296,7 @@ simulate() {
     local name="$1" cmd="$2" carry="$3" timeout="$4"
     tree="$sim/tree-$name"
     copy_tree "$tree"
-    if [[ -n "$carry" ]]; then
+    if [[ "$carry" != - ]]; then
       mkdir -p "$tree/$carry" && cp -r "$root/$carry/." "$tree/$carry/"
     fi
     mkdir -p "$sim/out-$name"
