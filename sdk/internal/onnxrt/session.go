@@ -134,14 +134,37 @@ type CUDAError struct {
 
 // Error explains the failure and what to do.
 func (e *CUDAError) Error() string {
-	hint := "install a GPU build of ONNX Runtime (the onnxruntime-linux-x64-gpu release tarball, " +
+	return fmt.Sprintf("%v on device %d: %v; %s", ErrCUDAUnavailable, e.DeviceID, e.Cause, e.hint())
+}
+
+// hint says what to do about the CUDA provider's failure, by the stage at
+// which ONNX Runtime's message shows it failed.
+func (e *CUDAError) hint() string {
+	install := "install a GPU build of ONNX Runtime (the onnxruntime-linux-x64-gpu release tarball, " +
 		"with matching CUDA and cuDNN libraries on the loader path) and point ONNXRUNTIME_SHARED_LIBRARY_PATH at it, " +
 		"or run on the CPU"
-	if strings.Contains(e.Cause.Error(), "providers_shared") {
-		hint = "the library " + e.Library + " is a CPU-only build of ONNX Runtime (it has no " +
-			"libonnxruntime_providers_shared.so / libonnxruntime_providers_cuda.so next to it); " + hint
+	msg := e.Cause.Error()
+	switch {
+	case strings.Contains(msg, "not enabled in this build"):
+		// The core cannot load a CUDA provider at all, whatever lies beside it.
+		return "the library " + e.Library + " is a build of ONNX Runtime that cannot load the CUDA provider; " +
+			"use a GPU build, or a CPU build of the provider's version that loads providers (Microsoft's own, such as " +
+			"onnxruntime-node's) with libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so beside it, " +
+			"or run on the CPU"
+	case strings.Contains(msg, "providers_shared"):
+		return "the library " + e.Library + " is a CPU-only build of ONNX Runtime (it has no " +
+			"libonnxruntime_providers_shared.so / libonnxruntime_providers_cuda.so next to it); " + install
+	case strings.Contains(msg, "providers_cuda") && strings.Contains(msg, "cannot open shared object file"):
+		return "the CUDA provider is there but a library it needs is not on the loader path: add the CUDA runtime, " +
+			"cuBLAS, cuRAND and cuDNN of its CUDA version to LD_LIBRARY_PATH (`ldd libonnxruntime_providers_cuda.so` " +
+			"lists what is missing), or run on the CPU"
+	case strings.Contains(msg, "driver version is insufficient"), strings.Contains(msg, "no CUDA-capable device"),
+		strings.Contains(msg, "invalid device ordinal"):
+		return "the CUDA provider loaded but found no usable GPU: no NVIDIA driver, a driver older than the " +
+			"provider's CUDA version (nvidia-smi shows the newest CUDA it supports), or no device with this number; " +
+			"or run on the CPU"
 	}
-	return fmt.Sprintf("%v on device %d: %v; %s", ErrCUDAUnavailable, e.DeviceID, e.Cause, hint)
+	return install
 }
 
 // Unwrap returns ErrCUDAUnavailable and ONNX Runtime's error.
