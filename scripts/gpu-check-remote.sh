@@ -7,6 +7,7 @@
 #
 #   scripts/gpu-check-remote.sh receive out/gpu-check/call-NN   # one planned call; the last one runs the checks
 #   scripts/gpu-check-remote.sh run                             # the checks again, on the parts already received
+#   scripts/gpu-check-remote.sh unpack                          # reassemble and check the bundle, run nothing
 #
 # Environment: OUT (where the summary goes; default ./gpu-check-out),
 # SEDD_GPU_STAGE (default /tmp/sedd-gpu-check), SEDD_GPU_PYTHON (the Python
@@ -31,7 +32,9 @@ unxz_to() {
   if command -v xz >/dev/null; then
     xz -dc "$1" >"$2"
   else
-    "$py" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+    "$py" -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o:
+    shutil.copyfileobj(i, o)' "$1" "$2"
   fi
 }
 
@@ -70,7 +73,7 @@ probe() {
 # pip packages of the machine's Python.
 cuda_dirs() {
   local cands=() d
-  cands+=(/usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu)
+  cands+=(/usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib)
   while IFS= read -r d; do cands+=("$d"); done < <("$py" - <<'EOF' 2>/dev/null
 import glob, os, site, sys
 roots = set(site.getsitepackages() + [site.getusersitepackages()] + [p for p in sys.path if p.endswith("site-packages")])
@@ -390,5 +393,6 @@ for l in open(sys.argv[1]):
 case "${1:-}" in
 receive) [[ $# == 2 ]] || die "usage: $0 receive DIR" 2; receive "$2" ;;
 run) run ;;
-*) die "usage: $0 receive DIR | run" 2 ;;
+unpack) [[ -f "$stage/call.conf" ]] || die "nothing received yet" 3; unpack ;;
+*) die "usage: $0 receive DIR | run | unpack" 2 ;;
 esac

