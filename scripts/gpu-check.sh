@@ -317,22 +317,27 @@ write_plan() {
       k=$((k + 1))
       local expect
       if [[ "$carry" == - ]]; then
-        expect="only to rerun the checks on a machine still warm after the last call: 3-5 min"
+        expect="only to rerun the checks on a machine still warm after the last call: 2-4 min"
         echo "| rerun | \`$cmd\` | (none) | $timeout | $expect |"
         continue
       fi
       if [[ $k == 1 ]]; then
         expect="machine start 1-2 min, then about 20 s (transfer, checksums, probe)"
       elif [[ $k == "$n" ]]; then
-        expect="about 20 s, then the checks: 3-5 min"
+        expect="about 20 s, then the checks: 2-4 min"
       else
         expect="about 20 s"
       fi
       echo "| $k | \`$cmd\` | \`[\"$carry\"]\` | $timeout | $expect |"
     done <"$out/calls.tsv"
     echo
-    echo "Device time expected: about $((2 + (n * 20 + 59) / 60 + 5)) min for the calls in all, and 5 min more"
-    echo "for one rerun of the checks: within 15 min. Then give the machine back."
+    echo "Device time expected (estimates: no call has been timed yet): about $((2 + (n * 20 + 59) / 60 + 4)) min for"
+    echo "the calls in all, and 4 min more for one rerun of the checks; the session has 15 min. Then"
+    echo "give the machine back."
+    if [[ $kind == cuda && -z "$sm" && $n -gt 3 ]]; then
+      echo "\`prepare --sm 90\` (an H200 is sm_90) blanks the other GPUs' kernels of the CUDA provider and needs"
+      echo "3 calls instead of $n: fewer gaps in which the machine may go cold, and about 2 min less."
+    fi
     echo "The checks: the CUDA libraries resolve (ldd); \`sedd info\` says cuda:0; \`sedd verify\` on"
     echo "cuda:0 of the shipped model and both fixtures at their CPU tolerance; \`sedd sample\` with seed"
     echo "7 twice on cuda:0 (must agree) and once on the CPU (differing tokens counted); Ctrl-C"
