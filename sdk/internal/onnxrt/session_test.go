@@ -468,3 +468,19 @@ func TestCUDAErrorHints(t *testing.T) {
 		})
 	}
 }
+
+// TestCUDAOptionsKeepFloat32 pins the CUDA provider's options: the device,
+// and TF32 off (ONNX Runtime's default is on, which would put the GPU's
+// results outside the float32 tolerance of the golden checks).
+func TestCUDAOptionsKeepFloat32(t *testing.T) {
+	got := cudaOptions(3)
+	want := map[string]string{"device_id": "3", "use_tf32": "0"}
+	if len(got) != len(want) {
+		t.Fatalf("cudaOptions(3) = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("cudaOptions(3)[%q] = %q, want %q", k, got[k], v)
+		}
+	}
+}
