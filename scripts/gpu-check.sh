@@ -300,7 +300,8 @@ write_plan() {
     echo
     echo "Made by \`scripts/gpu-check.sh prepare$([[ $kind == stand-in ]] && echo ' --stand-in')${sm:+ --sm $sm}\` at $(git rev-parse --short HEAD)."
     echo "$n parts of at most $((part >> 20)) MiB ($((size >> 20)) MiB in all); each call also sends the working tree"
-    echo "($((tree >> 20)) MiB now: prepare again if it grows, or the calls exceed 64 MiB)."
+    echo "($((tree >> 20)) MiB now: prepare again if it grows, or the calls exceed 64 MiB). Prepare in the"
+    echo "checkout that the device calls send, and change nothing in its tree until the calls are done."
     echo
     echo "A warm machine keeps files outside the checkout for about 30 s after a call: make the calls"
     echo "one right after the other, with nothing in between. Call 1 writes a marker in the stage"
