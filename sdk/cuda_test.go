@@ -216,4 +216,5 @@ func TestCUDASignals(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Sample during the signals: %v", err)
 	}
+	t.Logf("signals whose Go handler a CUDA library replaced and the SDK gave back: %v", m.Info().RestoredSignals)
 }

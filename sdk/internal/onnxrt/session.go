@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -101,10 +102,9 @@ func WithInterOpThreads(n int) Option {
 // session creation fails with ErrCUDAUnavailable, unless WithCPUFallback is
 // also given.
 //
-// Note that loading the CUDA provider replaces the Go runtime's signal
-// handlers (onnxruntime_go issue 140): after a CUDA session is created, a
-// crash inside the process may no longer produce a Go stack trace, and
-// os/signal handling may be affected.
+// Loading the CUDA provider may replace the Go runtime's signal handlers
+// (onnxruntime_go issue 140); such a session puts Go's back after it is set
+// up and after every forward pass (RestoredSignals).
 func WithCUDA(deviceID int) Option {
 	return func(c *config) error {
 		if deviceID < 0 {
@@ -180,6 +180,12 @@ type Session struct {
 	n        int
 	provider string
 	fellBack error
+	// guard is set when CUDA was asked for: the session then puts Go's
+	// signal handlers back after it is set up and after every forward
+	// pass, where a CUDA library replaced them (sigguard_unix.go).
+	guard    bool
+	sigMu    sync.Mutex
+	restored []syscall.Signal
 
 	inputNames, outputNames []string
 
@@ -268,6 +274,7 @@ func (s *Session) probeStates() error {
 	defer sig.Destroy()
 	outs := []ort.Value{nil, nil}
 	err = s.ort.Run([]ort.Value{idx, sig}, outs)
+	s.repairSignals()
 	for _, o := range outs {
 		if o != nil {
 			defer o.Destroy()
@@ -326,8 +333,12 @@ func openSession(src Source, n int, inputs, outputs []string, check func(*GraphI
 	}
 	s := &Session{env: env, path: path, graph: g, n: n, provider: "cpu",
 		inputNames: inputs, outputNames: outputs, runners: map[*runner]struct{}{}}
+	if c.cuda {
+		s.guard = recordGoSignals()
+	}
 	so, err := s.sessionOptions(&c)
 	if err != nil {
+		s.repairSignals()
 		env.Release()
 		return nil, err
 	}
@@ -337,6 +348,7 @@ func openSession(src Source, n int, inputs, outputs []string, check func(*GraphI
 		s.ort, err = ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	}
 	so.Destroy() // before any Release: the last Release unloads the library
+	s.repairSignals()
 	if err != nil {
 		env.Release()
 		return nil, fmt.Errorf("runtime: %s: %w: %w", path, ErrModelLoad, err)
@@ -508,6 +520,39 @@ func (s *Session) Provider() string { return s.provider }
 // FellBack returns the *CUDAError that made a session asked for CUDA run on
 // the CPU (WithCPUFallback), or nil.
 func (s *Session) FellBack() error { return s.fellBack }
+
+// repairSignals puts the Go runtime's signal handlers back where C code
+// replaced them since the session began to be set up, on a session asked to
+// run on CUDA, and remembers which (RestoredSignals).
+func (s *Session) repairSignals() {
+	if !s.guard {
+		return
+	}
+	fixed := repairGoSignals()
+	if len(fixed) == 0 {
+		return
+	}
+	s.sigMu.Lock()
+	for _, sig := range fixed {
+		if !slices.Contains(s.restored, sig) {
+			s.restored = append(s.restored, sig)
+		}
+	}
+	s.sigMu.Unlock()
+}
+
+// RestoredSignals returns the signals whose Go handler a C library (CUDA's)
+// replaced while this session was set up or ran, and which were given back
+// to Go; nil when nothing was replaced or CUDA was not asked for.
+func (s *Session) RestoredSignals() []string {
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	var names []string
+	for _, sig := range s.restored {
+		names = append(names, sig.String())
+	}
+	return names
+}
 
 // Library returns the ONNX Runtime library in use.
 func (s *Session) Library() Library { return s.env.Library() }
