@@ -359,6 +359,9 @@ run() {
   (cd sdk && SEDD_TEST_DEVICE=cuda:0 SEDD_TEST_CPU_FALLBACK="$([[ $kind == cuda ]] && echo 0 || echo 1)" \
     CHECK_TIMEOUT=400 DETAIL="sdk.test -test.run CUDA" check "sdk-cuda-tests" "$stage/bundle/bin/sdk.test" -test.run 'CUDA' -test.v -test.count=1)
 
+  local restored
+  restored="$(grep -o 'gave back: \[.*\]' "$out/log.txt" | tail -n 1)"
+  note "Signal handlers a CUDA library replaced and the SDK gave back to Go during the SDK's CUDA tests (onnxruntime_go issue 140): ${restored:-not reported}."
   local shape
   shape="$(conf shape "$stage/call.conf")"
   DETAIL="random-weight $shape export" check "timing-model-export" wait_export
