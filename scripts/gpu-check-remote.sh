@@ -9,7 +9,7 @@
 #   scripts/gpu-check-remote.sh run                             # the checks again, on the parts already received
 #   scripts/gpu-check-remote.sh unpack                          # reassemble and check the bundle, run nothing
 #
-# Environment: OUT (where the summary goes; default ./gpu-check-out),
+# Environment: OUT (where the summary goes; default /tmp/sedd-gpu-check-out),
 # SEDD_GPU_STAGE (default /tmp/sedd-gpu-check), SEDD_GPU_PYTHON (the Python
 # with PyTorch and onnx that exports the timing model; default python3).
 set -uo pipefail
@@ -17,12 +17,12 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 1
 stage="${SEDD_GPU_STAGE:-/tmp/sedd-gpu-check}"
-out="${OUT:-$root/gpu-check-out}"
+out="${OUT:-${TMPDIR:-/tmp}/sedd-gpu-check-out}"
 py="${SEDD_GPU_PYTHON:-python3}"
 mkdir -p "$stage/parts" "$out"
 
 say() { printf 'gpu-check: %s\n' "$*" | tee -a "$out/log.txt" >&2; }
-die() { say "ERROR: $*"; exit "${2:-1}"; }
+die() { say "ERROR: $1"; exit "${2:-1}"; }
 
 # conf KEY FILE prints the value of KEY=VALUE in FILE.
 conf() { sed -n "s/^$1=//p" "$2" | head -n 1; }
