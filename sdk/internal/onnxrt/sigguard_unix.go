@@ -16,7 +16,9 @@ static void *sedd_handler_of(const struct sigaction *sa) {
 }
 
 // sedd_sig_record remembers every signal whose handler is the Go runtime's
-// (the one on SIGURG, which Go always handles, installed with SA_ONSTACK).
+// (the one on SIGURG, which Go always handles, installed with SA_ONSTACK),
+// adding to what earlier calls remembered: a handler that a CUDA library
+// replaced just before a second session is set up is still repaired.
 static int sedd_sig_record(void) {
 	struct sigaction urg;
 	if (sigaction(SIGURG, NULL, &urg) != 0 || !(urg.sa_flags & SA_ONSTACK)) return -1;
@@ -24,13 +26,12 @@ static int sedd_sig_record(void) {
 	int n = 0;
 	for (int s = 1; s < SEDD_NSIG; s++) {
 		struct sigaction cur;
-		sedd_recorded[s] = 0;
 		if (s == SIGKILL || s == SIGSTOP || sigaction(s, NULL, &cur) != 0) continue;
 		if (sedd_handler_of(&cur) == go && (cur.sa_flags & SA_ONSTACK)) {
 			sedd_saved[s] = cur;
 			sedd_recorded[s] = 1;
-			n++;
 		}
+		n += sedd_recorded[s];
 	}
 	return n;
 }
