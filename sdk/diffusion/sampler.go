@@ -30,10 +30,12 @@ type Step struct {
 	// Index counts the steps done so far, from 1 to Steps.
 	Index int
 	// Steps is the number of steps of the run: Config.Steps, plus 1 for the
-	// denoiser when Config.Denoise is set.
+	// denoiser when Config.Denoise is set; with FirstHitting the number of
+	// positions to unmask (those not fixed).
 	Steps int
 	// T is the diffusion time the tokens now belong to: t_Index of the time
-	// grid, and 0 after the denoiser.
+	// grid, and 0 after the denoiser. With FirstHitting each row has a time of
+	// its own; T is the latest of them, and 0 once no mask is left.
 	T float64
 	// Batch and Length give the shape of Tokens.
 	Batch, Length int
@@ -53,8 +55,10 @@ type Config struct {
 	Predictor Predictor
 	// Steps is the number of predictor steps (> 0), on the time grid
 	// t_k = linspace(1, EndTime, Steps+1), Δt = (1-EndTime)/Steps.
+	// FirstHitting ignores it: it takes one step per free position.
 	Steps int
 	// EndTime is the last time of the grid, in (0, 1); 0 means DefaultEndTime.
+	// FirstHitting never shows the network a σ below σ(EndTime).
 	EndTime float64
 	// Denoise adds the reference's denoising step at t = EndTime, which for the
 	// absorbing graph removes every remaining mask.
@@ -91,6 +95,12 @@ type Sampler struct {
 	fixedPos []int   // sorted positions
 	fixedTok []int64 // token of each fixed position
 	isFixed  []bool  // Length
+
+	// First hitting: the masked free positions of each row (Length per row,
+	// the first `masked` of them still masked) and each row's masking
+	// probability 1 - e^{-σ} at its current time.
+	pending []int32
+	p       []float64
 }
 
 // NewSampler validates cfg and allocates the buffers of its runs. The errors
@@ -111,7 +121,13 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if !cfg.Predictor.valid() {
 		return nil, invalidf("unknown predictor %v", cfg.Predictor)
 	}
-	if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
+	fh := cfg.Predictor == FirstHitting
+	if fh {
+		if !cfg.Graph.spec().absorb {
+			return nil, invalidf("the first-hitting sampler needs the absorbing graph, not %T", cfg.Graph)
+		}
+		cfg.Steps, cfg.Denoise = 0, false
+	} else if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
 		return nil, invalidf("steps = %d, must be in [1, %d]", cfg.Steps, MaxSteps)
 	}
 	if cfg.EndTime == 0 {
@@ -127,14 +143,19 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	s := &Sampler{
 		cfg:     cfg,
 		g:       g,
-		grid:    linspace(1, cfg.EndTime, cfg.Steps+1),
-		dt:      (1 - cfg.EndTime) / float64(cfg.Steps),
 		x:       make([]int64, cfg.Batch*cfg.Length),
 		sigma:   make([]float32, cfg.Batch),
 		cum:     make([]float64, g.n),
 		srcs:    make([]*rand.ChaCha8, cfg.Batch),
 		rngs:    make([]*rand.Rand, cfg.Batch),
 		isFixed: make([]bool, cfg.Length),
+	}
+	if fh {
+		s.pending = make([]int32, cfg.Batch*cfg.Length)
+		s.p = make([]float64, cfg.Batch)
+	} else {
+		s.grid = linspace(1, cfg.EndTime, cfg.Steps+1)
+		s.dt = (1 - cfg.EndTime) / float64(cfg.Steps)
 	}
 	for b := range s.srcs {
 		s.srcs[b] = rand.NewChaCha8(rowKey(cfg.Seed, b))
@@ -187,7 +208,8 @@ func (s *Sampler) compileFixed(spans []Span) error {
 // then the denoiser if Config.Denoise is set, imposing Config.Fixed before
 // every step and on the output, exactly as the reference's pc_sampler with a
 // projection. score is called once per step (not at all for the None
-// predictor) with σ(t) as float32.
+// predictor) with σ(t) as float32. With FirstHitting it is called once per
+// free position, each row at the σ of its own next unmasking.
 //
 // Errors: ctx's error (wrapped) when ctx is done between steps; the
 // ScoreFunc's error (wrapped); a *ScoreError (ErrNonFinite, ErrScoreShape) when
@@ -197,6 +219,12 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 		return nil, invalidf("nil score function")
 	}
 	s.start()
+	if s.cfg.Predictor == FirstHitting {
+		if err := s.runFirstHitting(ctx, score); err != nil {
+			return nil, err
+		}
+		return slices.Clone(s.x), nil
+	}
 	for k := range s.cfg.Steps {
 		if err := s.step(ctx, score, k); err != nil {
 			return nil, err
@@ -326,6 +354,9 @@ func (s *Sampler) report(idx int, t float64) error {
 	total := s.cfg.Steps
 	if s.cfg.Denoise {
 		total++
+	}
+	if s.cfg.Predictor == FirstHitting {
+		total = s.cfg.Length - len(s.fixedPos)
 	}
 	err := s.cfg.Progress(Step{Index: idx, Steps: total, T: t, Batch: s.cfg.Batch, Length: s.cfg.Length, Tokens: s.x})
 	if err != nil {
