@@ -71,7 +71,7 @@ func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
 			}
-			tok, fault, ok := drawExp(r, sc.Row(b, i)[:s.g.mask], -1, lse, s.cum)
+			tok, fault, ok := drawUnmask(s.unmask, r, sc.Row(b, i)[:s.g.mask], lse, s.cum)
 			if !ok {
 				return unmaskFault(idx, b, i, fault)
 			}

@@ -68,6 +68,21 @@ type Config struct {
 	// Seed selects the random streams: row b uses rowRand(Seed, b), so a run
 	// is reproducible bit for bit on any machine.
 	Seed uint64
+	// Temperature, TopK and TopP reshape the distribution q_j ∝ exp(s_j) of
+	// the token a masked position of the absorbing graph unmasks to, in every
+	// step and in the denoiser, in this order: q_j ∝ exp(s_j / Temperature);
+	// then only the TopK most likely tokens; then only the smallest set of
+	// the most likely tokens holding at least TopP of the mass; each
+	// renormalized, ties broken by the lower token id. The probability that a
+	// position unmasks is not changed. They bias the samples away from the
+	// model's law (low temperatures lower the entropy of the text as well as
+	// its generative perplexity). The zero values (and Temperature 1, TopK ≥
+	// Tokens, TopP 1) leave the distribution alone. Temperature must be > 0,
+	// TopK ≥ 0, TopP in [0, 1]; the uniform graph, where no token unmasks,
+	// takes none of them.
+	Temperature float64
+	TopK        int
+	TopP        float64
 	// Fixed tokens are imposed on every row before each step, before the
 	// denoiser and on the output. Spans must not overlap; an absorbing graph's
 	// mask cannot be fixed.
@@ -101,6 +116,24 @@ type Sampler struct {
 	// probability 1 - e^{-σ} at its current time.
 	pending []int32
 	p       []float64
+
+	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
+}
+
+// checkUnmask validates Temperature, TopK and TopP.
+func checkUnmask(cfg Config) error {
+	switch {
+	case math.IsNaN(cfg.Temperature) || cfg.Temperature < 0 || math.IsInf(cfg.Temperature, 0):
+		return invalidf("temperature = %v, must be > 0 (or 0 for the default, 1)", cfg.Temperature)
+	case cfg.TopK < 0:
+		return invalidf("top-k = %d, must be ≥ 1 (or 0 for no limit)", cfg.TopK)
+	case math.IsNaN(cfg.TopP) || cfg.TopP < 0 || cfg.TopP > 1:
+		return invalidf("top-p = %v, must be in (0, 1] (or 0 for no limit)", cfg.TopP)
+	}
+	if !cfg.Graph.spec().absorb && (cfg.Temperature != 0 || cfg.TopK != 0 || cfg.TopP != 0) {
+		return invalidf("temperature, top-k and top-p act on the token a mask unmasks to; the %T graph has no mask", cfg.Graph)
+	}
+	return nil
 }
 
 // NewSampler validates cfg and allocates the buffers of its runs. The errors
@@ -120,6 +153,9 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	}
 	if !cfg.Predictor.valid() {
 		return nil, invalidf("unknown predictor %v", cfg.Predictor)
+	}
+	if err := checkUnmask(cfg); err != nil {
+		return nil, err
 	}
 	fh := cfg.Predictor == FirstHitting
 	if fh {
@@ -149,6 +185,9 @@ func NewSampler(cfg Config) (*Sampler, error) {
 		srcs:    make([]*rand.ChaCha8, cfg.Batch),
 		rngs:    make([]*rand.Rand, cfg.Batch),
 		isFixed: make([]bool, cfg.Length),
+	}
+	if g.absorb {
+		s.unmask = newUnmaskFilter(cfg.Temperature, cfg.TopK, cfg.TopP, int(g.mask))
 	}
 	if fh {
 		s.pending = make([]int32, cfg.Batch*cfg.Length)
@@ -291,6 +330,7 @@ func (s *Sampler) step(ctx context.Context, score ScoreFunc, k int) error {
 	} else {
 		m = newAnalyticMath(s.g, sigma-s.cfg.Noise.Total(t-s.dt), false)
 	}
+	m.unmask = s.unmask
 	return s.apply(ctx, score, k+1, sigma, &m)
 }
 
@@ -302,6 +342,7 @@ func (s *Sampler) denoise(ctx context.Context, score ScoreFunc) error {
 	}
 	sigma := s.cfg.Noise.Total(s.cfg.EndTime)
 	m := newAnalyticMath(s.g, sigma, true)
+	m.unmask = s.unmask
 	return s.apply(ctx, score, idx, sigma, &m)
 }
 
