@@ -29,6 +29,12 @@ const (
 	Euler = "euler"
 	// None changes nothing between steps (only the final denoiser samples).
 	None = "none"
+	// FirstHitting is the exact sampler of the absorbing graph (Zheng et
+	// al., arXiv 2409.02908): it draws the time at which the next masked
+	// position unmasks and unmasks it, one network evaluation per generated
+	// token, with no discretization error. It takes no Steps (one step per
+	// free position) and no denoiser (no mask is left).
+	FirstHitting = "first-hitting"
 )
 
 // SampleRequest describes one sampling call. Its zero value is valid: one
@@ -36,10 +42,25 @@ const (
 // sampler, DefaultSteps steps and the final denoiser, seed 0.
 type SampleRequest struct {
 	// Steps is the number of sampling steps (network evaluations, plus one
-	// for the denoiser); 0 means DefaultSteps.
+	// for the denoiser); 0 means DefaultSteps. It must be 0 with
+	// FirstHitting.
 	Steps int
-	// Sampler is the step rule: Analytic (also ""), Euler or None.
+	// Sampler is the step rule: Analytic (also ""), Euler, None or
+	// FirstHitting.
 	Sampler string
+	// Temperature, TopK and TopP reshape the distribution of the token a
+	// masked position unmasks to (absorbing models only), with every sampler
+	// and the denoiser: its log-probabilities divided by Temperature, then
+	// only the TopK most likely tokens, then only the smallest set of the
+	// most likely holding at least TopP of the probability, renormalized
+	// each time. When a position unmasks is not changed. They trade the
+	// samples' diversity (unigram entropy) for a lower generative
+	// perplexity; the samples no longer follow the model. Zero leaves each
+	// alone (as do Temperature 1 and TopP 1); Temperature must be > 0 (at
+	// most 100), TopK ≥ 0, TopP in [0, 1].
+	Temperature float64
+	TopK        int
+	TopP        float64
 	// NoDenoise turns off the final denoising step (on in the reference).
 	NoDenoise bool
 	// EndTime is the last diffusion time of the time grid, in (0, 1); 0
@@ -83,13 +104,17 @@ type SampleResult struct {
 	// Steps is the number of sampling steps; NetworkCalls the number of
 	// network evaluations made (the steps, plus one for the denoiser).
 	Steps, NetworkCalls int
-	// Sampler, Denoise, EndTime, Seed and Length are the settings the run
-	// used, defaults filled in.
-	Sampler string
-	Denoise bool
-	EndTime float64
-	Seed    uint64
-	Length  int
+	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK and TopP
+	// are the settings the run used, defaults filled in (Temperature 1 when
+	// the request left it 0).
+	Sampler     string
+	Denoise     bool
+	EndTime     float64
+	Seed        uint64
+	Length      int
+	Temperature float64
+	TopK        int
+	TopP        float64
 	// Elapsed is the wall time of the whole call; Network is the part of it
 	// spent in the score network's forward passes (ONNX Runtime), so that
 	// Elapsed − Network is this SDK's own cost.
@@ -190,8 +215,10 @@ type resolved struct {
 func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	steps := req.Steps
 	switch {
-	case steps == 0:
+	case steps == 0 && req.Sampler != FirstHitting:
 		steps = DefaultSteps
+	case steps != 0 && req.Sampler == FirstHitting:
+		return nil, fieldError("Steps", "must be 0 with the first-hitting sampler, which takes one step per masked position; got %d", steps)
 	case steps < 0:
 		return nil, fieldError("Steps", "must be ≥ 1, got %d", steps)
 	case steps > diffusion.MaxSteps:
@@ -206,8 +233,16 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 		pred = diffusion.Euler
 	case None:
 		pred = diffusion.None
+	case FirstHitting:
+		if _, ok := m.graph.(diffusion.Absorbing); !ok {
+			return nil, fieldError("Sampler", "the first-hitting sampler needs an absorbing model; this one's graph is uniform")
+		}
+		pred = diffusion.FirstHitting
 	default:
-		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s or %s", req.Sampler, Analytic, Euler, None)
+		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s, %s or %s", req.Sampler, Analytic, Euler, None, FirstHitting)
+	}
+	if err := m.checkUnmask(req); err != nil {
+		return nil, err
 	}
 	end := req.EndTime
 	if end == 0 {
@@ -246,9 +281,42 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	}
 	r.cfg = diffusion.Config{
 		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
-		Denoise: !req.NoDenoise, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Denoise: !req.NoDenoise && pred != diffusion.FirstHitting, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP,
 	}
 	return r, nil
+}
+
+// maxTemperature bounds SampleRequest.Temperature: far above it every token
+// is equally likely, which a caller asks for by mistake.
+const maxTemperature = 100
+
+// checkUnmask validates the request's Temperature, TopK and TopP.
+func (m *Model) checkUnmask(req SampleRequest) error {
+	switch {
+	case math.IsNaN(req.Temperature) || req.Temperature < 0 || req.Temperature > maxTemperature:
+		return fieldError("Temperature", "must be in (0, %d] (0: the default, 1), got %g", maxTemperature, req.Temperature)
+	case req.TopK < 0:
+		return fieldError("TopK", "must be ≥ 1 (0: no limit), got %d", req.TopK)
+	case math.IsNaN(req.TopP) || req.TopP < 0 || req.TopP > 1:
+		return fieldError("TopP", "must be in (0, 1] (0: no limit), got %g", req.TopP)
+	}
+	if _, ok := m.graph.(diffusion.Absorbing); ok {
+		return nil
+	}
+	field := ""
+	switch {
+	case req.Temperature != 0 && req.Temperature != 1:
+		field = "Temperature"
+	case req.TopK != 0:
+		field = "TopK"
+	case req.TopP != 0 && req.TopP != 1:
+		field = "TopP"
+	}
+	if field != "" {
+		return fieldError(field, "acts on the token a mask unmasks to; this model's graph is uniform and has no mask")
+	}
+	return nil
 }
 
 // checkShape bounds batch × length before anything is allocated: the length
@@ -513,6 +581,13 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	res := &SampleResult{
 		Steps: cfg.Steps, NetworkCalls: counted.calls, Sampler: r.sampler, Denoise: cfg.Denoise,
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
+		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP,
+	}
+	if res.Temperature == 0 {
+		res.Temperature = 1
+	}
+	if cfg.Predictor == diffusion.FirstHitting {
+		res.Steps = counted.calls
 	}
 	L := cfg.Length
 	for b := 0; b < cfg.Batch; b++ {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,6 +69,10 @@ type sampleLine struct {
 	Length    int      `json:"length"`
 	ElapsedMS *float64 `json:"elapsed_ms"`
 	NetworkMS *float64 `json:"network_ms"`
+	// Written only when set.
+	Temperature float64 `json:"temperature"`
+	TopK        int     `json:"top_k"`
+	TopP        float64 `json:"top_p"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -109,9 +114,12 @@ func TestSampleJSON(t *testing.T) {
 		{"absorb analytic", tinyAbsorb, nil, 128, 129, "analytic"},
 		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
 		{"uniform none: only the denoiser runs the network", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 1, "none"},
+		{"absorb first-hitting: one call per free position", tinyAbsorb, []string{"--sampler", "first-hitting", "--prefix", "ab"}, 30, 30, "first-hitting"},
+		{"absorb with the unmasking knobs", tinyAbsorb, []string{"--steps", "8", "--temperature", "0.5", "--top-k", "7", "--top-p", "0.9"}, 8, 9, "analytic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"sample", "--model", tc.model, "--json", "--batch", "3", "--seed", "9"}, tc.args...)
+			knobs := slices.Contains(tc.args, "--top-k")
 			lines := parseLines(t, sedd(t, args...).OK(t).Stdout)
 			if len(lines) != 3 {
 				t.Fatalf("got %d JSON lines, want 3", len(lines))
@@ -120,6 +128,9 @@ func TestSampleJSON(t *testing.T) {
 				if l.Index != i || len(l.Tokens) != 32 || l.Length != 32 || l.Steps != tc.steps || l.NFE != tc.nfe ||
 					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.NetworkMS == nil || l.Text == "" {
 					t.Errorf("line %d = %+v", i, l)
+				}
+				if knobs != (l.Temperature == 0.5 && l.TopK == 7 && l.TopP == 0.9) || !knobs && (l.Temperature != 0 || l.TopK != 0 || l.TopP != 0) {
+					t.Errorf("line %d: temperature %v, top-k %d, top-p %v", i, l.Temperature, l.TopK, l.TopP)
 				}
 				for _, tok := range l.Tokens {
 					if tok < 0 || tok >= 256 {
@@ -342,6 +353,13 @@ func TestBadInput(t *testing.T) {
 		{"batch 0", []string{"sample", "--model", tinyAbsorb, "--batch", "0"}, exitUsage, "--batch"},
 		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor \"foo\" is not a sampler"},
 		{"negative length", []string{"sample", "--model", tinyAbsorb, "--length", "-3"}, exitUsage, "--length must be ≥ 1"},
+		{"first-hitting with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "first-hitting", "--steps", "8"}, exitUsage, "leave out --steps"},
+		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--predictor the first-hitting sampler needs an absorbing model"},
+		{"temperature 0", []string{"sample", "--model", tinyAbsorb, "--temperature", "0"}, exitUsage, "--temperature must be > 0"},
+		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in (0, 100]"},
+		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},
+		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in (0, 1]"},
+		{"top-k on a uniform model", []string{"sample", "--model", tinyUniform, "--top-k", "3"}, exitUsage, "--top-k acts on the token a mask unmasks to"},
 		{"eval antithetic with odd timesteps", []string{"eval", "--model", tinyAbsorb, "--data", cmdtest.Abs("../../README.md"), "--sampling", "antithetic", "-k", "3"}, exitUsage, "--timesteps must be even"},
 		{"unknown device", []string{"sample", "--model", tinyAbsorb, "--device", "tpu"}, exitUsage, "cpu, cuda or cuda:N"},
 		{"not a number", []string{"sample", "--steps", "many"}, exitUsage, "steps"},

@@ -79,7 +79,7 @@ type Config struct {
 	// its generative perplexity). The zero values (and Temperature 1, TopK ≥
 	// Tokens, TopP 1) leave the distribution alone. Temperature must be > 0,
 	// TopK ≥ 0, TopP in [0, 1]; the uniform graph, where no token unmasks,
-	// takes none of them.
+	// takes only the values that change nothing (TopK 0).
 	Temperature float64
 	TopK        int
 	TopP        float64
@@ -130,7 +130,8 @@ func checkUnmask(cfg Config) error {
 	case math.IsNaN(cfg.TopP) || cfg.TopP < 0 || cfg.TopP > 1:
 		return invalidf("top-p = %v, must be in (0, 1] (or 0 for no limit)", cfg.TopP)
 	}
-	if !cfg.Graph.spec().absorb && (cfg.Temperature != 0 || cfg.TopK != 0 || cfg.TopP != 0) {
+	neutral := (cfg.Temperature == 0 || cfg.Temperature == 1) && cfg.TopK == 0 && (cfg.TopP == 0 || cfg.TopP == 1)
+	if !cfg.Graph.spec().absorb && !neutral {
 		return invalidf("temperature, top-k and top-p act on the token a mask unmasks to; the %T graph has no mask", cfg.Graph)
 	}
 	return nil

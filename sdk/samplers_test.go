@@ -1,0 +1,139 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sedd-go/sedd/sdk"
+)
+
+// TestFirstHitting runs the first-hitting sampler through ONNX Runtime: one
+// network call per free position (never more than the length), the prefix
+// kept, no mask left, the same tokens for the same seed.
+func TestFirstHitting(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	info := m.Info()
+	for _, req := range []sdk.SampleRequest{
+		{Sampler: sdk.FirstHitting, Batch: 2, Seed: 3},
+		{Sampler: sdk.FirstHitting, Prefix: "Once", Suffix: "end.", Seed: 4},
+		{Sampler: sdk.FirstHitting, Template: "ab[MASK:5]cd", Seed: 5},
+		{Sampler: sdk.FirstHitting, Temperature: 0.8, TopP: 0.9, Seed: 6},
+	} {
+		t.Run(req.Prefix+req.Template+strings.Repeat("T", int(req.Temperature)), func(t *testing.T) {
+			res, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fixed := len(req.Prefix) + len(req.Suffix)
+			free := info.Length - fixed
+			if req.Template != "" {
+				free = info.Length - 4 // the literal bytes (the byte tokenizer has no end-of-text token to pin)
+			}
+			if res.NetworkCalls != free || res.Steps != free || res.NetworkCalls > info.Length || res.Denoise {
+				t.Errorf("%d network calls, %d steps, denoise %v; want %d (the free positions)", res.NetworkCalls, res.Steps, res.Denoise, free)
+			}
+			for _, s := range res.Samples {
+				if slices.Contains(s.Tokens, int64(info.MaskID)) {
+					t.Errorf("mask left: %v", s.Tokens)
+				}
+				if !strings.HasPrefix(s.Text, req.Prefix) || !strings.HasSuffix(s.Text, req.Suffix) {
+					t.Errorf("%q lost its prefix or suffix", s.Text)
+				}
+				if req.Template != "" && (!strings.HasPrefix(s.Text, "ab") || !strings.HasSuffix(s.Text, "cd") || len(s.Tokens) != 9) {
+					t.Errorf("infill %q (%d tokens)", s.Text, len(s.Tokens))
+				}
+			}
+			again, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for b := range res.Samples {
+				if !slices.Equal(res.Samples[b].Tokens, again.Samples[b].Tokens) {
+					t.Errorf("same seed, other tokens")
+				}
+			}
+		})
+	}
+	steps := 0
+	for st, err := range m.Stream(context.Background(), sdk.SampleRequest{Sampler: sdk.FirstHitting, Prefix: "ab"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps++
+		if st.Steps != info.Length-2 || st.Masked != info.Length-2-st.Index {
+			t.Errorf("step %d of %d, %d masked", st.Index, st.Steps, st.Masked)
+		}
+	}
+	if steps != info.Length-2 {
+		t.Errorf("%d steps streamed, want %d", steps, info.Length-2)
+	}
+}
+
+// TestUnmaskKnobs: top-k 1 with the same seed on every sampler gives tokens
+// that differ from the untruncated run, the settings come back in the result,
+// and the defaults are reported as such.
+func TestUnmaskKnobs(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	for _, sampler := range []string{sdk.Analytic, sdk.Euler, sdk.FirstHitting} {
+		t.Run(sampler, func(t *testing.T) {
+			steps := 8
+			if sampler == sdk.FirstHitting {
+				steps = 0
+			}
+			plain, err := m.Sample(context.Background(), sdk.SampleRequest{Sampler: sampler, Steps: steps, Batch: 3, Seed: 9})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plain.Temperature != 1 || plain.TopK != 0 || plain.TopP != 0 {
+				t.Errorf("defaults reported as temperature %v, top-k %d, top-p %v", plain.Temperature, plain.TopK, plain.TopP)
+			}
+			greedy, err := m.Sample(context.Background(), sdk.SampleRequest{Sampler: sampler, Steps: steps, Batch: 3, Seed: 9, TopK: 1, Temperature: 0.5, TopP: 0.5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if greedy.TopK != 1 || greedy.Temperature != 0.5 || greedy.TopP != 0.5 {
+				t.Errorf("settings reported as temperature %v, top-k %d, top-p %v", greedy.Temperature, greedy.TopK, greedy.TopP)
+			}
+			same := 0
+			for b := range plain.Samples {
+				if slices.Equal(plain.Samples[b].Tokens, greedy.Samples[b].Tokens) {
+					same++
+				}
+			}
+			if same == len(plain.Samples) {
+				t.Errorf("top-k 1 changed no sample")
+			}
+		})
+	}
+}
+
+func TestSamplerBadRequests(t *testing.T) {
+	absorb, uniform := open(t, tinyAbsorb), open(t, tinyUniform)
+	tests := []struct {
+		name  string
+		m     *sdk.Model
+		req   sdk.SampleRequest
+		field string
+	}{
+		{"first-hitting with steps", absorb, sdk.SampleRequest{Sampler: sdk.FirstHitting, Steps: 16}, "Steps"},
+		{"first-hitting on a uniform model", uniform, sdk.SampleRequest{Sampler: sdk.FirstHitting}, "Sampler"},
+		{"negative temperature", absorb, sdk.SampleRequest{Temperature: -1}, "Temperature"},
+		{"huge temperature", absorb, sdk.SampleRequest{Temperature: 1e6}, "Temperature"},
+		{"negative top-k", absorb, sdk.SampleRequest{TopK: -1}, "TopK"},
+		{"top-p above 1", absorb, sdk.SampleRequest{TopP: 1.2}, "TopP"},
+		{"top-k on a uniform model", uniform, sdk.SampleRequest{TopK: 3}, "TopK"},
+		{"temperature on a uniform model", uniform, sdk.SampleRequest{Temperature: 0.5}, "Temperature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.m.Sample(context.Background(), tt.req)
+			var fe *sdk.FieldError
+			if !errors.Is(err, sdk.ErrBadRequest) || !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("Sample error = %v, want a FieldError on %s", err, tt.field)
+			}
+		})
+	}
+}
