@@ -28,7 +28,7 @@ import (
 // its next time (before the network call), the index of the position among its
 // masked ones, and the uniform of the token.
 func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
-	B, L := s.cfg.Batch, s.cfg.Length
+	B, L := s.cfg.Batch, s.w
 	free := 0
 	for i := range L {
 		if !s.isFixed[i] {
@@ -45,7 +45,7 @@ func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
 	}
 	floor := s.cfg.Noise.Total(s.cfg.EndTime)
 	for k := range free {
-		idx := k + 1
+		idx := s.base + k + 1
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("diffusion: before step %d: %w", idx, err)
 		}
@@ -82,7 +82,7 @@ func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
 			if masked > 1 {
 				t = timeOfSigma(s.cfg.Noise, -math.Log1p(-slicesMax(s.p)))
 			}
-			if err := s.report(idx, t); err != nil {
+			if err := s.report(k+1, t); err != nil {
 				return err
 			}
 		}
