@@ -69,8 +69,21 @@ type SampleRequest struct {
 	// Batch is the number of samples; 0 means 1.
 	Batch int
 	// Length is the sequence length in tokens; 0 means the trained length.
-	// Other lengths up to 16 times the trained one run, with a warning.
+	// Other lengths up to 16 times the trained one run, with a warning,
+	// unless BlockOverlap is set.
 	Length int
+	// BlockOverlap, when > 0 and Length is above the trained length,
+	// generates the sequence semi-autoregressively in blocks of the trained
+	// length, each sharing its first BlockOverlap tokens with the previous
+	// one, which it takes as they are (the last block ends at Length, so it
+	// may share more). Every block is a whole sampling run (Steps steps and
+	// the denoiser, or one first-hitting step per new token), so the network
+	// only ever sees the length it was trained on. Prefix, Suffix, Spans and
+	// a Template's text are pinned in whichever blocks hold them; a block
+	// sees nothing of the blocks after it. It must be below the trained
+	// length; absorbing models only. Ignored when Length is at most the
+	// trained length.
+	BlockOverlap int
 	// Seed makes the run reproducible: the same seed and request give the
 	// same tokens, bit for bit, on the CPU.
 	Seed uint64
@@ -101,9 +114,14 @@ type Span struct {
 // SampleResult is the outcome of Model.Sample.
 type SampleResult struct {
 	Samples []Sequence
-	// Steps is the number of sampling steps; NetworkCalls the number of
-	// network evaluations made (the steps, plus one for the denoiser).
+	// Steps is the number of sampling steps (of each block, with blocks;
+	// with FirstHitting the tokens generated); NetworkCalls the number of
+	// network evaluations made (the steps, plus one for the denoiser, per
+	// block).
 	Steps, NetworkCalls int
+	// BlockOverlap is the overlap of the blocks the run sampled in, and 0
+	// when it sampled the whole length at once.
+	BlockOverlap int
 	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK and TopP
 	// are the settings the run used, defaults filled in (Temperature 1 when
 	// the request left it 0).
@@ -205,9 +223,10 @@ var errStopped = errors.New("stream stopped")
 
 // resolved is a validated request.
 type resolved struct {
-	cfg     diffusion.Config
-	sampler string
-	keep    [2]int // only tokens [keep[0], keep[1]) of each row are returned
+	cfg          diffusion.Config
+	sampler      string
+	blockOverlap int
+	keep         [2]int // only tokens [keep[0], keep[1]) of each row are returned
 }
 
 // resolve validates req and turns it into a sampler configuration: every
@@ -265,7 +284,20 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	case length < 0:
 		return nil, fieldError("Length", "must be ≥ 1, got %d", length)
 	}
-	if err := m.checkShape(batch, length); err != nil {
+	window := length
+	switch {
+	case req.BlockOverlap < 0:
+		return nil, fieldError("BlockOverlap", "must be ≥ 1 (0: no blocks), got %d", req.BlockOverlap)
+	case req.BlockOverlap > 0 && length > m.man.Length:
+		if _, ok := m.graph.(diffusion.Absorbing); !ok {
+			return nil, fieldError("BlockOverlap", "needs an absorbing model; this one's graph is uniform")
+		}
+		if req.BlockOverlap >= m.man.Length {
+			return nil, fieldError("BlockOverlap", "must be below the trained length %d, got %d", m.man.Length, req.BlockOverlap)
+		}
+		window = m.man.Length
+	}
+	if err := m.checkShape(batch, length, window); err != nil {
 		return nil, err
 	}
 	r := &resolved{sampler: name, keep: [2]int{0, length}}
@@ -276,13 +308,21 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	if keep > 0 {
 		r.keep[1] = keep
 	}
-	if length != m.man.Length {
+	switch {
+	case window < length:
+		r.blockOverlap = req.BlockOverlap
+	case length > m.man.Length:
+		m.log.Warn("sequence length differs from the trained length; quality may suffer (BlockOverlap, --block-overlap, samples in blocks of the trained length)", "length", length, "trained", m.man.Length)
+	case length != m.man.Length:
 		m.log.Warn("sequence length differs from the trained length; quality may suffer", "length", length, "trained", m.man.Length)
 	}
 	r.cfg = diffusion.Config{
 		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
 		Denoise: !req.NoDenoise && pred != diffusion.FirstHitting, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
 		Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP,
+	}
+	if window < length {
+		r.cfg.Window, r.cfg.Overlap = window, req.BlockOverlap
 	}
 	return r, nil
 }
@@ -321,17 +361,21 @@ func (m *Model) checkUnmask(req SampleRequest) error {
 
 // checkShape bounds batch × length before anything is allocated: the length
 // to maxLengthFactor times the trained one, and the memory the request will
-// need (requestBytes) to the Model's limit.
-func (m *Model) checkShape(batch, length int) error {
+// need (requestBytes, for the window the network sees) to the Model's limit.
+func (m *Model) checkShape(batch, length, window int) error {
 	if maxLen := maxLengthFactor * m.man.Length; length > maxLen {
-		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
-			ErrBadRequest, length, maxLengthFactor, m.man.Length)
+		why := "the network's attention grows with its square"
+		if window < length {
+			why = "that many blocks would take too long"
+		}
+		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; %s",
+			ErrBadRequest, length, maxLengthFactor, m.man.Length, why)
 	}
 	if batch > math.MaxInt32/length {
 		return fmt.Errorf("%w: batch %d × length %d is more than 2^31 tokens", ErrBadRequest, batch, length)
 	}
-	if need := m.requestBytes(batch, length); need > m.opts.MemoryLimit {
-		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: length}
+	if need := m.requestBytes(batch, window); need > m.opts.MemoryLimit {
+		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: window}
 	}
 	return nil
 }
@@ -581,7 +625,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	res := &SampleResult{
 		Steps: cfg.Steps, NetworkCalls: counted.calls, Sampler: r.sampler, Denoise: cfg.Denoise,
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
-		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP,
+		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP, BlockOverlap: r.blockOverlap,
 	}
 	if res.Temperature == 0 {
 		res.Temperature = 1

@@ -137,3 +137,73 @@ func TestSamplerBadRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestBlocks samples tiny-absorb (trained length 32) at 80 tokens in blocks:
+// prefix and suffix kept, no mask left, the calls of three blocks (starts
+// 0, 24 and 48 with overlap 8; 0, 22 and 38 for 70 tokens with overlap 10),
+// the same seed the same tokens, and for first-hitting one call per
+// generated token.
+func TestBlocks(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	mask := int64(m.Info().MaskID)
+	for _, tc := range []struct {
+		req   sdk.SampleRequest
+		calls int
+	}{
+		{sdk.SampleRequest{Steps: 4, Length: 80, BlockOverlap: 8, Prefix: "Once", Suffix: "end.", Batch: 2, Seed: 1}, 3 * 5},
+		{sdk.SampleRequest{Sampler: sdk.FirstHitting, Length: 80, BlockOverlap: 8, Prefix: "Once", Seed: 2}, 80 - 4},
+		{sdk.SampleRequest{Steps: 2, Length: 70, BlockOverlap: 10, Template: "ab[MASK:60]cd", Seed: 3}, 3 * 3},
+	} {
+		t.Run(tc.req.Sampler+tc.req.Template, func(t *testing.T) {
+			res, err := m.Sample(context.Background(), tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.NetworkCalls != tc.calls || res.BlockOverlap != tc.req.BlockOverlap {
+				t.Errorf("%d network calls, block overlap %d; want %d, %d", res.NetworkCalls, res.BlockOverlap, tc.calls, tc.req.BlockOverlap)
+			}
+			for _, s := range res.Samples {
+				if slices.Contains(s.Tokens, mask) {
+					t.Errorf("mask left: %v", s.Tokens)
+				}
+				if !strings.HasPrefix(s.Text, tc.req.Prefix) || !strings.HasSuffix(s.Text, tc.req.Suffix) {
+					t.Errorf("%q lost its prefix or suffix", s.Text)
+				}
+				if tc.req.Template != "" && (len(s.Tokens) != 64 || !strings.HasPrefix(s.Text, "ab") || !strings.HasSuffix(s.Text, "cd")) {
+					t.Errorf("infill across blocks: %q (%d tokens)", s.Text, len(s.Tokens))
+				}
+				if tc.req.Template == "" && len(s.Tokens) != tc.req.Length {
+					t.Errorf("%d tokens, want %d", len(s.Tokens), tc.req.Length)
+				}
+			}
+			again, err := m.Sample(context.Background(), tc.req)
+			if err != nil || !slices.Equal(again.Samples[0].Tokens, res.Samples[0].Tokens) {
+				t.Errorf("same seed, other tokens (%v)", err)
+			}
+		})
+	}
+	// Without a length above the trained one, BlockOverlap changes nothing.
+	a, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 4, Seed: 5, BlockOverlap: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 4, Seed: 5})
+	if err != nil || !slices.Equal(a.Samples[0].Tokens, b.Samples[0].Tokens) || a.BlockOverlap != 0 {
+		t.Errorf("BlockOverlap at the trained length changed the run (%v)", err)
+	}
+	uniform := open(t, tinyUniform)
+	for _, tc := range []struct {
+		m   *sdk.Model
+		req sdk.SampleRequest
+	}{
+		{m, sdk.SampleRequest{Length: 80, BlockOverlap: -1}},
+		{m, sdk.SampleRequest{Length: 80, BlockOverlap: 32}},
+		{uniform, sdk.SampleRequest{Length: 80, BlockOverlap: 8}},
+	} {
+		_, err := tc.m.Sample(context.Background(), tc.req)
+		var fe *sdk.FieldError
+		if !errors.As(err, &fe) || fe.Field != "BlockOverlap" {
+			t.Errorf("%+v: %v, want a FieldError on BlockOverlap", tc.req, err)
+		}
+	}
+}

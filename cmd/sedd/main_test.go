@@ -70,9 +70,10 @@ type sampleLine struct {
 	ElapsedMS *float64 `json:"elapsed_ms"`
 	NetworkMS *float64 `json:"network_ms"`
 	// Written only when set.
-	Temperature float64 `json:"temperature"`
-	TopK        int     `json:"top_k"`
-	TopP        float64 `json:"top_p"`
+	Temperature  float64 `json:"temperature"`
+	TopK         int     `json:"top_k"`
+	TopP         float64 `json:"top_p"`
+	BlockOverlap int     `json:"block_overlap"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -360,6 +361,7 @@ func TestBadInput(t *testing.T) {
 		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},
 		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in (0, 1]"},
 		{"top-k on a uniform model", []string{"sample", "--model", tinyUniform, "--top-k", "3"}, exitUsage, "--top-k acts on the token a mask unmasks to"},
+		{"block overlap of the whole window", []string{"sample", "--model", tinyAbsorb, "--length", "64", "--block-overlap", "32"}, exitUsage, "--block-overlap must be below the trained length 32"},
 		{"eval antithetic with odd timesteps", []string{"eval", "--model", tinyAbsorb, "--data", cmdtest.Abs("../../README.md"), "--sampling", "antithetic", "-k", "3"}, exitUsage, "--timesteps must be even"},
 		{"unknown device", []string{"sample", "--model", tinyAbsorb, "--device", "tpu"}, exitUsage, "cpu, cuda or cuda:N"},
 		{"not a number", []string{"sample", "--steps", "many"}, exitUsage, "steps"},
@@ -706,4 +708,23 @@ func withoutTiming(out string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestSampleBlocks: --length above the trained length with --block-overlap
+// samples in blocks: the prefix kept, no mask left, the network calls of
+// three blocks, and block_overlap in the JSON.
+func TestSampleBlocks(t *testing.T) {
+	needORT(t)
+	lines := parseLines(t, sedd(t, "sample", "--model", tinyAbsorb, "--json", "--seed", "3", "--steps", "4",
+		"--length", "80", "--block-overlap", "8", "--prefix", "Once").OK(t).Stdout)
+	if len(lines) != 1 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	l := lines[0]
+	if len(l.Tokens) != 80 || l.Length != 80 || l.NFE != 15 || l.BlockOverlap != 8 || !strings.HasPrefix(l.Text, "Once") {
+		t.Errorf("line %+v", l)
+	}
+	if slices.Contains(l.Tokens, 256) {
+		t.Errorf("mask left: %v", l.Tokens)
+	}
 }

@@ -32,6 +32,7 @@ func samplingFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
 		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
+		&cli.IntFlag{Name: "block-overlap", Usage: "with --length above the trained length, generate in blocks of the trained length, each sharing its first `N` tokens with the previous one (0: the whole length at once)"},
 		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported on stderr (and with --json)"},
 		&cli.BoolFlag{Name: "json", Usage: "write one JSON object per sample per line"},
 		&cli.BoolFlag{Name: "show-steps", Usage: "show the sequence as it denoises (redrawn in place on a terminal, one frame per step otherwise)"},
@@ -170,6 +171,7 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 		Steps: c.Int("steps"), Sampler: c.String("predictor"), NoDenoise: !c.Bool("denoise"),
 		EndTime: c.Float64("eps"), Batch: c.Int("batch"), Length: c.Int("length"),
 		Temperature: c.Float64("temperature"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"),
+		BlockOverlap: c.Int("block-overlap"),
 	}
 	if req.Sampler == sdk.FirstHitting {
 		if c.IsSet("steps") {
@@ -257,8 +259,10 @@ type jsonSample struct {
 	Temperature float64 `json:"temperature,omitempty"`
 	TopK        int     `json:"top_k,omitempty"`
 	TopP        float64 `json:"top_p,omitempty"`
-	ElapsedMS   float64 `json:"elapsed_ms"`
-	NetworkMS   float64 `json:"network_ms"`
+	// BlockOverlap is written only for a run in blocks.
+	BlockOverlap int     `json:"block_overlap,omitempty"`
+	ElapsedMS    float64 `json:"elapsed_ms"`
+	NetworkMS    float64 `json:"network_ms"`
 }
 
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
@@ -272,7 +276,7 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 		err := enc.Encode(jsonSample{
 			Index: i, Text: s.Text, Tokens: s.Tokens,
 			Steps: res.Steps, NFE: res.NetworkCalls, Predictor: res.Sampler, Denoise: res.Denoise,
-			Eps: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: temperature, TopK: res.TopK, TopP: res.TopP,
+			Eps: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})

@@ -49,6 +49,9 @@ type GenerateOptions struct {
 	Temperature float64 `json:"temperature,omitempty"`
 	TopK        int     `json:"top_k,omitempty"`
 	TopP        float64 `json:"top_p,omitempty"`
+	// BlockOverlap samples a Length above the trained one in blocks
+	// (sdk.SampleRequest); absent or 0: the whole length at once.
+	BlockOverlap int `json:"block_overlap,omitempty"`
 }
 
 // Sample is one generated or partly generated sequence.
@@ -91,6 +94,7 @@ type GenerateResponse struct {
 	Temperature     float64  `json:"temperature"`
 	TopK            int      `json:"top_k"`
 	TopP            float64  `json:"top_p"`
+	BlockOverlap    int      `json:"block_overlap"`
 	TotalDuration   int64    `json:"total_duration"`
 	QueueDuration   int64    `json:"queue_duration"`
 	NetworkDuration int64    `json:"network_duration"`
@@ -424,7 +428,7 @@ func (s *Server) sampleRequest(m *Model, req GenerateRequest) (sdk.SampleRequest
 	}
 	sr := sdk.SampleRequest{
 		Steps: o.Steps, Sampler: o.Sampler, EndTime: o.EndTime, Batch: o.Batch, Length: o.Length,
-		Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP,
+		Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, BlockOverlap: o.BlockOverlap,
 		Prefix: req.Prompt, Suffix: req.Suffix, Template: req.Infill,
 	}
 	if o.Denoise != nil {
@@ -456,7 +460,7 @@ func (s *Server) result(m *Model, res *sdk.SampleResult, start time.Time, queued
 		Model: m.Name, CreatedAt: now(), Done: true, DoneReason: "stop",
 		Steps: res.Steps, NetworkCalls: res.NetworkCalls, Sampler: res.Sampler, Denoise: res.Denoise,
 		EndTime: res.EndTime, Seed: res.Seed, Length: res.Length,
-		Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP,
+		Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 		TotalDuration: time.Since(start).Nanoseconds(), QueueDuration: queued.Nanoseconds(),
 		NetworkDuration: res.Network.Nanoseconds(),
 	}
