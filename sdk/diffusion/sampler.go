@@ -97,6 +97,17 @@ type Config struct {
 	// a suffix the last. Absorbing graph only; Overlap must be in
 	// [1, Window). 0 (or ≥ Length) samples the whole Length at once.
 	Window, Overlap int
+	// TimeIndependent says the network's output depends on σ only through
+	// the absorbing graph's scale_by_sigma term -log(e^σ - 1), added to every
+	// log score of a position but the zero at its own state (a network
+	// trained with its time input held constant; RADD, arXiv 2406.03736).
+	// The sampler then skips the network call of a step in which no token
+	// moved since the last call, and uses that call's output with the term
+	// recomputed, so a run of many steps makes at most one call per
+	// unmasking event plus one. Absorbing graph only; the first-hitting
+	// sampler moves a token at every call and gains nothing. Set it only when
+	// the model says so: for a time-conditioned network it changes the law.
+	TimeIndependent bool
 	// Fixed tokens are imposed on every row before each step, before the
 	// denoiser and on the output. Spans must not overlap; an absorbing graph's
 	// mask cannot be fixed.
@@ -142,6 +153,13 @@ type Sampler struct {
 	p       []float64
 
 	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
+
+	// TimeIndependent: the last network output, the σ it was computed at,
+	// whether it is usable, and whether a token moved since.
+	last      Scores
+	lastSigma float32
+	cached    bool
+	moved     bool
 }
 
 // checkUnmask validates Temperature, TopK and TopP.
@@ -181,6 +199,9 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	}
 	if err := checkUnmask(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.TimeIndependent && !cfg.Graph.spec().absorb {
+		return nil, invalidf("a time-independent network is defined for the absorbing graph only")
 	}
 	fh := cfg.Predictor == FirstHitting
 	if fh {
@@ -350,6 +371,7 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 	for k := range s.starts {
 		s.setBlock(k)
 		s.start(k == 0)
+		s.cached, s.last = false, Scores{}
 		if err := s.runBlock(ctx, score); err != nil {
 			return nil, err
 		}
@@ -480,19 +502,32 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 	for b := range s.sigma {
 		s.sigma[b] = float32(sigma)
 	}
-	sc, err := score.Score(ctx, s.x, s.sigma, B, L)
-	if err != nil {
-		return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+	// shift turns the log scores of the last call into those at sigma, for a
+	// time-independent network whose tokens have not moved since.
+	shift := 0.0
+	sc := s.last
+	if s.cfg.TimeIndependent && s.cached && !s.moved {
+		shift = logExpm1(float64(s.lastSigma)) - logExpm1(float64(s.sigma[0]))
+	} else {
+		var err error
+		sc, err = score.Score(ctx, s.x, s.sigma, B, L)
+		if err != nil {
+			return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+		}
+		if err := sc.check(B, L, s.g.n); err != nil {
+			return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
+		}
+		if s.cfg.TimeIndependent {
+			s.last, s.lastSigma, s.cached = sc, s.sigma[0], true
+		}
 	}
-	if err := sc.check(B, L, s.g.n); err != nil {
-		return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
-	}
+	s.moved = false
 	for b := range B {
 		r := s.rngs[b]
 		x := s.x[b*L : (b+1)*L]
 		lses := sc.LSE[b*L : (b+1)*L]
 		for i, xi := range x {
-			lse := float64(lses[i])
+			lse := float64(lses[i]) + shift
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
 			}
@@ -507,11 +542,22 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 				}
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: fault.value, Detail: detail, Err: ErrNonFinite}
 			}
-			x[i] = next
+			if next != xi {
+				x[i] = next
+				s.moved = true
+			}
 		}
 	}
 	s.project()
 	return nil
+}
+
+// logExpm1 returns log(e^σ - 1).
+func logExpm1(sigma float64) float64 {
+	if sigma > 30 {
+		return sigma + math.Log1p(-math.Exp(-sigma))
+	}
+	return math.Log(math.Expm1(sigma))
 }
 
 // report calls the Progress callback, if any.
