@@ -84,6 +84,11 @@ type SampleRequest struct {
 	// length; absorbing models only. Ignored when Length is at most the
 	// trained length.
 	BlockOverlap int
+	// NoCache turns off the reuse of network outputs on a time-independent
+	// model (Info.TimeIndependent): every step then calls the network, as
+	// with other models. The tokens are the same either way; it is there to
+	// measure what the reuse saves.
+	NoCache bool
 	// Seed makes the run reproducible: the same seed and request give the
 	// same tokens, bit for bit, on the CPU.
 	Seed uint64
@@ -324,6 +329,7 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	if window < length {
 		r.cfg.Window, r.cfg.Overlap = window, req.BlockOverlap
 	}
+	r.cfg.TimeIndependent = m.man.Model.TimeIndependent && !req.NoCache
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -205,5 +206,32 @@ func TestBlocks(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != "BlockOverlap" {
 			t.Errorf("%+v: %v, want a FieldError on BlockOverlap", tc.req, err)
 		}
+	}
+}
+
+// TestTimeIndependentPlumbing: sedd.json's model.time_independent reaches
+// Info and the sampler, which then calls the network at most once per
+// unmasking plus once, however many steps; NoCache calls it every step.
+// (tiny-absorb's network does condition on time, so only the calls are
+// checked here; TestTimeIndependentExport checks the tokens on a network
+// that does not.)
+func TestTimeIndependentPlumbing(t *testing.T) {
+	dir := fixtureCopy(t, tinyAbsorb)
+	rewrite(t, filepath.Join(dir, "sedd.json"), `"scale_by_sigma": true,`, `"scale_by_sigma": true, "time_independent": true,`)
+	m := open(t, dir)
+	if !m.Info().TimeIndependent || open(t, tinyAbsorb).Info().TimeIndependent {
+		t.Fatalf("Info().TimeIndependent does not follow sedd.json")
+	}
+	req := sdk.SampleRequest{Steps: 256, Seed: 1}
+	res, err := m.Sample(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NetworkCalls > m.Info().Length+1 {
+		t.Errorf("%d network calls for 256 steps, want at most %d", res.NetworkCalls, m.Info().Length+1)
+	}
+	req.NoCache = true
+	if res, err = m.Sample(context.Background(), req); err != nil || res.NetworkCalls != 257 {
+		t.Errorf("NoCache: %d network calls (%v), want 257", res.NetworkCalls, err)
 	}
 }
