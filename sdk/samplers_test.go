@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -233,5 +234,50 @@ func TestTimeIndependentPlumbing(t *testing.T) {
 	req.NoCache = true
 	if res, err = m.Sample(context.Background(), req); err != nil || res.NetworkCalls != 257 {
 		t.Errorf("NoCache: %d network calls (%v), want 257", res.NetworkCalls, err)
+	}
+}
+
+// TestTimeIndependentExport: on a network exported with its time input held
+// constant (tiny-absorb-ti: export.py --random-init tiny --time-independent
+// --seed 3), reusing the last output while no token moves gives the tokens of
+// the uncached run, with at most Length+1 network calls for 1024 steps.
+func TestTimeIndependentExport(t *testing.T) {
+	m := open(t, "testdata/tiny-absorb-ti")
+	if rep, err := m.Verify(context.Background(), sdk.VerifyRequest{}); err != nil || !rep.OK {
+		t.Fatalf("Verify: %v %+v", err, rep)
+	}
+	if !m.Info().TimeIndependent {
+		t.Fatal("tiny-absorb-ti is not marked time-independent")
+	}
+	for _, req := range []sdk.SampleRequest{
+		{Steps: 1024, Seed: 1},
+		{Steps: 1024, Seed: 2, Batch: 3, Prefix: "Once"},
+		{Steps: 300, Seed: 3, Sampler: sdk.Euler, TopP: 0.9},
+		{Steps: 200, Seed: 4, Length: 80, BlockOverlap: 8},
+	} {
+		t.Run(fmt.Sprintf("%d steps seed %d", req.Steps, req.Seed), func(t *testing.T) {
+			cached, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.NoCache = true
+			plain, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for b := range plain.Samples {
+				if !slices.Equal(cached.Samples[b].Tokens, plain.Samples[b].Tokens) {
+					t.Errorf("sample %d: cached tokens differ\n%v\n%v", b, cached.Samples[b].Tokens, plain.Samples[b].Tokens)
+				}
+			}
+			limit := max(req.Batch, 1)*m.Info().Length + 1
+			if req.BlockOverlap > 0 {
+				limit = req.Length + 3 // each block's first call, then one per unmasking
+			}
+			if cached.NetworkCalls > limit {
+				t.Errorf("%d network calls cached (%d uncached), want at most %d", cached.NetworkCalls, plain.NetworkCalls, limit)
+			}
+			t.Logf("%d network calls instead of %d; %v instead of %v", cached.NetworkCalls, plain.NetworkCalls, cached.Elapsed, plain.Elapsed)
+		})
 	}
 }
