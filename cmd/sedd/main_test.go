@@ -710,6 +710,19 @@ func withoutTiming(out string) string {
 	return strings.Join(keep, "\n")
 }
 
+// TestSampleNoCache: on the time-independent fixture the network calls drop
+// to at most one per token plus one; --no-cache restores one per step, with
+// the same tokens.
+func TestSampleNoCache(t *testing.T) {
+	needORT(t)
+	args := []string{"sample", "--model", cmdtest.Abs("../../sdk/testdata/tiny-absorb-ti"), "--json", "--seed", "4", "--steps", "256"}
+	cached := parseLines(t, sedd(t, args...).OK(t).Stdout)
+	plain := parseLines(t, sedd(t, append(args, "--no-cache")...).OK(t).Stdout)
+	if len(cached) != 1 || len(plain) != 1 || cached[0].NFE > 33 || plain[0].NFE != 257 || !slices.Equal(cached[0].Tokens, plain[0].Tokens) {
+		t.Errorf("cached %+v\nuncached %+v", cached, plain)
+	}
+}
+
 // TestSampleBlocks: --length above the trained length with --block-overlap
 // samples in blocks: the prefix kept, no mask left, the network calls of
 // three blocks, and block_overlap in the JSON.

@@ -32,6 +32,7 @@ func samplingFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
 		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
+		&cli.BoolFlag{Name: "no-cache", Usage: "on a time-independent model, call the network at every step instead of reusing its last output while no token moved (same tokens; for measuring)"},
 		&cli.IntFlag{Name: "block-overlap", Usage: "with --length above the trained length, generate in blocks of the trained length, each sharing its first `N` tokens with the previous one (0: the whole length at once)"},
 		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported on stderr (and with --json)"},
 		&cli.BoolFlag{Name: "json", Usage: "write one JSON object per sample per line"},
@@ -171,7 +172,7 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 		Steps: c.Int("steps"), Sampler: c.String("predictor"), NoDenoise: !c.Bool("denoise"),
 		EndTime: c.Float64("eps"), Batch: c.Int("batch"), Length: c.Int("length"),
 		Temperature: c.Float64("temperature"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"),
-		BlockOverlap: c.Int("block-overlap"),
+		BlockOverlap: c.Int("block-overlap"), NoCache: c.Bool("no-cache"),
 	}
 	if req.Sampler == sdk.FirstHitting {
 		if c.IsSet("steps") {
