@@ -9,25 +9,14 @@
 // The shipped model's autoregressive twin, which measures the generative
 // perplexity of its samples, ships the same way (Evaluator, for
 // perplexity.OpenFS). A program that does not call Evaluator does not carry
-// it: the linker leaves it out.
+// it: the linker leaves it out. Built with the tag sedd_nomodels, a program
+// carries neither (Embedded is false) and must be given a model directory.
 package models
 
 import (
 	"embed"
 	"io/fs"
 )
-
-// The shipped model, models/brown-sedd-small, trained and exported by
-// export/train/reproduce.sh.
-//
-//go:embed brown-sedd-small
-var sedd embed.FS
-
-// The shipped evaluator, models/brown-sedd-small-ar: the autoregressive twin
-// of the shipped model (same tokenizer and data).
-//
-//go:embed brown-sedd-small-ar
-var twin embed.FS
 
 // Default returns the shipped model's directory, for sdk.OpenFS, and the name
 // to open it under ("built-in model brown-sedd-small").

@@ -3,7 +3,8 @@
 # formatting and vet, the Python export tests (in .venv/, with ONNX Runtime for Python
 # and the Go CLI; again in .venv-min/, the lower-bound pin set), a fresh export of tiny models checked through the Go SDK's ONNX Runtime
 # (so export code and committed fixtures cannot drift apart), the Go test suite under the
-# race detector, and short fuzzing runs.
+# race detector, the GPU check's procedure with the CPU standing in, and short
+# fuzzing runs.
 # FUZZTIME (default 10s) bounds each fuzz target.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +55,12 @@ step "fresh tiny exports, verified through ONNX Runtime"
 "$fresh/sedd" verify "$fresh/absorb"
 "$fresh/sedd" verify "$fresh/uniform"
 "$fresh/sedd" verify "$fresh/absorb-ti"
+
+# The CUDA check for a GPU machine (scripts/gpu-check.sh), end to end here: bundle,
+# parts, checksums, the device side's calls and checks, with the CPU library standing
+# in for ONNX Runtime's CUDA build.
+step "GPU check with the CPU standing in (scripts/gpu-check.sh selftest)"
+scripts/gpu-check.sh selftest
 
 step "go test -race"
 for mod in "${modules[@]}"; do

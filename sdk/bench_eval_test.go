@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sedd-go/sedd/sdk/likelihood"
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 )
 
 // randomRows returns n rows of length tokens drawn uniformly from [0, vocab)

@@ -27,8 +27,8 @@
 //
 // The SDK runs the network with ONNX Runtime's shared library, which it
 // loads at the first Open (see WithLibraryPath for where it looks). The
-// maths lives in pure Go in sdk/diffusion (sampling) and sdk/likelihood (the
-// bound), which a researcher can drive with a score function of their own;
-// sdk/tokenizer and sdk/manifest read a model's tokenizer.json and sedd.json.
-// Generative perplexity, a benchmark metric, is in sdk/perplexity.
+// maths lives in pure Go: sdk/diffusion (sampling), which a researcher can
+// drive with a score function of their own, and the bound behind
+// Model.Evaluate; sdk/tokenizer reads a model's tokenizer.json. Generative
+// perplexity, a benchmark metric, is in sdk/perplexity.
 package sdk

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/sedd-go/sedd/sdk"
-	"github.com/sedd-go/sedd/sdk/likelihood"
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 	"github.com/sedd-go/sedd/sdk/tokenizer"
 )
 

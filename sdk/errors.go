@@ -8,10 +8,10 @@ import (
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
 	"github.com/sedd-go/sedd/sdk/internal/golden"
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 	"github.com/sedd-go/sedd/sdk/internal/manifest"
 	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
-	"github.com/sedd-go/sedd/sdk/likelihood"
 	"github.com/sedd-go/sedd/sdk/tokenizer"
 )
 

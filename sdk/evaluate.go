@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/sedd-go/sedd/sdk/likelihood"
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 )
 
 // defaultEvalTimesteps is the number of Monte-Carlo timesteps per window when
@@ -54,8 +54,27 @@ type EvaluateRequest struct {
 // Bound is a likelihood bound: the negative ELBO of some tokens (an upper
 // bound on their negative log-likelihood) estimated by Monte Carlo, in nats
 // and per token, with its standard error and the 95 % interval of the
-// perplexity bound. It is likelihood.Bound.
-type Bound = likelihood.Bound
+// perplexity bound.
+type Bound struct {
+	// Tokens is the number of tokens scored.
+	Tokens int `json:"tokens"`
+	// Timesteps is the number of (window, timestep) draws used, each one
+	// network row: EvaluateRequest.Timesteps per window.
+	Timesteps int `json:"timesteps"`
+	// Nats is the estimated bound on −log p(text) in nats, and NatsStdErr its
+	// standard error.
+	Nats       float64 `json:"nats"`
+	NatsStdErr float64 `json:"nats_stderr"`
+	// NatsPerToken is Nats/Tokens, and StdErr its standard error.
+	NatsPerToken float64 `json:"nats_per_token"`
+	StdErr       float64 `json:"stderr"`
+	// Perplexity is the perplexity bound exp(NatsPerToken), and
+	// [PerplexityLow, PerplexityHigh] = exp(NatsPerToken ∓ 1.96·StdErr) its
+	// 95 % Monte-Carlo interval.
+	Perplexity     float64 `json:"perplexity"`
+	PerplexityLow  float64 `json:"perplexity_low"`
+	PerplexityHigh float64 `json:"perplexity_high"`
+}
 
 // EvaluateResult is the outcome of Model.Evaluate: the bound of all the text,
 // and one bound per window, in order.
@@ -102,7 +121,11 @@ func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (*EvaluateRes
 	if err != nil {
 		return nil, classify(err)
 	}
-	return &EvaluateResult{Bound: res.Bound, Windows: res.Sequences}, nil
+	out := &EvaluateResult{Bound: Bound(res.Bound), Windows: make([]Bound, len(res.Sequences))}
+	for i, b := range res.Sequences {
+		out.Windows[i] = Bound(b)
+	}
+	return out, nil
 }
 
 // CallbackPanic is the error of a call whose callback panicked; the SDK

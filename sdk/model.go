@@ -301,13 +301,17 @@ type Info struct {
 	// Runtime: the ONNX Runtime version, the library file, how it was found
 	// and why, the execution provider ("cpu" or "cuda:N"), whether a CUDA
 	// request fell back to the CPU, and the intra-op threads.
-	ORTVersion    string `json:"onnxruntime_version"`
-	LibraryPath   string `json:"library_path"`
-	LibrarySource string `json:"library_source"`
-	LibraryReason string `json:"library_reason"`
-	Provider      string `json:"provider"`
-	FellBackToCPU bool   `json:"fell_back_to_cpu"`
-	Threads       int    `json:"threads"`
+	// RestoredSignals names the signals whose Go handler a CUDA library
+	// replaced (onnxruntime_go issue 140) and the SDK gave back to Go, so
+	// far: set up, and every forward pass on CUDA, repair them.
+	ORTVersion      string   `json:"onnxruntime_version"`
+	LibraryPath     string   `json:"library_path"`
+	LibrarySource   string   `json:"library_source"`
+	LibraryReason   string   `json:"library_reason"`
+	Provider        string   `json:"provider"`
+	FellBackToCPU   bool     `json:"fell_back_to_cpu"`
+	RestoredSignals []string `json:"restored_signals,omitempty"`
+	Threads         int      `json:"threads"`
 	// Manifest is sedd.json as read.
 	Manifest json.RawMessage `json:"manifest"`
 }
@@ -338,7 +342,8 @@ func (m *Model) Info() Info {
 		Variants: variantInfos(man, m.choice.name), GraphCache: m.cache,
 		Format: man.Format, Source: sourceText(man.Source), ExportedWith: exporterText(man.Exporter),
 		ORTVersion: m.sess.Version(), LibraryPath: lib.Path, LibrarySource: lib.Source, LibraryReason: lib.Reason,
-		Provider: m.sess.Provider(), FellBackToCPU: m.sess.FellBack() != nil, Threads: m.opts.Threads,
+		Provider: m.sess.Provider(), FellBackToCPU: m.sess.FellBack() != nil, RestoredSignals: m.sess.RestoredSignals(),
+		Threads:  m.opts.Threads,
 		Manifest: json.RawMessage(m.raw),
 	}
 }

@@ -56,9 +56,12 @@ func WithThreads(n int) Option {
 // (device 0) or "cuda:N". When CUDA cannot be used, Open fails with an error
 // matching ErrCUDAUnavailable, unless WithCPUFallback is also given.
 //
-// ONNX Runtime's CUDA provider replaces Go's signal handlers (onnxruntime_go
-// issue 140): a Go program using it may not see SIGINT or SIGSEGV the way Go
-// normally does.
+// ONNX Runtime's CUDA provider, or the CUDA libraries below it, may replace
+// Go's signal handlers (onnxruntime_go issue 140: Ctrl-C then crashed a Go
+// program running batches over 1). On CUDA the SDK gives the Go runtime's
+// handlers back after setting up the session and after every forward pass,
+// where C code replaced them; Info.RestoredSignals names them. A C handler
+// that runs between its installation and the next repair is not prevented.
 func WithDevice(device string) Option {
 	return func(o *config.Open) error {
 		cuda, id, err := config.ParseDevice(device)

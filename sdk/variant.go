@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -102,7 +103,7 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		if err != nil {
 			return nil, "", err
 		}
-		s, err := onnxrt.OpenSource(src, man.N(), rt...)
+		s, err := openReleasing(src, man.N(), rt...)
 		return s, cacheOff + ": " + why, err
 	}
 	switch {
@@ -167,7 +168,7 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 	if !ch.onnx.ExternalData { // network hashed it
 		b.Checked(source)
 	}
-	s, err := onnxrt.OpenSource(src, man.N(), append(slices.Clip(rt), onnxrt.WithSaveOptimized(b.GraphPath()))...)
+	s, err := openReleasing(src, man.N(), append(slices.Clip(rt), onnxrt.WithSaveOptimized(b.GraphPath()))...)
 	if err != nil {
 		b.Abort()
 		return nil, "", err
@@ -177,4 +178,18 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		return s, cacheOff + ": " + err.Error(), nil
 	}
 	return s, cacheBuilt, nil
+}
+
+// openReleasing opens a session from src and, when src carried the file's
+// bytes, returns their memory to the system at once: ONNX Runtime has copied
+// them, and left to Go's background scavenger a sedd-small model.onnx (679
+// MB) stayed resident for minutes next to the session's own copy.
+func openReleasing(src onnxrt.Source, n int, opts ...onnxrt.Option) (*onnxrt.Session, error) {
+	held := src.Data != nil
+	s, err := onnxrt.OpenSource(src, n, opts...)
+	if held {
+		src = onnxrt.Source{}
+		debug.FreeOSMemory()
+	}
+	return s, err
 }

@@ -84,6 +84,9 @@ func infoCommand() *cli.Command {
 				provider += " (fell back to the CPU)"
 			}
 			row("provider", "%s, %d threads", provider, info.Threads)
+			if len(info.RestoredSignals) > 0 {
+				row("signals", "Go's handler given back on %s (a CUDA library replaced it)", strings.Join(info.RestoredSignals, ", "))
+			}
 			return tw.Flush()
 		},
 	}

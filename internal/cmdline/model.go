@@ -110,6 +110,8 @@ func OpenDir(dir string, opts []sdk.Option) (*sdk.Model, error) {
 	case dir != "":
 	case os.Getenv(EnvModel) != "":
 		dir = os.Getenv(EnvModel)
+	case !models.Embedded:
+		return nil, Usagef("this program was built without the shipped model (build tag sedd_nomodels): pass --model DIR or set $%s", EnvModel)
 	default:
 		fsys, name := models.Default()
 		m, err := sdk.OpenFS(fsys, name, opts...)

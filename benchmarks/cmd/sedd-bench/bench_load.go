@@ -31,17 +31,17 @@ func benchLoadCommand() *cli.Command {
 		Name:  "load",
 		Usage: "load-test sedd serve over loopback, with cross-request batching and without",
 		Description: "For each mode, starts SEDD serve --addr 127.0.0.1:0 --batching=MODE --max-active CLIENTS " +
-			"SERVER-ARGS, sends one warm-up request, then runs --clients clients that each send generate " +
+			"SERVER-ARGS (--server-args, then every argument after --), sends one warm-up request, then runs --clients clients that each send generate " +
 			"requests (stream false, --steps steps, a seed of their own) one after another until --requests " +
 			"have been answered or --time-limit has passed, and stops the server with SIGTERM. The server's " +
 			"resident set (VmRSS) is sampled every 250 ms, its CPU time (user + system) read before and after; " +
 			"batch fill and network time come from its /metrics. On a machine shared with other work, a server " +
 			"running many threads takes a larger share of the CPU than one running few, so throughput is " +
 			"also reported per second of the server's own CPU time.",
-		ArgsUsage: " ",
+		ArgsUsage: "[-- SERVER-ARGS...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "sedd", Value: "bin/sedd", Usage: "the sedd `BINARY` to serve with"},
-			&cli.StringFlag{Name: "server-args", Usage: "more arguments for sedd serve, space-separated (e.g. \"--threads 2 --max-batch 16\")"},
+			&cli.StringFlag{Name: "server-args", Usage: "more arguments for sedd serve, split as a shell splits words: spaces separate, quotes ('...', \"...\") and backslashes keep a path with spaces whole (e.g. \"--threads 2 --max-batch 16\"); arguments after -- follow them unchanged"},
 			&cli.StringFlag{Name: "modes", Value: "on,off", Usage: "batching modes to run, in order (on, off), e.g. on,off,on,off"},
 			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients"},
 			&cli.IntFlag{Name: "requests", Value: 256, Usage: "requests answered per mode"},
@@ -96,11 +96,16 @@ func benchLoad(c *cli.Context) error {
 			return usagef("--modes: %q is not on or off", m)
 		}
 	}
+	serverArgs, err := splitWords(c.String("server-args"))
+	if err != nil {
+		return usagef("--server-args: %v", err)
+	}
+	serverArgs = append(serverArgs, c.Args().Slice()...)
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	var rows []loadRow
 	for _, batching := range modes {
 		fmt.Fprintf(stderr, "batching %v: %d clients, %d requests of %d steps\n", batching, clients, requests, steps)
-		row, err := runLoad(c.Context, c.String("sedd"), strings.Fields(c.String("server-args")), batching,
+		row, err := runLoad(c.Context, c.String("sedd"), serverArgs, batching,
 			clients, requests, steps, c.Duration("time-limit"))
 		if err != nil {
 			return err
@@ -468,4 +473,64 @@ func (r *rssSampler) summary() (first, second, peak float64) {
 		return quantile(v, 0.5)
 	}
 	return median(r.samples[:max(1, n/2)]), median(r.samples[n/2:]), slices.Max(r.samples)
+}
+
+// splitWords splits s into words as a POSIX shell does for a plain command line
+// without expansions: unquoted blanks separate words, '...' keeps everything
+// literally, "..." keeps everything but lets a backslash escape \ and ", and an
+// unquoted backslash keeps the next character. So a --server-args naming a
+// model directory whose path holds a space can say so.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case ch == '\\':
+			if i+1 == len(s) {
+				return nil, fmt.Errorf("a backslash ends %q", s)
+			}
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case ch == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unclosed ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case ch == '"':
+			closed := false
+			for i++; i < len(s); i++ {
+				if s[i] == '"' {
+					closed = true
+					break
+				}
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if !closed {
+				return nil, fmt.Errorf("unclosed \" in %q", s)
+			}
+			inWord = true
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }

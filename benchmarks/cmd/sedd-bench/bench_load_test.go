@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -21,8 +22,10 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "load.jsonl")
-	r := sedd(t, "load", "--sedd", bin, "--server-args", "--model "+tinyAbsorb+" --threads 1 --max-batch 4",
-		"--clients", "6", "--requests", "12", "--steps", "3", "--modes", "on,off", "--out", out).OK(t)
+	// The model goes after --, unsplit: the clone's path may hold a space.
+	r := sedd(t, "load", "--sedd", bin, "--server-args", "--threads 1 --max-batch 4",
+		"--clients", "6", "--requests", "12", "--steps", "3", "--modes", "on,off", "--out", out,
+		"--", "--model", tinyAbsorb).OK(t)
 	if !strings.Contains(r.Stdout, "throughput with batching / without") || !strings.Contains(r.Stdout, "of 4") {
 		t.Fatalf("output:\n%s", r.Stdout)
 	}
@@ -59,4 +62,28 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+func TestSplitWords(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"  --threads 2\t--max-batch  16 ", []string{"--threads", "2", "--max-batch", "16"}},
+		{`--model '/a dir/m' --x`, []string{"--model", "/a dir/m", "--x"}},
+		{`--model "/a \"b\" dir"`, []string{"--model", `/a "b" dir`}},
+		{`--model /a\ dir`, []string{"--model", "/a dir"}},
+		{`a''b ""`, []string{"ab", ""}},
+	} {
+		got, err := splitWords(c.in)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{`'open`, `"open`, `end\`} {
+		if _, err := splitWords(bad); err == nil {
+			t.Errorf("splitWords(%q): no error", bad)
+		}
+	}
 }

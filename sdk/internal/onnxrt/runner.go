@@ -87,6 +87,7 @@ func (r *runner) forward(ctx context.Context) error {
 		err = r.sess.ort.RunWithOptions(r.inputs, r.outputs, r.run)
 	}
 	r.sess.mu.RUnlock()
+	r.sess.repairSignals()
 	if done != nil {
 		r.finished <- struct{}{}
 		<-r.ack

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -101,10 +102,9 @@ func WithInterOpThreads(n int) Option {
 // session creation fails with ErrCUDAUnavailable, unless WithCPUFallback is
 // also given.
 //
-// Note that loading the CUDA provider replaces the Go runtime's signal
-// handlers (onnxruntime_go issue 140): after a CUDA session is created, a
-// crash inside the process may no longer produce a Go stack trace, and
-// os/signal handling may be affected.
+// Loading the CUDA provider may replace the Go runtime's signal handlers
+// (onnxruntime_go issue 140); such a session puts Go's back after it is set
+// up and after every forward pass (RestoredSignals).
 func WithCUDA(deviceID int) Option {
 	return func(c *config) error {
 		if deviceID < 0 {
@@ -134,14 +134,37 @@ type CUDAError struct {
 
 // Error explains the failure and what to do.
 func (e *CUDAError) Error() string {
-	hint := "install a GPU build of ONNX Runtime (the onnxruntime-linux-x64-gpu release tarball, " +
+	return fmt.Sprintf("%v on device %d: %v; %s", ErrCUDAUnavailable, e.DeviceID, e.Cause, e.hint())
+}
+
+// hint says what to do about the CUDA provider's failure, by the stage at
+// which ONNX Runtime's message shows it failed.
+func (e *CUDAError) hint() string {
+	install := "install a GPU build of ONNX Runtime (the onnxruntime-linux-x64-gpu release tarball, " +
 		"with matching CUDA and cuDNN libraries on the loader path) and point ONNXRUNTIME_SHARED_LIBRARY_PATH at it, " +
 		"or run on the CPU"
-	if strings.Contains(e.Cause.Error(), "providers_shared") {
-		hint = "the library " + e.Library + " is a CPU-only build of ONNX Runtime (it has no " +
-			"libonnxruntime_providers_shared.so / libonnxruntime_providers_cuda.so next to it); " + hint
+	msg := e.Cause.Error()
+	switch {
+	case strings.Contains(msg, "not enabled in this build"):
+		// The core cannot load a CUDA provider at all, whatever lies beside it.
+		return "the library " + e.Library + " is a build of ONNX Runtime that cannot load the CUDA provider; " +
+			"use a GPU build, or a CPU build of the provider's version that loads providers (Microsoft's own, such as " +
+			"onnxruntime-node's) with libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so beside it, " +
+			"or run on the CPU"
+	case strings.Contains(msg, "providers_shared"):
+		return "the library " + e.Library + " is a CPU-only build of ONNX Runtime (it has no " +
+			"libonnxruntime_providers_shared.so / libonnxruntime_providers_cuda.so next to it); " + install
+	case strings.Contains(msg, "providers_cuda") && strings.Contains(msg, "cannot open shared object file"):
+		return "the CUDA provider is there but a library it needs is not on the loader path: add the CUDA runtime, " +
+			"cuBLAS, cuRAND and cuDNN of its CUDA version to LD_LIBRARY_PATH (`ldd libonnxruntime_providers_cuda.so` " +
+			"lists what is missing), or run on the CPU"
+	case strings.Contains(msg, "driver version is insufficient"), strings.Contains(msg, "no CUDA-capable device"),
+		strings.Contains(msg, "invalid device ordinal"):
+		return "the CUDA provider loaded but found no usable GPU: no NVIDIA driver, a driver older than the " +
+			"provider's CUDA version (nvidia-smi shows the newest CUDA it supports), or no device with this number; " +
+			"or run on the CPU"
 	}
-	return fmt.Sprintf("%v on device %d: %v; %s", ErrCUDAUnavailable, e.DeviceID, e.Cause, hint)
+	return install
 }
 
 // Unwrap returns ErrCUDAUnavailable and ONNX Runtime's error.
@@ -157,6 +180,12 @@ type Session struct {
 	n        int
 	provider string
 	fellBack error
+	// guard is set when CUDA was asked for: the session then puts Go's
+	// signal handlers back after it is set up and after every forward
+	// pass, where a CUDA library replaced them (sigguard_unix.go).
+	guard    bool
+	sigMu    sync.Mutex
+	restored []syscall.Signal
 
 	inputNames, outputNames []string
 
@@ -245,6 +274,7 @@ func (s *Session) probeStates() error {
 	defer sig.Destroy()
 	outs := []ort.Value{nil, nil}
 	err = s.ort.Run([]ort.Value{idx, sig}, outs)
+	s.repairSignals()
 	for _, o := range outs {
 		if o != nil {
 			defer o.Destroy()
@@ -303,8 +333,12 @@ func openSession(src Source, n int, inputs, outputs []string, check func(*GraphI
 	}
 	s := &Session{env: env, path: path, graph: g, n: n, provider: "cpu",
 		inputNames: inputs, outputNames: outputs, runners: map[*runner]struct{}{}}
+	if c.cuda {
+		s.guard = recordGoSignals()
+	}
 	so, err := s.sessionOptions(&c)
 	if err != nil {
+		s.repairSignals()
 		env.Release()
 		return nil, err
 	}
@@ -314,10 +348,16 @@ func openSession(src Source, n int, inputs, outputs []string, check func(*GraphI
 		s.ort, err = ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	}
 	so.Destroy() // before any Release: the last Release unloads the library
+	s.repairSignals()
 	if err != nil {
 		env.Release()
 		return nil, fmt.Errorf("runtime: %s: %w: %w", path, ErrModelLoad, err)
 	}
+	// Creating a session copies the weights and optimizes the graph in
+	// temporaries ONNX Runtime frees at once, but glibc keeps those pages:
+	// at the sedd-small shape the process stayed 1.3 GB above what the
+	// session holds for as long as it lived. Give them back now.
+	giveBackMemory()
 	return s, nil
 }
 
@@ -378,13 +418,23 @@ func cpuOptions(c *config) (*ort.SessionOptions, error) {
 	return so, nil
 }
 
+// cudaOptions are the CUDA provider's options for a device. TF32 is off:
+// ONNX Runtime turns it on by default (since 1.18), which rounds the inputs
+// of float32 matrix products to 10 bits of mantissa on Ampere and newer GPUs,
+// about 1e-3 relative, ten times the float32 tolerance a model's golden
+// outputs are checked with. With it off the network computes in float32 on
+// the GPU as on the CPU.
+func cudaOptions(deviceID int) map[string]string {
+	return map[string]string{"device_id": strconv.Itoa(deviceID), "use_tf32": "0"}
+}
+
 func appendCUDA(so *ort.SessionOptions, deviceID int) error {
 	co, err := ort.NewCUDAProviderOptions()
 	if err != nil {
 		return err
 	}
 	defer co.Destroy()
-	if err := co.Update(map[string]string{"device_id": strconv.Itoa(deviceID)}); err != nil {
+	if err := co.Update(cudaOptions(deviceID)); err != nil {
 		return err
 	}
 	return so.AppendExecutionProviderCUDA(co)
@@ -475,6 +525,39 @@ func (s *Session) Provider() string { return s.provider }
 // FellBack returns the *CUDAError that made a session asked for CUDA run on
 // the CPU (WithCPUFallback), or nil.
 func (s *Session) FellBack() error { return s.fellBack }
+
+// repairSignals puts the Go runtime's signal handlers back where C code
+// replaced them since the session began to be set up, on a session asked to
+// run on CUDA, and remembers which (RestoredSignals).
+func (s *Session) repairSignals() {
+	if !s.guard {
+		return
+	}
+	fixed := repairGoSignals()
+	if len(fixed) == 0 {
+		return
+	}
+	s.sigMu.Lock()
+	for _, sig := range fixed {
+		if !slices.Contains(s.restored, sig) {
+			s.restored = append(s.restored, sig)
+		}
+	}
+	s.sigMu.Unlock()
+}
+
+// RestoredSignals returns the signals whose Go handler a C library (CUDA's)
+// replaced while this session was set up or ran, and which were given back
+// to Go; nil when nothing was replaced or CUDA was not asked for.
+func (s *Session) RestoredSignals() []string {
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	var names []string
+	for _, sig := range s.restored {
+		names = append(names, sig.String())
+	}
+	return names
+}
 
 // Library returns the ONNX Runtime library in use.
 func (s *Session) Library() Library { return s.env.Library() }

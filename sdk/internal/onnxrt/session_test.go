@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -431,4 +432,55 @@ func BenchmarkScore(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch*length)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// TestCUDAErrorHints checks the advice for each stage at which ONNX Runtime's
+// CUDA provider was seen failing: the messages are ONNX Runtime 1.29's and
+// 1.30's own (a core that cannot load providers; a CPU build without the
+// providers beside it; a provider whose CUDA libraries are missing; a provider
+// that loaded on a machine without a GPU driver).
+func TestCUDAErrorHints(t *testing.T) {
+	tests := []struct {
+		name, cause, want string
+	}{
+		{"core without the provider interface", "CUDA execution provider is not enabled in this build.",
+			"cannot load the CUDA provider"},
+		{"CPU build alone", "Failed to load library /x/libonnxruntime_providers_shared.so with error: " +
+			"/x/libonnxruntime_providers_shared.so: cannot open shared object file: No such file or directory",
+			"CPU-only build"},
+		{"CUDA libraries missing", "Failed to load library /x/libonnxruntime_providers_cuda.so with error: " +
+			"libcurand.so.10: cannot open shared object file: No such file or directory", "LD_LIBRARY_PATH"},
+		{"no driver", "Failed to parse provider option \"device_id\": CUDA failure 35: CUDA driver version is " +
+			"insufficient for CUDA runtime version ; GPU=-1", "no usable GPU"},
+		{"no such device", "CUDA failure 101: invalid device ordinal", "no usable GPU"},
+		{"anything else", "something new", "install a GPU build"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &CUDAError{DeviceID: 1, Library: "/x/libonnxruntime.so", Cause: errors.New(tt.cause)}
+			msg := e.Error()
+			if !strings.Contains(msg, tt.want) || !strings.Contains(msg, tt.cause) || !strings.Contains(msg, "device 1") {
+				t.Errorf("message %q: want the cause, the device and %q", msg, tt.want)
+			}
+			if !errors.Is(e, ErrCUDAUnavailable) {
+				t.Errorf("%v does not match ErrCUDAUnavailable", e)
+			}
+		})
+	}
+}
+
+// TestCUDAOptionsKeepFloat32 pins the CUDA provider's options: the device,
+// and TF32 off (ONNX Runtime's default is on, which would put the GPU's
+// results outside the float32 tolerance of the golden checks).
+func TestCUDAOptionsKeepFloat32(t *testing.T) {
+	got := cudaOptions(3)
+	want := map[string]string{"device_id": "3", "use_tf32": "0"}
+	if len(got) != len(want) {
+		t.Fatalf("cudaOptions(3) = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("cudaOptions(3)[%q] = %q, want %q", k, got[k], v)
+		}
+	}
 }

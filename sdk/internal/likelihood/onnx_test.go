@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 	"github.com/sedd-go/sedd/sdk/internal/manifest"
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
-	"github.com/sedd-go/sedd/sdk/likelihood"
 )
 
 // torchEstimate is testdata/tiny-absorb-estimate.json, written by

@@ -1,8 +1,8 @@
 // Package likelihood estimates the SEDD likelihood bound of token sequences:
 // the negative ELBO of Lou, Meng & Ermon (ICML 2024), whose exponential per
 // token is the perplexity bound of the paper's Table 1. It is pure Go: the
-// score network is a diffusion.ScoreFunc (ONNX Runtime in sdk/runtime, a
-// closed-form fake in tests). The happy path:
+// score network is a diffusion.ScoreFunc (ONNX Runtime through sdk.Model.Evaluate,
+// a closed-form fake in tests). The happy path:
 //
 //	windows, _ := likelihood.Windows(tokens, 1024, likelihood.KeepShort)
 //	res, err := likelihood.Evaluate(ctx, scorer, windows, likelihood.Config{Graph: g, Noise: noise, Timesteps: 1000})

@@ -6,7 +6,7 @@ import (
 	"math"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
-	"github.com/sedd-go/sedd/sdk/likelihood"
+	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 )
 
 // uniformTokens is the exact score network of a data distribution in which
