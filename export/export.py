@@ -130,7 +130,7 @@ def model_card(doc, cfg):
         f"| tokens | {doc['tokens']} ({doc['tokenizer']['kind']} tokenizer) |",
         f"| trained length | {doc['length']} |",
         f"| network | DDiT, hidden {m['hidden_size']}, {m['n_blocks']} blocks, {m['n_heads']} heads, cond {m['cond_dim']}, "
-        f"scale_by_sigma {m['scale_by_sigma']} |",
+        f"scale_by_sigma {m['scale_by_sigma']}{', time-independent' if m.get('time_independent') else ''} |",
         f"| parameters | {m['params']:,} |",
         f"| model.onnx | {doc['onnx']['size']:,} bytes, opset {doc['onnx']['opset']}, sha256 `{doc['onnx']['sha256']}` |",
         f"| written by | torch {doc['exporter']['torch']} ({doc['exporter']['torch_onnx_exporter']} exporter), onnx {doc['exporter']['onnx']} |",
@@ -163,6 +163,9 @@ def parse_args(argv):
     src.add_argument("--random-init", choices=sorted(checkpoints.SHAPES), help="random weights of a named shape")
     ap.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     ap.add_argument("--graph", choices=["absorb", "uniform"], help="graph of --random-init (default absorb)")
+    ap.add_argument("--time-independent", action="store_true",
+                    help="--random-init: a network whose time input is held at 0 (model.time_independent); "
+                         "a checkpoint's comes from its config")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and golden inputs (default 0)")
     ap.add_argument("--tokenizer", metavar="gpt2|bytes|PATH",
                     help="tokenizer (default: the checkpoint's tokenizer.json, else bytes for 256 tokens, gpt2 for 50257)")
@@ -179,6 +182,11 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.checkpoint and args.graph:
         ap.error("--graph applies to --random-init only; a checkpoint's graph comes from its config")
+    if args.checkpoint and args.time_independent:
+        ap.error("--time-independent applies to --random-init only; a checkpoint's comes from its config "
+                 "(model.time_independent)")
+    if args.time_independent and args.graph == "uniform":
+        ap.error("--time-independent needs the absorb graph")
     if args.length is not None and args.length <= 0:
         ap.error("--length must be > 0")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -191,7 +199,8 @@ def main(argv=None):
     start = time.time()
     try:
         if args.random_init:
-            loaded = checkpoints.load_random(args.random_init, args.seed, args.graph or "absorb")
+            loaded = checkpoints.load_random(args.random_init, args.seed, args.graph or "absorb",
+                                             time_independent=args.time_independent)
             name = args.name or f"{args.random_init}-{args.graph or 'absorb'}-random"
         else:
             loaded = checkpoints.load_checkpoint(args.checkpoint, use_ema=args.weights == "ema",

@@ -51,8 +51,10 @@ fi
 step "fresh tiny exports, verified through ONNX Runtime"
 "$py" export/export.py --random-init tiny --graph absorb --seed 11 --out "$fresh/absorb"
 "$py" export/export.py --random-init tiny --graph uniform --seed 12 --out "$fresh/uniform"
+"$py" export/export.py --random-init tiny --time-independent --seed 13 --variants none --out "$fresh/absorb-ti"
 "$fresh/sedd" verify "$fresh/absorb"
 "$fresh/sedd" verify "$fresh/uniform"
+"$fresh/sedd" verify "$fresh/absorb-ti"
 
 # The CUDA check for a GPU machine (scripts/gpu-check.sh), end to end here: bundle,
 # parts, checksums, the device side's calls and checks, with the CPU library standing

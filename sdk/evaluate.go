@@ -179,7 +179,7 @@ func (m *Model) evalConfig(req EvaluateRequest) (likelihood.Config, [][]int64, e
 	case batch < 0:
 		return fail(fieldError("BatchSize", "must be ≥ 1, got %d", batch))
 	}
-	if err := m.checkShape(batch, length); err != nil {
+	if err := m.checkShape(batch, length, length); err != nil {
 		return likelihood.Config{}, nil, err
 	}
 	if len(req.Documents) == 0 {

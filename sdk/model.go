@@ -261,6 +261,10 @@ type Info struct {
 	Heads        int   `json:"n_heads"`
 	CondDim      int   `json:"cond_dim"`
 	ScaleBySigma bool  `json:"scale_by_sigma"`
+	// TimeIndependent: the network ignores its time input but for the
+	// scale_by_sigma term (sedd.json's model.time_independent), so sampling
+	// skips the network call of a step in which no token moved.
+	TimeIndependent bool `json:"time_independent"`
 	// Tokenizer is the tokenizer's kind; SpecialTokens its special tokens;
 	// EOS the literal text of its end-of-text token ("" when it has none),
 	// which Evaluate appends to each document and SplitDocuments splits at;
@@ -331,7 +335,8 @@ func (m *Model) Info() Info {
 		Tokens: man.Tokens, States: man.N(), MaskID: mask, Length: man.Length,
 		Params: man.Model.Params, Hidden: man.Model.HiddenSize, Blocks: man.Model.NBlocks,
 		Heads: man.Model.NHeads, CondDim: man.Model.CondDim, ScaleBySigma: man.Model.ScaleBySigma,
-		Tokenizer: man.Tokenizer.Kind, SpecialTokens: man.Tokenizer.SpecialTokens, EOS: eos, TokenizerDigest: m.tokDigest,
+		TimeIndependent: man.Model.TimeIndependent,
+		Tokenizer:       man.Tokenizer.Kind, SpecialTokens: man.Tokenizer.SpecialTokens, EOS: eos, TokenizerDigest: m.tokDigest,
 		ONNXFile: m.choice.onnx.File, ONNXSize: m.choice.onnx.Size,
 		Variant: m.choice.name, Precision: m.choice.precision, VariantReason: m.choice.reason,
 		Variants: variantInfos(man, m.choice.name), GraphCache: m.cache,

@@ -29,6 +29,12 @@ const (
 	Euler = "euler"
 	// None changes nothing between steps (only the final denoiser samples).
 	None = "none"
+	// FirstHitting is the exact sampler of the absorbing graph (Zheng et
+	// al., arXiv 2409.02908): it draws the time at which the next masked
+	// position unmasks and unmasks it, one network evaluation per generated
+	// token, with no discretization error. It takes no Steps (one step per
+	// free position) and no denoiser (no mask is left).
+	FirstHitting = "first-hitting"
 )
 
 // SampleRequest describes one sampling call. Its zero value is valid: one
@@ -36,10 +42,25 @@ const (
 // sampler, DefaultSteps steps and the final denoiser, seed 0.
 type SampleRequest struct {
 	// Steps is the number of sampling steps (network evaluations, plus one
-	// for the denoiser); 0 means DefaultSteps.
+	// for the denoiser); 0 means DefaultSteps. It must be 0 with
+	// FirstHitting.
 	Steps int
-	// Sampler is the step rule: Analytic (also ""), Euler or None.
+	// Sampler is the step rule: Analytic (also ""), Euler, None or
+	// FirstHitting.
 	Sampler string
+	// Temperature, TopK and TopP reshape the distribution of the token a
+	// masked position unmasks to (absorbing models only), with every sampler
+	// and the denoiser: its log-probabilities divided by Temperature, then
+	// only the TopK most likely tokens, then only the smallest set of the
+	// most likely holding at least TopP of the probability, renormalized
+	// each time. When a position unmasks is not changed. They trade the
+	// samples' diversity (unigram entropy) for a lower generative
+	// perplexity; the samples no longer follow the model. Zero leaves each
+	// alone (as do Temperature 1 and TopP 1); Temperature must be > 0 (at
+	// most 100), TopK ≥ 0, TopP in [0, 1].
+	Temperature float64
+	TopK        int
+	TopP        float64
 	// NoDenoise turns off the final denoising step (on in the reference).
 	NoDenoise bool
 	// EndTime is the last diffusion time of the time grid, in (0, 1); 0
@@ -48,8 +69,26 @@ type SampleRequest struct {
 	// Batch is the number of samples; 0 means 1.
 	Batch int
 	// Length is the sequence length in tokens; 0 means the trained length.
-	// Other lengths up to 16 times the trained one run, with a warning.
+	// Other lengths up to 16 times the trained one run, with a warning,
+	// unless BlockOverlap is set.
 	Length int
+	// BlockOverlap, when > 0 and Length is above the trained length,
+	// generates the sequence semi-autoregressively in blocks of the trained
+	// length, each sharing its first BlockOverlap tokens with the previous
+	// one, which it takes as they are (the last block ends at Length, so it
+	// may share more). Every block is a whole sampling run (Steps steps and
+	// the denoiser, or one first-hitting step per new token), so the network
+	// only ever sees the length it was trained on. Prefix, Suffix, Spans and
+	// a Template's text are pinned in whichever blocks hold them; a block
+	// sees nothing of the blocks after it. It must be below the trained
+	// length; absorbing models only. Ignored when Length is at most the
+	// trained length.
+	BlockOverlap int
+	// NoCache turns off the reuse of network outputs on a time-independent
+	// model (Info.TimeIndependent): every step then calls the network, as
+	// with other models. The tokens are the same either way; it is there to
+	// measure what the reuse saves.
+	NoCache bool
 	// Seed makes the run reproducible: the same seed and request give the
 	// same tokens, bit for bit, on the CPU.
 	Seed uint64
@@ -80,16 +119,25 @@ type Span struct {
 // SampleResult is the outcome of Model.Sample.
 type SampleResult struct {
 	Samples []Sequence
-	// Steps is the number of sampling steps; NetworkCalls the number of
-	// network evaluations made (the steps, plus one for the denoiser).
+	// Steps is the number of sampling steps (of each block, with blocks;
+	// with FirstHitting the tokens generated); NetworkCalls the number of
+	// network evaluations made (the steps, plus one for the denoiser, per
+	// block).
 	Steps, NetworkCalls int
-	// Sampler, Denoise, EndTime, Seed and Length are the settings the run
-	// used, defaults filled in.
-	Sampler string
-	Denoise bool
-	EndTime float64
-	Seed    uint64
-	Length  int
+	// BlockOverlap is the overlap of the blocks the run sampled in, and 0
+	// when it sampled the whole length at once.
+	BlockOverlap int
+	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK and TopP
+	// are the settings the run used, defaults filled in (Temperature 1 when
+	// the request left it 0).
+	Sampler     string
+	Denoise     bool
+	EndTime     float64
+	Seed        uint64
+	Length      int
+	Temperature float64
+	TopK        int
+	TopP        float64
 	// Elapsed is the wall time of the whole call; Network is the part of it
 	// spent in the score network's forward passes (ONNX Runtime), so that
 	// Elapsed − Network is this SDK's own cost.
@@ -180,9 +228,10 @@ var errStopped = errors.New("stream stopped")
 
 // resolved is a validated request.
 type resolved struct {
-	cfg     diffusion.Config
-	sampler string
-	keep    [2]int // only tokens [keep[0], keep[1]) of each row are returned
+	cfg          diffusion.Config
+	sampler      string
+	blockOverlap int
+	keep         [2]int // only tokens [keep[0], keep[1]) of each row are returned
 }
 
 // resolve validates req and turns it into a sampler configuration: every
@@ -190,8 +239,10 @@ type resolved struct {
 func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	steps := req.Steps
 	switch {
-	case steps == 0:
+	case steps == 0 && req.Sampler != FirstHitting:
 		steps = DefaultSteps
+	case steps != 0 && req.Sampler == FirstHitting:
+		return nil, fieldError("Steps", "must be 0 with the first-hitting sampler, which takes one step per masked position; got %d", steps)
 	case steps < 0:
 		return nil, fieldError("Steps", "must be ≥ 1, got %d", steps)
 	case steps > diffusion.MaxSteps:
@@ -206,8 +257,16 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 		pred = diffusion.Euler
 	case None:
 		pred = diffusion.None
+	case FirstHitting:
+		if _, ok := m.graph.(diffusion.Absorbing); !ok {
+			return nil, fieldError("Sampler", "the first-hitting sampler needs an absorbing model; this one's graph is uniform")
+		}
+		pred = diffusion.FirstHitting
 	default:
-		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s or %s", req.Sampler, Analytic, Euler, None)
+		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s, %s or %s", req.Sampler, Analytic, Euler, None, FirstHitting)
+	}
+	if err := m.checkUnmask(req); err != nil {
+		return nil, err
 	}
 	end := req.EndTime
 	if end == 0 {
@@ -230,7 +289,20 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	case length < 0:
 		return nil, fieldError("Length", "must be ≥ 1, got %d", length)
 	}
-	if err := m.checkShape(batch, length); err != nil {
+	window := length
+	switch {
+	case req.BlockOverlap < 0:
+		return nil, fieldError("BlockOverlap", "must be ≥ 1 (0: no blocks), got %d", req.BlockOverlap)
+	case req.BlockOverlap > 0 && length > m.man.Length:
+		if _, ok := m.graph.(diffusion.Absorbing); !ok {
+			return nil, fieldError("BlockOverlap", "needs an absorbing model; this one's graph is uniform")
+		}
+		if req.BlockOverlap >= m.man.Length {
+			return nil, fieldError("BlockOverlap", "must be below the trained length %d, got %d", m.man.Length, req.BlockOverlap)
+		}
+		window = m.man.Length
+	}
+	if err := m.checkShape(batch, length, window); err != nil {
 		return nil, err
 	}
 	r := &resolved{sampler: name, keep: [2]int{0, length}}
@@ -241,29 +313,75 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	if keep > 0 {
 		r.keep[1] = keep
 	}
-	if length != m.man.Length {
+	switch {
+	case window < length:
+		r.blockOverlap = req.BlockOverlap
+	case length > m.man.Length:
+		m.log.Warn("sequence length differs from the trained length; quality may suffer (BlockOverlap, --block-overlap, samples in blocks of the trained length)", "length", length, "trained", m.man.Length)
+	case length != m.man.Length:
 		m.log.Warn("sequence length differs from the trained length; quality may suffer", "length", length, "trained", m.man.Length)
 	}
 	r.cfg = diffusion.Config{
 		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
-		Denoise: !req.NoDenoise, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Denoise: !req.NoDenoise && pred != diffusion.FirstHitting, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP,
 	}
+	if window < length {
+		r.cfg.Window, r.cfg.Overlap = window, req.BlockOverlap
+	}
+	r.cfg.TimeIndependent = m.man.Model.TimeIndependent && !req.NoCache
 	return r, nil
+}
+
+// maxTemperature bounds SampleRequest.Temperature: far above it every token
+// is equally likely, which a caller asks for by mistake.
+const maxTemperature = 100
+
+// checkUnmask validates the request's Temperature, TopK and TopP.
+func (m *Model) checkUnmask(req SampleRequest) error {
+	switch {
+	case math.IsNaN(req.Temperature) || req.Temperature < 0 || req.Temperature > maxTemperature:
+		return fieldError("Temperature", "must be in (0, %d] (0: the default, 1), got %g", maxTemperature, req.Temperature)
+	case req.TopK < 0:
+		return fieldError("TopK", "must be ≥ 1 (0: no limit), got %d", req.TopK)
+	case math.IsNaN(req.TopP) || req.TopP < 0 || req.TopP > 1:
+		return fieldError("TopP", "must be in (0, 1] (0: no limit), got %g", req.TopP)
+	}
+	if _, ok := m.graph.(diffusion.Absorbing); ok {
+		return nil
+	}
+	field := ""
+	switch {
+	case req.Temperature != 0 && req.Temperature != 1:
+		field = "Temperature"
+	case req.TopK != 0:
+		field = "TopK"
+	case req.TopP != 0 && req.TopP != 1:
+		field = "TopP"
+	}
+	if field != "" {
+		return fieldError(field, "acts on the token a mask unmasks to; this model's graph is uniform and has no mask")
+	}
+	return nil
 }
 
 // checkShape bounds batch × length before anything is allocated: the length
 // to maxLengthFactor times the trained one, and the memory the request will
-// need (requestBytes) to the Model's limit.
-func (m *Model) checkShape(batch, length int) error {
+// need (requestBytes, for the window the network sees) to the Model's limit.
+func (m *Model) checkShape(batch, length, window int) error {
 	if maxLen := maxLengthFactor * m.man.Length; length > maxLen {
-		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; the network's attention grows with its square",
-			ErrBadRequest, length, maxLengthFactor, m.man.Length)
+		why := "the network's attention grows with its square"
+		if window < length {
+			why = "that many blocks would take too long"
+		}
+		return fmt.Errorf("%w: length %d is more than %d times the trained length %d; %s",
+			ErrBadRequest, length, maxLengthFactor, m.man.Length, why)
 	}
 	if batch > math.MaxInt32/length {
 		return fmt.Errorf("%w: batch %d × length %d is more than 2^31 tokens", ErrBadRequest, batch, length)
 	}
-	if need := m.requestBytes(batch, length); need > m.opts.MemoryLimit {
-		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: length}
+	if need := m.requestBytes(batch, window); need > m.opts.MemoryLimit {
+		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: window}
 	}
 	return nil
 }
@@ -513,6 +631,13 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	res := &SampleResult{
 		Steps: cfg.Steps, NetworkCalls: counted.calls, Sampler: r.sampler, Denoise: cfg.Denoise,
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
+		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP, BlockOverlap: r.blockOverlap,
+	}
+	if res.Temperature == 0 {
+		res.Temperature = 1
+	}
+	if cfg.Predictor == diffusion.FirstHitting {
+		res.Steps = counted.calls
 	}
 	L := cfg.Length
 	for b := 0; b < cfg.Batch; b++ {

@@ -46,8 +46,8 @@ func infoCommand() *cli.Command {
 			row("manifest", "format %d, %s", info.Format, info.Source)
 			row("exported with", "%s", info.ExportedWith)
 			row("parameters", "%s", thousands(info.Params))
-			row("network", "DDiT, hidden %d, %d blocks, %d heads, cond %d, scale_by_sigma %t",
-				info.Hidden, info.Blocks, info.Heads, info.CondDim, info.ScaleBySigma)
+			row("network", "DDiT, hidden %d, %d blocks, %d heads, cond %d, scale_by_sigma %t, time-independent %t",
+				info.Hidden, info.Blocks, info.Heads, info.CondDim, info.ScaleBySigma, info.TimeIndependent)
 			row("graph", "%s (%d states per position)", info.Graph, info.States)
 			row("noise", "%s", info.Noise)
 			row("length", "%d tokens", info.Length)

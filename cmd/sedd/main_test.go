@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,6 +69,11 @@ type sampleLine struct {
 	Length    int      `json:"length"`
 	ElapsedMS *float64 `json:"elapsed_ms"`
 	NetworkMS *float64 `json:"network_ms"`
+	// Written only when set.
+	Temperature  float64 `json:"temperature"`
+	TopK         int     `json:"top_k"`
+	TopP         float64 `json:"top_p"`
+	BlockOverlap int     `json:"block_overlap"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -109,9 +115,12 @@ func TestSampleJSON(t *testing.T) {
 		{"absorb analytic", tinyAbsorb, nil, 128, 129, "analytic"},
 		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
 		{"uniform none: only the denoiser runs the network", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 1, "none"},
+		{"absorb first-hitting: one call per free position", tinyAbsorb, []string{"--sampler", "first-hitting", "--prefix", "ab"}, 30, 30, "first-hitting"},
+		{"absorb with the unmasking knobs", tinyAbsorb, []string{"--steps", "8", "--temperature", "0.5", "--top-k", "7", "--top-p", "0.9"}, 8, 9, "analytic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"sample", "--model", tc.model, "--json", "--batch", "3", "--seed", "9"}, tc.args...)
+			knobs := slices.Contains(tc.args, "--top-k")
 			lines := parseLines(t, sedd(t, args...).OK(t).Stdout)
 			if len(lines) != 3 {
 				t.Fatalf("got %d JSON lines, want 3", len(lines))
@@ -120,6 +129,9 @@ func TestSampleJSON(t *testing.T) {
 				if l.Index != i || len(l.Tokens) != 32 || l.Length != 32 || l.Steps != tc.steps || l.NFE != tc.nfe ||
 					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.NetworkMS == nil || l.Text == "" {
 					t.Errorf("line %d = %+v", i, l)
+				}
+				if knobs != (l.Temperature == 0.5 && l.TopK == 7 && l.TopP == 0.9) || !knobs && (l.Temperature != 0 || l.TopK != 0 || l.TopP != 0) {
+					t.Errorf("line %d: temperature %v, top-k %d, top-p %v", i, l.Temperature, l.TopK, l.TopP)
 				}
 				for _, tok := range l.Tokens {
 					if tok < 0 || tok >= 256 {
@@ -342,6 +354,14 @@ func TestBadInput(t *testing.T) {
 		{"batch 0", []string{"sample", "--model", tinyAbsorb, "--batch", "0"}, exitUsage, "--batch"},
 		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor \"foo\" is not a sampler"},
 		{"negative length", []string{"sample", "--model", tinyAbsorb, "--length", "-3"}, exitUsage, "--length must be ≥ 1"},
+		{"first-hitting with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "first-hitting", "--steps", "8"}, exitUsage, "leave out --steps"},
+		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--predictor the first-hitting sampler needs an absorbing model"},
+		{"temperature 0", []string{"sample", "--model", tinyAbsorb, "--temperature", "0"}, exitUsage, "--temperature must be > 0"},
+		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in (0, 100]"},
+		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},
+		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in (0, 1]"},
+		{"top-k on a uniform model", []string{"sample", "--model", tinyUniform, "--top-k", "3"}, exitUsage, "--top-k acts on the token a mask unmasks to"},
+		{"block overlap of the whole window", []string{"sample", "--model", tinyAbsorb, "--length", "64", "--block-overlap", "32"}, exitUsage, "--block-overlap must be below the trained length 32"},
 		{"eval antithetic with odd timesteps", []string{"eval", "--model", tinyAbsorb, "--data", cmdtest.Abs("../../README.md"), "--sampling", "antithetic", "-k", "3"}, exitUsage, "--timesteps must be even"},
 		{"unknown device", []string{"sample", "--model", tinyAbsorb, "--device", "tpu"}, exitUsage, "cpu, cuda or cuda:N"},
 		{"not a number", []string{"sample", "--steps", "many"}, exitUsage, "steps"},
@@ -688,4 +708,36 @@ func withoutTiming(out string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestSampleNoCache: on the time-independent fixture the network calls drop
+// to at most one per token plus one; --no-cache restores one per step, with
+// the same tokens.
+func TestSampleNoCache(t *testing.T) {
+	needORT(t)
+	args := []string{"sample", "--model", cmdtest.Abs("../../sdk/testdata/tiny-absorb-ti"), "--json", "--seed", "4", "--steps", "256"}
+	cached := parseLines(t, sedd(t, args...).OK(t).Stdout)
+	plain := parseLines(t, sedd(t, append(args, "--no-cache")...).OK(t).Stdout)
+	if len(cached) != 1 || len(plain) != 1 || cached[0].NFE > 33 || plain[0].NFE != 257 || !slices.Equal(cached[0].Tokens, plain[0].Tokens) {
+		t.Errorf("cached %+v\nuncached %+v", cached, plain)
+	}
+}
+
+// TestSampleBlocks: --length above the trained length with --block-overlap
+// samples in blocks: the prefix kept, no mask left, the network calls of
+// three blocks, and block_overlap in the JSON.
+func TestSampleBlocks(t *testing.T) {
+	needORT(t)
+	lines := parseLines(t, sedd(t, "sample", "--model", tinyAbsorb, "--json", "--seed", "3", "--steps", "4",
+		"--length", "80", "--block-overlap", "8", "--prefix", "Once").OK(t).Stdout)
+	if len(lines) != 1 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	l := lines[0]
+	if len(l.Tokens) != 80 || l.Length != 80 || l.NFE != 15 || l.BlockOverlap != 8 || !strings.HasPrefix(l.Text, "Once") {
+		t.Errorf("line %+v", l)
+	}
+	if slices.Contains(l.Tokens, 256) {
+		t.Errorf("mask left: %v", l.Tokens)
+	}
 }

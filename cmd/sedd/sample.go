@@ -23,12 +23,17 @@ const maxTextFile = 16 << 20
 // samplingFlags are the flags shared by sample and infill.
 func samplingFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise)"},
-		&cli.StringFlag{Name: "predictor", Aliases: []string{"sampler"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler or none"},
+		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise); first-hitting takes none: one step per generated token"},
+		&cli.StringFlag{Name: "predictor", Aliases: []string{"sampler"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler, none or first-hitting (exact, one network call per generated token)"},
+		&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "divide the log-probabilities of the token a mask unmasks to by this (> 0; below 1 sharpens, and biases the samples)"},
+		&cli.IntFlag{Name: "top-k", Usage: "unmask only to the `K` most likely tokens (0: no limit)"},
+		&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "unmask only to the smallest set of most likely tokens holding this share of the probability (nucleus; 1: no limit)"},
 		&cli.BoolFlag{Name: "denoise", Value: true, Usage: "finish with the denoising step (--denoise=false turns it off)"},
 		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
 		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
+		&cli.BoolFlag{Name: "no-cache", Usage: "on a time-independent model, call the network at every step instead of reusing its last output while no token moved (same tokens; for measuring)"},
+		&cli.IntFlag{Name: "block-overlap", Usage: "with --length above the trained length, generate in blocks of the trained length, each sharing its first `N` tokens with the previous one (0: the whole length at once)"},
 		&cli.Uint64Flag{Name: "seed", Usage: "random seed; the same seed gives the same samples", DefaultText: "a random one, reported on stderr (and with --json)"},
 		&cli.BoolFlag{Name: "json", Usage: "write one JSON object per sample per line"},
 		&cli.BoolFlag{Name: "show-steps", Usage: "show the sequence as it denoises (redrawn in place on a terminal, one frame per step otherwise)"},
@@ -166,14 +171,33 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 	req := sdk.SampleRequest{
 		Steps: c.Int("steps"), Sampler: c.String("predictor"), NoDenoise: !c.Bool("denoise"),
 		EndTime: c.Float64("eps"), Batch: c.Int("batch"), Length: c.Int("length"),
+		Temperature: c.Float64("temperature"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"),
+		BlockOverlap: c.Int("block-overlap"), NoCache: c.Bool("no-cache"),
+	}
+	if req.Sampler == sdk.FirstHitting {
+		if c.IsSet("steps") {
+			return req, usagef("--sampler first-hitting takes one step per generated token; leave out --steps")
+		}
+		req.Steps = 0
 	}
 	switch {
-	case req.Steps == 0:
+	case req.Temperature == 0:
+		return req, usagef("--temperature must be > 0, got 0 (--top-k 1 takes the most likely token)")
+	case req.TopP == 0:
+		return req, usagef("--top-p must be in (0, 1], got 0")
+	case req.Steps == 0 && req.Sampler != sdk.FirstHitting:
 		return req, usagef("--steps must be ≥ 1, got 0")
 	case req.EndTime == 0:
 		return req, usagef("--eps must be in (0, 1), got 0")
 	case req.Batch == 0:
 		return req, usagef("--batch must be ≥ 1, got 0")
+	}
+	// The flags' defaults are the SDK's zero values: neutral on every model.
+	if req.Temperature == 1 {
+		req.Temperature = 0
+	}
+	if req.TopP == 1 {
+		req.TopP = 0
 	}
 	if c.IsSet("seed") {
 		req.Seed = c.Uint64("seed")
@@ -232,18 +256,28 @@ type jsonSample struct {
 	Eps       float64 `json:"eps"`
 	Seed      uint64  `json:"seed"`
 	Length    int     `json:"length"`
-	ElapsedMS float64 `json:"elapsed_ms"`
-	NetworkMS float64 `json:"network_ms"`
+	// Temperature, TopK and TopP are written only when the run used them.
+	Temperature float64 `json:"temperature,omitempty"`
+	TopK        int     `json:"top_k,omitempty"`
+	TopP        float64 `json:"top_p,omitempty"`
+	// BlockOverlap is written only for a run in blocks.
+	BlockOverlap int     `json:"block_overlap,omitempty"`
+	ElapsedMS    float64 `json:"elapsed_ms"`
+	NetworkMS    float64 `json:"network_ms"`
 }
 
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
+	temperature := res.Temperature
+	if temperature == 1 {
+		temperature = 0 // the default is not written
+	}
 	for i, s := range res.Samples {
 		err := enc.Encode(jsonSample{
 			Index: i, Text: s.Text, Tokens: s.Tokens,
 			Steps: res.Steps, NFE: res.NetworkCalls, Predictor: res.Sampler, Denoise: res.Denoise,
-			Eps: res.EndTime, Seed: res.Seed, Length: res.Length,
+			Eps: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})

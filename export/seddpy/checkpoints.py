@@ -122,6 +122,11 @@ def check_config(cfg):
         raise CheckpointError("config model.hidden_size is not a multiple of model.n_heads")
     if graph == "uniform" and cfg["model"].get("scale_by_sigma"):
         raise CheckpointError("config model.scale_by_sigma is only defined for the absorb graph")
+    ti = cfg["model"].get("time_independent", False)
+    if not isinstance(ti, bool):
+        raise CheckpointError(f"config model.time_independent is {ti!r}, want true or false")
+    if ti and not cfg["model"].get("scale_by_sigma"):
+        raise CheckpointError("config model.time_independent needs model.scale_by_sigma (and so the absorb graph)")
 
 
 def build_model(config):
@@ -354,9 +359,12 @@ def load_run_dir(path, use_ema=True, trust_pickle=False):
     return Loaded(model.eval(), cfg, source, _tokenizer_in(path))
 
 
-def load_random(shape, seed, graph="absorb"):
-    """A randomly initialised network of a named shape (see random_init)."""
+def load_random(shape, seed, graph="absorb", time_independent=False):
+    """A randomly initialised network of a named shape (see random_init); time_independent
+    sets the config's model.time_independent (the network's time input held at 0)."""
     cfg = shape_config(shape, graph)
+    if time_independent:
+        cfg["model"]["time_independent"] = True
     model = random_init(build_model(cfg), seed)
     source = {"kind": "random-init", "path": None, "shape": shape, "seed": int(seed), "step": None,
               "weights_sha256": None}

@@ -63,6 +63,8 @@ def build_manifest(name, config, model, tokenizer_kind, tokenizer_doc, onnx_info
             "cond_dim": int(m["cond_dim"]),
             "scale_by_sigma": bool(m.get("scale_by_sigma", False)),
             "params": int(count_params(model)),
+            # Written from the config only, and only when true (absent reads as false).
+            **({"time_independent": True} if m.get("time_independent") is True else {}),
         },
         "tokenizer": {
             "file": "tokenizer.json",

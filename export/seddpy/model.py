@@ -210,10 +210,15 @@ class SEDD(nn.Module):
         self.scale_by_sigma = bool(m.get("scale_by_sigma", False))
         if self.scale_by_sigma and not self.absorb:
             raise ValueError("model.scale_by_sigma is only defined for the absorb graph (as in the reference)")
+        # time_independent (ours, not the reference's): the conditioning sees σ = 0 always, so
+        # the output depends on σ only through scale_by_sigma (RADD, arXiv 2406.03736).
+        self.time_independent = bool(m.get("time_independent", False))
+        if self.time_independent and not self.scale_by_sigma:
+            raise ValueError("model.time_independent needs scale_by_sigma (and so the absorb graph)")
 
     def forward(self, indices, sigma):
         x = self.vocab_embed(indices)
-        c = F.silu(self.sigma_map(sigma))
+        c = F.silu(self.sigma_map(torch.zeros_like(sigma) if self.time_independent else sigma))
         cos, sin = self.rotary_emb(x)
         for block in self.blocks:
             x = block(x, cos, sin, c)

@@ -157,7 +157,8 @@ def load_exported(model_dir, check_golden=True, tolerance=None):
     if src.get("kind") == "random-init" and src.get("shape") in SHAPES and isinstance(src.get("seed"), int):
         # Seeded random weights are rebuilt in-process: identical tensors, without parsing a
         # large model.onnx (which would also inflate the process's peak memory).
-        model = load_random(src["shape"], src["seed"], man["graph"]).model
+        model = load_random(src["shape"], src["seed"], man["graph"],
+                            time_independent=bool(man["model"].get("time_independent", False))).model
     else:
         model = SEDD(config_from_manifest(man)).float().eval()
         state = state_dict_from_onnx(model, os.path.join(model_dir, man["onnx"]["file"]))

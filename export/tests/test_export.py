@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -266,6 +267,8 @@ def run_cli(*args):
         ("unknown shape", ["--random-init", "huge", "--out", "x"], "invalid choice"),
         ("missing checkpoint", ["--checkpoint", "{tmp}/nope", "--out", "{tmp}/o"], "no such file or directory"),
         ("wrong tokenizer", ["--random-init", "tiny", "--tokenizer", "{tmp}/nope.json", "--out", "{tmp}/o"], "No such file"),
+        ("time-independent with checkpoint", ["--checkpoint", "a", "--time-independent", "--out", "x"], "a checkpoint's comes from its config"),
+        ("time-independent uniform", ["--random-init", "tiny", "--graph", "uniform", "--time-independent", "--out", "x"], "needs the absorb graph"),
     ],
 )
 def test_cli_errors(tmp_path, name, args, message):
@@ -339,3 +342,52 @@ def test_external_data_layout(tmp_path, monkeypatch):
     onnx.checker.check_model(proto)
     with open(tmp_path / "model.onnx", "rb") as f:
         assert info["sha256"] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_time_independent_network():
+    """model.time_independent: the conditioning sees σ = 0, so between two σ every log score
+    but the zeros at the input tokens moves by exactly log(e^σ1 - 1) - log(e^σ2 - 1)."""
+    model = checkpoints.load_random("tiny", 5, time_independent=True).model
+    plain = checkpoints.load_random("tiny", 5).model
+    idx = torch.randint(0, 257, (2, 32), generator=torch.Generator().manual_seed(0))
+    s1, s2 = torch.tensor([0.3, 0.3]), torch.tensor([2.5, 2.5])
+    with torch.no_grad():
+        a, b = model(idx, s1).double(), model(idx, s2).double()
+        p1, p2 = plain(idx, s1).double(), plain(idx, s2).double()
+    shift = math.log(math.expm1(0.3)) - math.log(math.expm1(2.5))
+    keep = torch.ones_like(a, dtype=torch.bool).scatter(-1, idx[..., None], False)
+    ti_err = ((b - a)[keep] - shift).abs().max().item()
+    plain_err = ((p2 - p1)[keep] - shift).abs().max().item()
+    # float32 rounding only (measured 6e-7), against 2.6e-4 for the time-conditioned
+    # network of the same weights (random weights condition weakly on time).
+    assert ti_err < 5e-6 and plain_err > 20 * ti_err, (ti_err, plain_err)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["model"].update(time_independent=1), "want true or false"),
+    (lambda c: c["model"].update(time_independent=True, scale_by_sigma=False), "needs model.scale_by_sigma"),
+])
+def test_time_independent_config_errors(change, message):
+    cfg = checkpoints.shape_config("tiny")
+    change(cfg)
+    with pytest.raises(checkpoints.CheckpointError, match=message):
+        checkpoints.check_config(cfg)
+
+
+def test_committed_time_independent_fixture():
+    """sdk/testdata/tiny-absorb-ti: export.py --random-init tiny --time-independent --seed 3
+    --name tiny-absorb-ti --variants none; sedd.json says so, from the config."""
+    d = os.path.join(REPO, "sdk", "testdata", "tiny-absorb-ti")
+    with open(os.path.join(d, "sedd.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["model"]["time_independent"] is True and doc["source"]["seed"] == 3
+    check_golden_dir(d, 257, 256, True, 32)
+    _, cases = golden.read_golden(d)
+    model = checkpoints.load_random("tiny", 3, time_independent=True).model
+    c = cases[2]
+    with torch.no_grad():
+        s, _ = ScoreWithLSE(model)(torch.from_numpy(c["indices"]), torch.from_numpy(c["sigma"]))
+    assert np.allclose(s.numpy().ravel(), c["log_score"], atol=1e-5)
+    # a time-conditioned export does not write the field at all
+    with open(os.path.join(REPO, "sdk", "testdata", "tiny-absorb", "sedd.json"), encoding="utf-8") as f:
+        assert "time_independent" not in json.load(f)["model"]

@@ -129,7 +129,7 @@ def test_measured_field_is_not_compared(likelihood_fresh, tmp_path):
     assert lg.stale(likelihood_fresh, str(tmp_path)) == {}
 
 
-@pytest.mark.parametrize("script", ["make_math_golden.py", "make_likelihood_golden.py"])
+@pytest.mark.parametrize("script", ["make_math_golden.py", "make_likelihood_golden.py", "make_unmask_golden.py"])
 def test_check_cli(script):
     res = subprocess.run([sys.executable, os.path.join(EXPORT, script), "--check"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -44,6 +44,24 @@ def test_masked_log_score_matches_forward():
     assert rows.tolist() == masked.nonzero()[:, 0].tolist()
 
 
+def test_masked_log_score_matches_forward_time_independent():
+    """--time-independent: the training path holds the time input at 0 like SEDD.forward."""
+    cfg = {**CFG, "model": {**CFG["model"], "time_independent": True}}
+    torch.manual_seed(2)
+    m = SEDD(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    x = torch.randint(0, 51, (3, 20))
+    sigma = torch.tensor([0.01, 0.7, 4.0])
+    s, masked, _ = masked_log_score(m, x, sigma, 50)
+    assert torch.allclose(s, m(x, sigma)[masked], atol=1e-5, rtol=1e-5)
+    # and σ moves every masked row by the scale_by_sigma term only
+    s2, _, _ = masked_log_score(m, x, sigma * 2, 50)
+    shift = (torch.log(torch.expm1(sigma)) - torch.log(torch.expm1(sigma * 2)))[masked.nonzero()[:, 0]]
+    assert torch.allclose((s2 - s)[:, :50], shift[:, None].expand(-1, 50), atol=1e-4)
+
+
 def test_sedd_loss_matches_direct_sum():
     """The per-sequence loss equals σ'(t) Σ_i ℓ_i written out position by position."""
     m = random_sedd(1)

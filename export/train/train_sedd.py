@@ -16,6 +16,8 @@ num_updates warm-up. The run directory uses the reference's layout:
 Usage:
   .venv/bin/python export/train/train_sedd.py --run runs/brown-sedd-small --steps 6000
   .venv/bin/python export/train/train_sedd.py --bench 20      # time 20 steps and exit
+  .venv/bin/python export/train/train_sedd.py --run RUN --resume --time-independent --minutes 60
+      # continue a run with the network's time input held at 0 (model.time_independent)
   .venv/bin/python export/train/train_sedd.py --device cuda --batch 256 --hidden 512 --blocks 8 --heads 8 ...
 """
 
@@ -23,6 +25,7 @@ import argparse
 import math
 import os
 import shutil
+import sys
 import time
 
 import torch
@@ -116,7 +119,7 @@ def masked_hidden(model, xt, sigma, mask_id):
         raise ValueError(f"training needs the absorb graph with the mask as the last state "
                          f"(id {model.vocab_size - 1}), got mask id {mask_id}")
     x = model.vocab_embed(xt)
-    c = F.silu(model.sigma_map(sigma))
+    c = F.silu(model.sigma_map(torch.zeros_like(sigma) if model.time_independent else sigma))
     cos, sin = model.rotary_emb(x)
     for block in model.blocks:
         x = block(x, cos, sin, c)
@@ -221,6 +224,8 @@ def make_config(args, tokens):
             "name": "brown-sedd-small", "type": "ddit", "hidden_size": args.hidden, "cond_dim": args.cond,
             "length": args.length, "n_blocks": args.blocks, "n_heads": args.heads,
             "scale_by_sigma": True, "dropout": 0.0,
+            # ours: the network's time input held at 0 (RADD); written only when asked for
+            **({"time_independent": True} if args.time_independent else {}),
         },
         "optim": {
             "weight_decay": args.weight_decay, "optimizer": "AdamW", "lr": args.lr, "beta1": 0.9,
@@ -279,6 +284,10 @@ def main():
                     help="time: the reference's draw (t ~ U, then each token masked with probability "
                          "1 - e^-σ); count: the same expected loss with k ~ U{1..L} masked tokens and an "
                          "importance weight (CountMasking), much less variance per step")
+    ap.add_argument("--time-independent", action="store_true",
+                    help="hold the network's time input at 0 (model.time_independent: outputs depend on sigma "
+                         "only through scale_by_sigma, so samplers can reuse them); with --resume, converts a "
+                         "time-conditioned run, keeping its weights")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
     ap.add_argument("--device", default="cpu",
                     help="cpu, or cuda / cuda:N for a GPU (float32 with TF32 matmuls; random draws stay on the "
@@ -329,7 +338,13 @@ def main():
 
     os.makedirs(os.path.join(args.run, ".hydra"), exist_ok=True)
     os.makedirs(os.path.join(args.run, "checkpoints-meta"), exist_ok=True)
-    with open(os.path.join(args.run, ".hydra", "config.yaml"), "w", encoding="utf-8") as f:
+    cfg_path = os.path.join(args.run, ".hydra", "config.yaml")
+    if args.resume and os.path.exists(cfg_path) and not args.time_independent:
+        with open(cfg_path, encoding="utf-8") as f:
+            if (yaml.safe_load(f) or {}).get("model", {}).get("time_independent"):
+                sys.exit(f"{args.run} trains a time-independent network: resume it with --time-independent "
+                         "(a network trained so cannot go back to reading its time input)")
+    with open(cfg_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     shutil.copyfile(tok_path, os.path.join(args.run, "tokenizer.json"))
     log = Log(os.path.join(args.run, "train.log"))

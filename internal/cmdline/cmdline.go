@@ -88,6 +88,7 @@ func Run(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int
 var flagOf = map[string]string{
 	"Steps": "--steps", "Sampler": "--predictor", "EndTime": "--eps", "Batch": "--batch", "Length": "--length",
 	"Timesteps": "--timesteps", "Sampling": "--sampling", "MinTime": "--eps", "BatchSize": "--batch-size",
+	"Temperature": "--temperature", "TopK": "--top-k", "TopP": "--top-p", "BlockOverlap": "--block-overlap",
 }
 
 // message is the text of err for the command line: a bad request field is

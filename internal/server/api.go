@@ -44,6 +44,14 @@ type GenerateOptions struct {
 	Length  int     `json:"length,omitempty"`
 	Denoise *bool   `json:"denoise,omitempty"`
 	EndTime float64 `json:"end_time,omitempty"`
+	// Temperature, TopK and TopP reshape the token a mask unmasks to
+	// (sdk.SampleRequest); absent or 0: off.
+	Temperature float64 `json:"temperature,omitempty"`
+	TopK        int     `json:"top_k,omitempty"`
+	TopP        float64 `json:"top_p,omitempty"`
+	// BlockOverlap samples a Length above the trained one in blocks
+	// (sdk.SampleRequest); absent or 0: the whole length at once.
+	BlockOverlap int `json:"block_overlap,omitempty"`
 }
 
 // Sample is one generated or partly generated sequence.
@@ -83,6 +91,10 @@ type GenerateResponse struct {
 	EndTime         float64  `json:"end_time"`
 	Seed            uint64   `json:"seed"`
 	Length          int      `json:"length"`
+	Temperature     float64  `json:"temperature"`
+	TopK            int      `json:"top_k"`
+	TopP            float64  `json:"top_p"`
+	BlockOverlap    int      `json:"block_overlap"`
 	TotalDuration   int64    `json:"total_duration"`
 	QueueDuration   int64    `json:"queue_duration"`
 	NetworkDuration int64    `json:"network_duration"`
@@ -182,6 +194,8 @@ var fieldNames = map[string]string{
 	"Steps": "options.steps", "Sampler": "options.sampler", "EndTime": "options.end_time",
 	"Batch": "options.batch", "Length": "options.length", "Timesteps": "options.timesteps",
 	"Sampling": "options.sampling", "MinTime": "options.min_time", "BatchSize": "options.batch_size",
+	"Temperature": "options.temperature", "TopK": "options.top_k", "TopP": "options.top_p",
+	"BlockOverlap": "options.block_overlap",
 }
 
 // asAPIError maps an error of a handler to its answer: the SDK's kinds to
@@ -414,6 +428,7 @@ func (s *Server) sampleRequest(m *Model, req GenerateRequest) (sdk.SampleRequest
 	}
 	sr := sdk.SampleRequest{
 		Steps: o.Steps, Sampler: o.Sampler, EndTime: o.EndTime, Batch: o.Batch, Length: o.Length,
+		Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, BlockOverlap: o.BlockOverlap,
 		Prefix: req.Prompt, Suffix: req.Suffix, Template: req.Infill,
 	}
 	if o.Denoise != nil {
@@ -445,6 +460,7 @@ func (s *Server) result(m *Model, res *sdk.SampleResult, start time.Time, queued
 		Model: m.Name, CreatedAt: now(), Done: true, DoneReason: "stop",
 		Steps: res.Steps, NetworkCalls: res.NetworkCalls, Sampler: res.Sampler, Denoise: res.Denoise,
 		EndTime: res.EndTime, Seed: res.Seed, Length: res.Length,
+		Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 		TotalDuration: time.Since(start).Nanoseconds(), QueueDuration: queued.Nanoseconds(),
 		NetworkDuration: res.Network.Nanoseconds(),
 	}

@@ -293,6 +293,27 @@ func TestEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("generate first-hitting with top-k and temperature", func(t *testing.T) {
+		req := GenerateRequest{Prompt: "Hi", Stream: ptr(false), Options: GenerateOptions{Sampler: sdk.FirstHitting, Seed: ptr[uint64](4), TopK: 5, Temperature: 0.8}}
+		checkRequest(t, "POST", "/api/generate", req)
+		resp, body := ts.do(t, "POST", "/api/generate", req)
+		checkResponse(t, "POST", "/api/generate", resp, body)
+		var out GenerateResponse
+		if err := json.Unmarshal(body, &out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %v %s", resp.StatusCode, err, body)
+		}
+		if out.Sampler != sdk.FirstHitting || out.NetworkCalls != 30 || out.Steps != 30 || out.Denoise || out.TopK != 5 || out.Temperature != 0.8 || out.TopP != 0 {
+			t.Fatalf("answer %+v, want 30 network calls (one per free position) and the settings", out)
+		}
+		direct, err := ts.models[0].Model.Sample(context.Background(), sdk.SampleRequest{Sampler: sdk.FirstHitting, Seed: 4, Prefix: "Hi", TopK: 5, Temperature: 0.8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(out.Samples[0].Tokens, direct.Samples[0].Tokens) {
+			t.Fatalf("tokens %v, want the SDK's %v", out.Samples[0].Tokens, direct.Samples[0].Tokens)
+		}
+	})
+
 	t.Run("generate infill and defaults", func(t *testing.T) {
 		req := GenerateRequest{Infill: "a[MASK:3]b", Stream: ptr(false)}
 		checkRequest(t, "POST", "/api/generate", req)
@@ -379,7 +400,9 @@ func TestErrors(t *testing.T) {
 	}{
 		{"not JSON", "POST", "/api/generate", "{", 400, "", "not a valid request"},
 		{"unknown field", "POST", "/api/generate", `{"promt":"x"}`, 400, "", `unknown field "promt"`},
-		{"unknown option", "POST", "/api/generate", `{"options":{"temperature":0.7}}`, 400, "", `unknown field "temperature"`},
+		{"unknown option", "POST", "/api/generate", `{"options":{"repeat_penalty":1.1}}`, 400, "", `unknown field "repeat_penalty"`},
+		{"first-hitting with steps", "POST", "/api/generate", `{"options":{"sampler":"first-hitting","steps":8}}`, 400, "options.steps", "must be 0 with the first-hitting sampler"},
+		{"top-p above 1", "POST", "/api/generate", `{"options":{"top_p":1.5}}`, 400, "options.top_p", "(0, 1]"},
 		{"wrong type", "POST", "/api/generate", `{"options":{"steps":"many"}}`, 400, "", "cannot unmarshal"},
 		{"trailing data", "POST", "/api/generate", `{} {}`, 400, "", "after the JSON object"},
 		{"unknown model", "POST", "/api/generate", `{"model":"gpt-5"}`, 404, "", `model "gpt-5" not found`},

@@ -69,7 +69,7 @@ func BenchmarkStep(b *testing.B) {
 			}
 			k := steps / 2
 			var f ScoreFunc = constScores{benchmarkScores(tc.g.States(), length, s.cfg.Noise.Total(s.grid[k]))}
-			s.start()
+			s.start(true)
 			start := append([]int64(nil), s.x...)
 			ctx := context.Background()
 			iters := 0

@@ -1,7 +1,8 @@
 // Package diffusion is the pure-Go maths of Score Entropy Discrete Diffusion
 // (SEDD; Lou, Meng & Ermon, ICML 2024): the absorbing and uniform graphs, the
 // log-linear and geometric noise schedules, the euler, analytic and none
-// predictors with the final denoiser, the sampling loop with fixed-token
+// predictors with the final denoiser, the exact first-hitting sampler of the
+// absorbing graph, the sampling loop with fixed-token
 // conditioning, and the score entropy behind the likelihood bound. It
 // reproduces the reference implementation (graph_lib.py, noise_lib.py,
 // sampling.py, losses.py) and is checked against float64 PyTorch goldens

@@ -22,6 +22,8 @@ const (
 type stepMath struct {
 	kind stepKind
 	g    graphSpec
+	// unmask, when set, reshapes the token a masked position unmasks to.
+	unmask *unmaskFilter
 	// jump turns S = exp(lse) into the probability of leaving x (before
 	// clamping to 1): euler Δt·σ'(t) (divided by N for uniform); absorbing
 	// analytic e^{dσ} - 1.
@@ -77,7 +79,7 @@ func (m *stepMath) draw(r *rand.Rand, x int64, row []float32, lse float64, cum [
 				return x, rowFault{}, true
 			}
 		}
-		return drawExp(r, row[:m.g.mask], -1, lse, cum)
+		return drawUnmask(m.unmask, r, row[:m.g.mask], lse, cum)
 	}
 	if m.kind == kindEuler {
 		if r.Float64() >= m.jump*math.Exp(lse) {

@@ -134,3 +134,84 @@ func ExampleAbsorbing_ScoreEntropy() {
 	// true
 	// 1.0000
 }
+
+// The first-hitting sampler unmasks one position per network call, at the
+// exact time the reverse process would: a sequence with two fixed tokens and
+// six free ones takes six calls, whatever the noise schedule.
+func ExampleFirstHitting() {
+	g := diffusion.Absorbing{Tokens: 10}
+	target := []int64{3, 1, 4, 1, 5, 9, 2, 6}
+	calls := 0
+	model := copyModel(g, target)
+	counted := scoreFunc(func(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+		calls++
+		return model.Score(ctx, x, sigma, batch, length)
+	})
+	s, err := diffusion.NewSampler(diffusion.Config{
+		Graph:     g,
+		Noise:     diffusion.Geometric{SigmaMin: 1e-4, SigmaMax: 20},
+		Predictor: diffusion.FirstHitting,
+		Batch:     1,
+		Length:    len(target),
+		Fixed:     []diffusion.Span{{Start: 0, Tokens: []int64{3, 1}}},
+		Seed:      1,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	tokens, err := s.Run(context.Background(), counted)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(tokens, calls)
+	// Output:
+	// [3 1 4 1 5 9 2 6] 6
+}
+
+// Block-wise sampling generates a sequence longer than the network's window:
+// here 20 positions in windows of 8 sharing 3 with the previous one, the
+// network never seeing more than 8.
+func ExampleConfig_window() {
+	g := diffusion.Absorbing{Tokens: 4}
+	longest := 0
+	// A network that always predicts token 2, to show the windows.
+	model := scoreFunc(func(_ context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
+		longest = max(longest, length)
+		n := g.States()
+		logScore := make([]float32, batch*length*n)
+		lse := make([]float32, batch*length)
+		for k := range lse {
+			row := logScore[k*n : (k+1)*n]
+			for j := range row {
+				row[j] = float32(math.Inf(-1))
+			}
+			row[x[k]] = 0
+			if x[k] == g.Mask() {
+				row[2] = float32(-math.Log(math.Expm1(float64(sigma[k/length]))))
+				lse[k] = row[2]
+			} else {
+				row[g.Mask()] = 0
+			}
+		}
+		return diffusion.Scores{Batch: batch, Length: length, N: n, LogScore: logScore, LSE: lse}, nil
+	})
+	s, err := diffusion.NewSampler(diffusion.Config{
+		Graph: g, Noise: diffusion.LogLinear{Eps: 1e-3}, Predictor: diffusion.FirstHitting,
+		Batch: 1, Length: 20, Window: 8, Overlap: 3,
+		Fixed: []diffusion.Span{{Start: 0, Tokens: []int64{1}}, {Start: 19, Tokens: []int64{0}}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	tokens, err := s.Run(context.Background(), model)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(tokens, longest)
+	// Output:
+	// [1 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 0] 8
+}

@@ -16,9 +16,18 @@ const (
 	// None leaves the tokens unchanged and evaluates no score; only useful with
 	// the denoiser.
 	None
+	// FirstHitting is the first-hitting sampler of the absorbing graph (Zheng
+	// et al., arXiv 2409.02908): instead of stepping down a time grid it draws
+	// the time at which the next masked position unmasks, picks that position
+	// uniformly among the masked ones and draws its token, so it samples the
+	// reverse process without discretization error in one network evaluation
+	// per masked position. It ignores Config.Steps and Config.Denoise (no mask
+	// is left at the end).
+	FirstHitting
 )
 
-// String returns the reference's name of p: "analytic", "euler" or "none".
+// String returns the name of p: the reference's "analytic", "euler" or
+// "none", or "first-hitting".
 func (p Predictor) String() string {
 	switch p {
 	case Analytic:
@@ -27,8 +36,10 @@ func (p Predictor) String() string {
 		return "euler"
 	case None:
 		return "none"
+	case FirstHitting:
+		return "first-hitting"
 	}
 	return fmt.Sprintf("Predictor(%d)", int(p))
 }
 
-func (p Predictor) valid() bool { return p == Analytic || p == Euler || p == None }
+func (p Predictor) valid() bool { return p >= Analytic && p <= FirstHitting }

@@ -30,15 +30,19 @@ type Step struct {
 	// Index counts the steps done so far, from 1 to Steps.
 	Index int
 	// Steps is the number of steps of the run: Config.Steps, plus 1 for the
-	// denoiser when Config.Denoise is set.
+	// denoiser when Config.Denoise is set; with FirstHitting the number of
+	// positions to unmask (those not fixed). With blocks (Config.Window),
+	// the steps of all blocks: Index runs on through them.
 	Steps int
 	// T is the diffusion time the tokens now belong to: t_Index of the time
-	// grid, and 0 after the denoiser.
+	// grid, and 0 after the denoiser. With FirstHitting each row has a time of
+	// its own; T is the latest of them, and 0 once no mask is left.
 	T float64
 	// Batch and Length give the shape of Tokens.
 	Batch, Length int
 	// Tokens holds the current tokens of every row (Batch*Length, row-major),
-	// fixed spans imposed. It is only valid during the callback, which must
+	// fixed spans imposed (with blocks, the positions of blocks still to
+	// come are masks). It is only valid during the callback, which must
 	// not modify it.
 	Tokens []int64
 }
@@ -53,8 +57,10 @@ type Config struct {
 	Predictor Predictor
 	// Steps is the number of predictor steps (> 0), on the time grid
 	// t_k = linspace(1, EndTime, Steps+1), Δt = (1-EndTime)/Steps.
+	// FirstHitting ignores it: it takes one step per free position.
 	Steps int
 	// EndTime is the last time of the grid, in (0, 1); 0 means DefaultEndTime.
+	// FirstHitting never shows the network a σ below σ(EndTime).
 	EndTime float64
 	// Denoise adds the reference's denoising step at t = EndTime, which for the
 	// absorbing graph removes every remaining mask.
@@ -64,6 +70,44 @@ type Config struct {
 	// Seed selects the random streams: row b uses rowRand(Seed, b), so a run
 	// is reproducible bit for bit on any machine.
 	Seed uint64
+	// Temperature, TopK and TopP reshape the distribution q_j ∝ exp(s_j) of
+	// the token a masked position of the absorbing graph unmasks to, in every
+	// step and in the denoiser, in this order: q_j ∝ exp(s_j / Temperature);
+	// then only the TopK most likely tokens; then only the smallest set of
+	// the most likely tokens holding at least TopP of the mass; each
+	// renormalized, ties broken by the lower token id. The probability that a
+	// position unmasks is not changed. They bias the samples away from the
+	// model's law (low temperatures lower the entropy of the text as well as
+	// its generative perplexity). The zero values (and Temperature 1, TopK ≥
+	// Tokens, TopP 1) leave the distribution alone. Temperature must be > 0,
+	// TopK ≥ 0, TopP in [0, 1]; the uniform graph, where no token unmasks,
+	// takes only the values that change nothing (TopK 0).
+	Temperature float64
+	TopK        int
+	TopP        float64
+	// Window, when in [1, Length), generates the sequence semi-autoregressively
+	// in blocks of Window positions, the length the network sees (its trained
+	// length, say): the first block holds positions [0, Window), and each next
+	// one starts Window-Overlap positions after the previous one's start
+	// (the last ends at Length, so it may share more), with the positions it
+	// shares with earlier blocks fixed to what they generated. Each block is a
+	// whole run of the predictor (Steps steps and the denoiser, or one
+	// first-hitting step per free position); Fixed spans are imposed in
+	// every block that holds them, so a prefix conditions the first block and
+	// a suffix the last. Absorbing graph only; Overlap must be in
+	// [1, Window). 0 (or ≥ Length) samples the whole Length at once.
+	Window, Overlap int
+	// TimeIndependent says the network's output depends on σ only through
+	// the absorbing graph's scale_by_sigma term -log(e^σ - 1), added to every
+	// log score of a position but the zero at its own state (a network
+	// trained with its time input held constant; RADD, arXiv 2406.03736).
+	// The sampler then skips the network call of a step in which no token
+	// moved since the last call, and uses that call's output with the term
+	// recomputed, so a run of many steps makes at most one call per
+	// unmasking event plus one. Absorbing graph only; the first-hitting
+	// sampler moves a token at every call and gains nothing. Set it only when
+	// the model says so: for a time-conditioned network it changes the law.
+	TimeIndependent bool
 	// Fixed tokens are imposed on every row before each step, before the
 	// denoiser and on the output. Spans must not overlap; an absorbing graph's
 	// mask cannot be fixed.
@@ -78,19 +122,61 @@ type Config struct {
 // gives the same tokens each time (the streams are reseeded from Config.Seed).
 // A Sampler is not safe for concurrent use.
 type Sampler struct {
-	cfg   Config
-	g     graphSpec
-	grid  []float64 // Steps+1 times, from 1 to EndTime
-	dt    float64
-	x     []int64   // Batch*Length current tokens
-	sigma []float32 // Batch
-	cum   []float64 // N, inverse-CDF scratch
-	srcs  []*rand.ChaCha8
-	rngs  []*rand.Rand
+	cfg  Config
+	g    graphSpec
+	grid []float64 // Steps+1 times, from 1 to EndTime
+	dt   float64
+	w    int     // the network's length: Window, or Length
+	x    []int64 // Batch*w current tokens of the block
+	out  []int64 // Batch*Length tokens of the sequence, with blocks (else nil)
+	// starts holds the first position of every block (one block: {0});
+	// total the steps of a whole run.
+	starts []int
+	total  int
+	// a is the current block's first position, base the steps of the
+	// blocks before it.
+	a, base int
+	sigma   []float32 // Batch
+	cum     []float64 // N, inverse-CDF scratch
+	srcs    []*rand.ChaCha8
+	rngs    []*rand.Rand
 
-	fixedPos []int   // sorted positions
+	userTok  []int64 // Length: the token Config.Fixed pins at each position, or -1
+	fixedPos []int   // the block's positions pinned by Config.Fixed, sorted
 	fixedTok []int64 // token of each fixed position
-	isFixed  []bool  // Length
+	isFixed  []bool  // w: pinned, or generated by an earlier block
+
+	// First hitting: the masked free positions of each row (Length per row,
+	// the first `masked` of them still masked) and each row's masking
+	// probability 1 - e^{-σ} at its current time.
+	pending []int32
+	p       []float64
+
+	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
+
+	// TimeIndependent: the last network output, the σ it was computed at,
+	// whether it is usable, and whether a token moved since.
+	last      Scores
+	lastSigma float32
+	cached    bool
+	moved     bool
+}
+
+// checkUnmask validates Temperature, TopK and TopP.
+func checkUnmask(cfg Config) error {
+	switch {
+	case math.IsNaN(cfg.Temperature) || cfg.Temperature < 0 || math.IsInf(cfg.Temperature, 0):
+		return invalidf("temperature = %v, must be > 0 (or 0 for the default, 1)", cfg.Temperature)
+	case cfg.TopK < 0:
+		return invalidf("top-k = %d, must be ≥ 1 (or 0 for no limit)", cfg.TopK)
+	case math.IsNaN(cfg.TopP) || cfg.TopP < 0 || cfg.TopP > 1:
+		return invalidf("top-p = %v, must be in (0, 1] (or 0 for no limit)", cfg.TopP)
+	}
+	neutral := (cfg.Temperature == 0 || cfg.Temperature == 1) && cfg.TopK == 0 && (cfg.TopP == 0 || cfg.TopP == 1)
+	if !cfg.Graph.spec().absorb && !neutral {
+		return invalidf("temperature, top-k and top-p act on the token a mask unmasks to; the %T graph has no mask", cfg.Graph)
+	}
+	return nil
 }
 
 // NewSampler validates cfg and allocates the buffers of its runs. The errors
@@ -111,7 +197,19 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if !cfg.Predictor.valid() {
 		return nil, invalidf("unknown predictor %v", cfg.Predictor)
 	}
-	if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
+	if err := checkUnmask(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.TimeIndependent && !cfg.Graph.spec().absorb {
+		return nil, invalidf("a time-independent network is defined for the absorbing graph only")
+	}
+	fh := cfg.Predictor == FirstHitting
+	if fh {
+		if !cfg.Graph.spec().absorb {
+			return nil, invalidf("the first-hitting sampler needs the absorbing graph, not %T", cfg.Graph)
+		}
+		cfg.Steps, cfg.Denoise = 0, false
+	} else if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
 		return nil, invalidf("steps = %d, must be in [1, %d]", cfg.Steps, MaxSteps)
 	}
 	if cfg.EndTime == 0 {
@@ -124,17 +222,50 @@ func NewSampler(cfg Config) (*Sampler, error) {
 		return nil, invalidf("batch %d × length %d", cfg.Batch, cfg.Length)
 	}
 	g := cfg.Graph.spec()
+	w := cfg.Length
+	if cfg.Window < 0 {
+		return nil, invalidf("window = %d, must be ≥ 0", cfg.Window)
+	}
+	if cfg.Window > 0 && cfg.Window < cfg.Length {
+		if !g.absorb {
+			return nil, invalidf("block-wise sampling needs the absorbing graph, not %T", cfg.Graph)
+		}
+		if cfg.Overlap < 1 || cfg.Overlap >= cfg.Window {
+			return nil, invalidf("overlap = %d, must be in [1, window %d)", cfg.Overlap, cfg.Window)
+		}
+		w = cfg.Window
+	}
 	s := &Sampler{
-		cfg:     cfg,
-		g:       g,
-		grid:    linspace(1, cfg.EndTime, cfg.Steps+1),
-		dt:      (1 - cfg.EndTime) / float64(cfg.Steps),
-		x:       make([]int64, cfg.Batch*cfg.Length),
-		sigma:   make([]float32, cfg.Batch),
-		cum:     make([]float64, g.n),
-		srcs:    make([]*rand.ChaCha8, cfg.Batch),
-		rngs:    make([]*rand.Rand, cfg.Batch),
-		isFixed: make([]bool, cfg.Length),
+		cfg:      cfg,
+		g:        g,
+		w:        w,
+		x:        make([]int64, cfg.Batch*w),
+		sigma:    make([]float32, cfg.Batch),
+		cum:      make([]float64, g.n),
+		srcs:     make([]*rand.ChaCha8, cfg.Batch),
+		rngs:     make([]*rand.Rand, cfg.Batch),
+		userTok:  make([]int64, cfg.Length),
+		fixedPos: make([]int, 0, w),
+		fixedTok: make([]int64, 0, w),
+		isFixed:  make([]bool, w),
+		starts:   []int{0},
+	}
+	if w < cfg.Length {
+		s.out = make([]int64, cfg.Batch*cfg.Length)
+		for a := w - cfg.Overlap; a+w < cfg.Length; a += w - cfg.Overlap {
+			s.starts = append(s.starts, a)
+		}
+		s.starts = append(s.starts, cfg.Length-w)
+	}
+	if g.absorb {
+		s.unmask = newUnmaskFilter(cfg.Temperature, cfg.TopK, cfg.TopP, int(g.mask))
+	}
+	if fh {
+		s.pending = make([]int32, cfg.Batch*w)
+		s.p = make([]float64, cfg.Batch)
+	} else {
+		s.grid = linspace(1, cfg.EndTime, cfg.Steps+1)
+		s.dt = (1 - cfg.EndTime) / float64(cfg.Steps)
 	}
 	for b := range s.srcs {
 		s.srcs[b] = rand.NewChaCha8(rowKey(cfg.Seed, b))
@@ -143,14 +274,41 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if err := s.compileFixed(cfg.Fixed); err != nil {
 		return nil, err
 	}
+	for k := range s.starts {
+		s.setBlock(k)
+		if fh {
+			s.total += s.w - s.countFixed()
+		} else {
+			s.total += cfg.Steps + btoi(cfg.Denoise)
+		}
+	}
 	return s, nil
 }
 
-// compileFixed checks the spans and flattens them into positions and tokens.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// countFixed returns the number of the block's positions that do not move.
+func (s *Sampler) countFixed() int {
+	n := 0
+	for _, f := range s.isFixed {
+		n += btoi(f)
+	}
+	return n
+}
+
+// compileFixed checks the spans and records the token each pins.
 func (s *Sampler) compileFixed(spans []Span) error {
 	limit := int64(s.g.n)
 	if s.g.absorb {
 		limit = s.g.mask
+	}
+	for i := range s.userTok {
+		s.userTok[i] = -1
 	}
 	for k, sp := range spans {
 		if sp.Start < 0 || sp.Start > s.cfg.Length || len(sp.Tokens) > s.cfg.Length-sp.Start {
@@ -161,24 +319,33 @@ func (s *Sampler) compileFixed(spans []Span) error {
 			if tok < 0 || tok >= limit {
 				return invalidf("fixed token %d at position %d outside [0, %d)", tok, pos, limit)
 			}
-			if s.isFixed[pos] {
+			if s.userTok[pos] >= 0 {
 				return invalidf("fixed spans overlap at position %d", pos)
 			}
-			s.isFixed[pos] = true
-		}
-	}
-	for pos, fixed := range s.isFixed {
-		if !fixed {
-			continue
-		}
-		s.fixedPos = append(s.fixedPos, pos)
-		for _, sp := range spans {
-			if pos >= sp.Start && pos < sp.Start+len(sp.Tokens) {
-				s.fixedTok = append(s.fixedTok, sp.Tokens[pos-sp.Start])
-			}
+			s.userTok[pos] = tok
 		}
 	}
 	return nil
+}
+
+// setBlock makes block k current: its first position, the steps before it,
+// and which of its positions are fixed (pinned by Config.Fixed, or generated
+// by the blocks before it).
+func (s *Sampler) setBlock(k int) {
+	s.a = s.starts[k]
+	frontier := 0 // positions below it were generated by earlier blocks
+	if k > 0 {
+		frontier = s.starts[k-1] + s.w
+	}
+	s.fixedPos, s.fixedTok = s.fixedPos[:0], s.fixedTok[:0]
+	for i := range s.isFixed {
+		tok := s.userTok[s.a+i]
+		s.isFixed[i] = tok >= 0 || s.a+i < frontier
+		if tok >= 0 {
+			s.fixedPos = append(s.fixedPos, i)
+			s.fixedTok = append(s.fixedTok, tok)
+		}
+	}
 }
 
 // Run samples Batch sequences and returns their Batch*Length tokens,
@@ -187,7 +354,8 @@ func (s *Sampler) compileFixed(spans []Span) error {
 // then the denoiser if Config.Denoise is set, imposing Config.Fixed before
 // every step and on the output, exactly as the reference's pc_sampler with a
 // projection. score is called once per step (not at all for the None
-// predictor) with σ(t) as float32.
+// predictor) with σ(t) as float32. With FirstHitting it is called once per
+// free position, each row at the σ of its own next unmasking.
 //
 // Errors: ctx's error (wrapped) when ctx is done between steps; the
 // ScoreFunc's error (wrapped); a *ScoreError (ErrNonFinite, ErrScoreShape) when
@@ -196,35 +364,81 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 	if score == nil && (s.cfg.Predictor != None || s.cfg.Denoise) {
 		return nil, invalidf("nil score function")
 	}
-	s.start()
-	for k := range s.cfg.Steps {
-		if err := s.step(ctx, score, k); err != nil {
+	s.base = 0
+	for i := range s.out {
+		s.out[i] = s.g.mask
+	}
+	for k := range s.starts {
+		s.setBlock(k)
+		s.start(k == 0)
+		s.cached, s.last = false, Scores{}
+		if err := s.runBlock(ctx, score); err != nil {
 			return nil, err
 		}
-		if err := s.report(k+1, s.grid[k+1]); err != nil {
-			return nil, err
+		s.store()
+		if s.cfg.Predictor == FirstHitting {
+			s.base += s.w - s.countFixed()
+		} else {
+			s.base += s.cfg.Steps + btoi(s.cfg.Denoise)
 		}
 	}
-	if s.cfg.Denoise {
-		if err := s.denoise(ctx, score); err != nil {
-			return nil, err
-		}
-		if err := s.report(s.cfg.Steps+1, 0); err != nil {
-			return nil, err
-		}
+	if s.out != nil {
+		return slices.Clone(s.out), nil
 	}
 	return slices.Clone(s.x), nil
 }
 
-// start reseeds the row streams and sets x to the graph's limit, projected.
-func (s *Sampler) start() {
-	L := s.cfg.Length
+// runBlock runs the predictor over the current block.
+func (s *Sampler) runBlock(ctx context.Context, score ScoreFunc) error {
+	if s.cfg.Predictor == FirstHitting {
+		return s.runFirstHitting(ctx, score)
+	}
+	for k := range s.cfg.Steps {
+		if err := s.step(ctx, score, k); err != nil {
+			return err
+		}
+		if err := s.report(k+1, s.grid[k+1]); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Denoise {
+		if err := s.denoise(ctx, score); err != nil {
+			return err
+		}
+		if err := s.report(s.cfg.Steps+1, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store copies the block's tokens into the whole sequences (with blocks).
+func (s *Sampler) store() {
+	if s.out == nil {
+		return
+	}
+	L, w := s.cfg.Length, s.w
+	for b := range s.cfg.Batch {
+		copy(s.out[b*L+s.a:b*L+s.a+w], s.x[b*w:(b+1)*w])
+	}
+}
+
+// start sets x to the graph's limit, projected, keeping the positions that
+// earlier blocks generated; first reseeds the row streams (each row's stream
+// runs on through the blocks).
+func (s *Sampler) start(first bool) {
+	L, w := s.cfg.Length, s.w
 	for b, src := range s.srcs {
-		src.Seed(rowKey(s.cfg.Seed, b))
-		row := s.x[b*L : (b+1)*L]
+		if first {
+			src.Seed(rowKey(s.cfg.Seed, b))
+		}
+		row := s.x[b*w : (b+1)*w]
 		if s.g.absorb {
 			for i := range row {
 				row[i] = s.g.mask
+				if s.isFixed[i] && s.out != nil {
+					row[i] = s.out[b*L+s.a+i]
+				}
 			}
 			continue
 		}
@@ -236,9 +450,10 @@ func (s *Sampler) start() {
 	s.project()
 }
 
-// project imposes the fixed tokens on every row.
+// project imposes the fixed tokens on every row. (The positions an earlier
+// block generated need nothing: on the absorbing graph a token never moves.)
 func (s *Sampler) project() {
-	L := s.cfg.Length
+	L := s.w
 	for b := range s.cfg.Batch {
 		row := s.x[b*L : (b+1)*L]
 		for k, pos := range s.fixedPos {
@@ -250,7 +465,7 @@ func (s *Sampler) project() {
 // step takes predictor step k (0-based) from t_k to t_k - Δt and projects.
 func (s *Sampler) step(ctx context.Context, score ScoreFunc, k int) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("diffusion: before step %d: %w", k+1, err)
+		return fmt.Errorf("diffusion: before step %d: %w", s.base+k+1, err)
 	}
 	if s.cfg.Predictor == None {
 		return nil
@@ -263,40 +478,56 @@ func (s *Sampler) step(ctx context.Context, score ScoreFunc, k int) error {
 	} else {
 		m = newAnalyticMath(s.g, sigma-s.cfg.Noise.Total(t-s.dt), false)
 	}
+	m.unmask = s.unmask
 	return s.apply(ctx, score, k+1, sigma, &m)
 }
 
 // denoise takes the denoising step at t = EndTime and projects.
 func (s *Sampler) denoise(ctx context.Context, score ScoreFunc) error {
-	idx := s.cfg.Steps + 1
+	idx := s.base + s.cfg.Steps + 1
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("diffusion: before step %d (denoiser): %w", idx, err)
 	}
 	sigma := s.cfg.Noise.Total(s.cfg.EndTime)
 	m := newAnalyticMath(s.g, sigma, true)
-	return s.apply(ctx, score, idx, sigma, &m)
+	m.unmask = s.unmask
+	return s.apply(ctx, score, idx-s.base, sigma, &m)
 }
 
 // apply evaluates the score at sigma, moves every free position with m and
-// projects. idx is the 1-based step index for errors.
+// projects. idx is the 1-based step index within the block, for errors.
 func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma float64, m *stepMath) error {
-	B, L := s.cfg.Batch, s.cfg.Length
+	idx += s.base
+	B, L := s.cfg.Batch, s.w
 	for b := range s.sigma {
 		s.sigma[b] = float32(sigma)
 	}
-	sc, err := score.Score(ctx, s.x, s.sigma, B, L)
-	if err != nil {
-		return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+	// shift turns the log scores of the last call into those at sigma, for a
+	// time-independent network whose tokens have not moved since.
+	shift := 0.0
+	sc := s.last
+	if s.cfg.TimeIndependent && s.cached && !s.moved {
+		shift = logExpm1(float64(s.lastSigma)) - logExpm1(float64(s.sigma[0]))
+	} else {
+		var err error
+		sc, err = score.Score(ctx, s.x, s.sigma, B, L)
+		if err != nil {
+			return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+		}
+		if err := sc.check(B, L, s.g.n); err != nil {
+			return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
+		}
+		if s.cfg.TimeIndependent {
+			s.last, s.lastSigma, s.cached = sc, s.sigma[0], true
+		}
 	}
-	if err := sc.check(B, L, s.g.n); err != nil {
-		return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
-	}
+	s.moved = false
 	for b := range B {
 		r := s.rngs[b]
 		x := s.x[b*L : (b+1)*L]
 		lses := sc.LSE[b*L : (b+1)*L]
 		for i, xi := range x {
-			lse := float64(lses[i])
+			lse := float64(lses[i]) + shift
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
 			}
@@ -311,11 +542,22 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 				}
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: fault.value, Detail: detail, Err: ErrNonFinite}
 			}
-			x[i] = next
+			if next != xi {
+				x[i] = next
+				s.moved = true
+			}
 		}
 	}
 	s.project()
 	return nil
+}
+
+// logExpm1 returns log(e^σ - 1).
+func logExpm1(sigma float64) float64 {
+	if sigma > 30 {
+		return sigma + math.Log1p(-math.Exp(-sigma))
+	}
+	return math.Log(math.Expm1(sigma))
 }
 
 // report calls the Progress callback, if any.
@@ -323,11 +565,13 @@ func (s *Sampler) report(idx int, t float64) error {
 	if s.cfg.Progress == nil {
 		return nil
 	}
-	total := s.cfg.Steps
-	if s.cfg.Denoise {
-		total++
+	idx += s.base
+	tokens := s.x
+	if s.out != nil {
+		s.store()
+		tokens = s.out
 	}
-	err := s.cfg.Progress(Step{Index: idx, Steps: total, T: t, Batch: s.cfg.Batch, Length: s.cfg.Length, Tokens: s.x})
+	err := s.cfg.Progress(Step{Index: idx, Steps: s.total, T: t, Batch: s.cfg.Batch, Length: s.cfg.Length, Tokens: tokens})
 	if err != nil {
 		return fmt.Errorf("diffusion: stopped by progress callback after step %d: %w", idx, err)
 	}

@@ -236,13 +236,6 @@ func TestSampleProgress(t *testing.T) {
 	}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 func TestSampleContextCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := newIndependent(uniform4, 4, 1)
@@ -414,7 +407,7 @@ func TestStepAllocs(t *testing.T) {
 				}
 				f := newIndependent(g, 64, 1)
 				ctx := context.Background()
-				s.start()
+				s.start(true)
 				k := 0
 				if err := s.step(ctx, f, k); err != nil { // warm the fake's buffers
 					t.Fatal(err)

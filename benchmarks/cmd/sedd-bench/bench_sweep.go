@@ -48,7 +48,10 @@ func benchSweepCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "evaluator", Usage: "autoregressive evaluator `DIR` (a causal-lm export on the model's tokenizer)", DefaultText: "the built-in twin for the built-in model; required otherwise"},
 			&cli.StringFlag{Name: "steps", Value: sweepJoinInts(defaultSweepSteps), Usage: "comma-separated step counts"},
-			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none"},
+			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none, first-hitting (one row: it takes no steps)"},
+			&cli.Float64Flag{Name: "temperature", Usage: "temperature of the token a mask unmasks to, for every row (0: 1)"},
+			&cli.IntFlag{Name: "top-k", Usage: "top-k of the token a mask unmasks to, for every row (0: off)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "top-p of the token a mask unmasks to, for every row (0: off)"},
 			&cli.IntFlag{Name: "samples", Value: 32, Usage: "samples per predictor and step count (at least 2, for an interval)"},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "samples per sampling call"},
 			&cli.Uint64Flag{Name: "seed", Usage: "random seed; sampling call k of every run uses seed+k"},
@@ -71,11 +74,16 @@ type sweepConfig struct {
 	prefix     string
 	reference  string
 	out        string
+	// temperature, topK and topP go into every sampling request.
+	temperature float64
+	topK        int
+	topP        float64
 }
 
 func sweepFlags(c *cli.Context) (sweepConfig, error) {
 	cfg := sweepConfig{samples: c.Int("samples"), batch: c.Int("batch"), seed: c.Uint64("seed"),
-		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out")}
+		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out"),
+		temperature: c.Float64("temperature"), topK: c.Int("top-k"), topP: c.Float64("top-p")}
 	if c.Args().Present() {
 		return cfg, usagef("sweep takes no arguments, got %q%s", cmdline.ClipArg(c.Args().First()), cmdline.FlagsAfterArgs(c))
 	}
@@ -84,8 +92,8 @@ func sweepFlags(c *cli.Context) (sweepConfig, error) {
 		return cfg, err
 	}
 	for _, name := range sweepSplitList(c.String("predictors")) {
-		if name != sdk.Analytic && name != sdk.Euler && name != sdk.None {
-			return cfg, usagef("--predictors: %q is not a predictor: use analytic, euler or none", name)
+		if name != sdk.Analytic && name != sdk.Euler && name != sdk.None && name != sdk.FirstHitting {
+			return cfg, usagef("--predictors: %q is not a predictor: use analytic, euler, none or first-hitting", name)
 		}
 		if slices.Contains(cfg.predictors, name) {
 			return cfg, usagef("--predictors: %s is listed twice", name)
@@ -94,7 +102,7 @@ func sweepFlags(c *cli.Context) (sweepConfig, error) {
 	}
 	switch {
 	case len(cfg.predictors) == 0:
-		return cfg, usagef("--predictors is empty: give at least one of analytic, euler, none")
+		return cfg, usagef("--predictors is empty: give at least one of analytic, euler, none, first-hitting")
 	case cfg.samples < 2:
 		return cfg, usagef("--samples must be ≥ 2 (an interval over samples needs two), got %d", cfg.samples)
 	case cfg.batch < 1:
@@ -164,22 +172,27 @@ type sweepRow struct {
 
 // sweepReport is the whole result (sweep.json).
 type sweepReport struct {
-	Model        string     `json:"model"`
-	ModelName    string     `json:"model_name"`
-	Evaluator    string     `json:"evaluator"`
-	EvalName     string     `json:"evaluator_name"`
-	Length       int        `json:"length"`
-	Prefix       string     `json:"prefix,omitempty"`
-	PrefixTokens int        `json:"prefix_tokens"`
-	ScoredFrom   int        `json:"scored_from"`
-	Samples      int        `json:"samples"`
-	Batch        int        `json:"batch"`
-	Seed         uint64     `json:"seed"`
-	Threads      int        `json:"threads"`
-	Provider     string     `json:"provider"`
-	Reference    string     `json:"reference,omitempty"`
-	Rows         []sweepRow `json:"rows"`
-	ElapsedS     float64    `json:"elapsed_s"`
+	Model        string `json:"model"`
+	ModelName    string `json:"model_name"`
+	Evaluator    string `json:"evaluator"`
+	EvalName     string `json:"evaluator_name"`
+	Length       int    `json:"length"`
+	Prefix       string `json:"prefix,omitempty"`
+	PrefixTokens int    `json:"prefix_tokens"`
+	ScoredFrom   int    `json:"scored_from"`
+	Samples      int    `json:"samples"`
+	Batch        int    `json:"batch"`
+	Seed         uint64 `json:"seed"`
+	Threads      int    `json:"threads"`
+	Provider     string `json:"provider"`
+	Reference    string `json:"reference,omitempty"`
+	// Temperature, TopK and TopP are the settings of every row's sampling
+	// (absent: the model's own law).
+	Temperature float64    `json:"temperature,omitempty"`
+	TopK        int        `json:"top_k,omitempty"`
+	TopP        float64    `json:"top_p,omitempty"`
+	Rows        []sweepRow `json:"rows"`
+	ElapsedS    float64    `json:"elapsed_s"`
 	// Complete is false in files written while the sweep was still running
 	// (or after it was interrupted): they hold the rows finished so far.
 	Complete bool `json:"complete"`
@@ -299,7 +312,8 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 	info := m.Info()
 	rep := &sweepReport{Model: info.Dir, ModelName: info.Name, EvalName: ev.Name(),
 		Length: info.Length, Prefix: cfg.prefix, Samples: cfg.samples, Batch: min(cfg.batch, cfg.samples),
-		Seed: cfg.seed, Provider: info.Provider, Reference: cfg.reference}
+		Seed: cfg.seed, Provider: info.Provider, Reference: cfg.reference,
+		Temperature: cfg.temperature, TopK: cfg.topK, TopP: cfg.topP}
 	if info.Length > ev.Length() {
 		return nil, fmt.Errorf("the model samples %d tokens but evaluator %s was trained on %d: it cannot score whole samples",
 			info.Length, ev.Name(), ev.Length())
@@ -320,7 +334,11 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 		return nil, err
 	}
 	for _, pred := range cfg.predictors {
-		for _, steps := range cfg.steps {
+		stepList := cfg.steps
+		if pred == sdk.FirstHitting {
+			stepList = []int{0} // one row: the sampler takes one step per generated token
+		}
+		for _, steps := range stepList {
 			row, err := sweepRun(ctx, m, ev, cfg, rep, pred, steps, stderr)
 			if err != nil {
 				return nil, err
@@ -355,20 +373,24 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, rep *sweepReport,
 	pred string, steps int, stderr *os.File) (sweepRow, error) {
 	row := sweepRow{Kind: "sample", Predictor: pred, Steps: steps}
-	b := cmdline.NewBar(stderr, fmt.Sprintf("%s %d steps", pred, steps), "samples")
+	label := fmt.Sprintf("%s %d steps", pred, steps)
+	if pred == sdk.FirstHitting {
+		label = pred
+	}
+	b := cmdline.NewBar(stderr, label, "samples")
 	defer b.Clear()
 	var rows [][]int64
 	var elapsed, network time.Duration
 	for k := 0; len(rows) < cfg.samples; k++ {
 		n := min(rep.Batch, cfg.samples-len(rows))
 		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n,
-			Seed: cfg.seed + uint64(k), Prefix: cfg.prefix})
+			Seed: cfg.seed + uint64(k), Prefix: cfg.prefix, Temperature: cfg.temperature, TopK: cfg.topK, TopP: cfg.topP})
 		if err != nil {
 			return row, err
 		}
 		elapsed += res.Elapsed
 		network += res.Network
-		row.NFE = res.NetworkCalls
+		row.NFE, row.Steps = res.NetworkCalls, res.Steps
 		for _, s := range res.Samples {
 			if len(rows) == 0 {
 				row.Example = s.Text

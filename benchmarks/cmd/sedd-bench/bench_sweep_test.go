@@ -290,3 +290,26 @@ func TestBenchSweepInterruptKeepsFinishedRows(t *testing.T) {
 }
 
 func mustRead(t *testing.T, path string) []byte { return testlib.ReadFile(t, path) }
+
+// TestBenchSweepFirstHitting: the first-hitting sampler is one row whatever
+// --steps says, with one network call per generated token, and the
+// unmasking settings are recorded in the report.
+func TestBenchSweepFirstHitting(t *testing.T) {
+	needORT(t)
+	r := sedd(t, "sweep", "--steps", "2,4", "--samples", "2", "--batch", "2", "--threads", "1",
+		"--predictors", "first-hitting,analytic", "--top-k", "40", "--temperature", "0.9", "--json").OK(t)
+	var rep sweepReport
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.Stdout)
+	}
+	if rep.TopK != 40 || rep.Temperature != 0.9 || rep.TopP != 0 {
+		t.Errorf("settings %v, %d, %v", rep.Temperature, rep.TopK, rep.TopP)
+	}
+	if len(rep.Rows) != 3 {
+		t.Fatalf("%d rows, want first-hitting and analytic at 2 and 4 steps", len(rep.Rows))
+	}
+	fh := rep.Rows[0]
+	if fh.Predictor != "first-hitting" || fh.Steps != 128 || fh.NFE != 128 || fh.Samples != 2 {
+		t.Errorf("first-hitting row %+v, want 128 steps and network calls", fh)
+	}
+}

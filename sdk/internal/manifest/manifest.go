@@ -171,6 +171,10 @@ type Model struct {
 	CondDim      int   `json:"cond_dim,omitempty"`
 	ScaleBySigma bool  `json:"scale_by_sigma"`
 	Params       int64 `json:"params,omitempty"`
+	// TimeIndependent says the network was trained with its time input held
+	// constant, so that its output depends on σ only through scale_by_sigma
+	// (absorbing graph, scale_by_sigma on). Absent means false.
+	TimeIndependent bool `json:"time_independent,omitempty"`
 }
 
 // Tokenizer describes the tokenizer file of the model directory.
@@ -258,6 +262,9 @@ func Parse(data []byte) (*Manifest, error) {
 	}
 	if m.Model, err = model(r.Model); err != nil {
 		return nil, err
+	}
+	if m.Model.TimeIndependent && m.Graph != GraphAbsorb {
+		return nil, fieldErr("model.time_independent", ErrMismatch, "true on the %s graph; it is defined for the absorb graph only", m.Graph)
 	}
 	if m.Tokenizer, err = tokenizer(r.Tokenizer); err != nil {
 		return nil, err
@@ -434,12 +441,13 @@ type rawNoise struct {
 }
 
 type rawModel struct {
-	HiddenSize   *int   `json:"hidden_size"`
-	NBlocks      *int   `json:"n_blocks"`
-	NHeads       *int   `json:"n_heads"`
-	CondDim      *int   `json:"cond_dim"`
-	ScaleBySigma *bool  `json:"scale_by_sigma"`
-	Params       *int64 `json:"params"`
+	HiddenSize      *int   `json:"hidden_size"`
+	NBlocks         *int   `json:"n_blocks"`
+	NHeads          *int   `json:"n_heads"`
+	CondDim         *int   `json:"cond_dim"`
+	ScaleBySigma    *bool  `json:"scale_by_sigma"`
+	Params          *int64 `json:"params"`
+	TimeIndependent *bool  `json:"time_independent"`
 }
 
 type rawTokenizer struct {
@@ -599,6 +607,13 @@ func model(r *rawModel) (Model, error) {
 			return Model{}, fieldErr("model.params", ErrInvalid, "%d; must be > 0", *r.Params)
 		}
 		m.Params = *r.Params
+	}
+	if r.TimeIndependent != nil {
+		m.TimeIndependent = *r.TimeIndependent
+	}
+	if m.TimeIndependent && !m.ScaleBySigma {
+		return Model{}, fieldErr("model.time_independent", ErrMismatch,
+			"true without scale_by_sigma: a network that ignores its time input must be scaled by sigma to be a SEDD model")
 	}
 	return m, nil
 }

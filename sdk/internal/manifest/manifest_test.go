@@ -76,6 +76,14 @@ func TestParseValid(t *testing.T) {
 		t.Errorf("fields not carried over: %+v", m)
 	}
 
+	if m.Model.TimeIndependent {
+		t.Error("time_independent absent reads as true")
+	}
+	ti, err := Parse(edit(t, valid, func(m map[string]any) { sub(m, "model")["time_independent"] = true }))
+	if err != nil || !ti.Model.TimeIndependent {
+		t.Fatalf("time_independent true: %v, %+v", err, ti)
+	}
+
 	u, err := Parse(edit(t, valid, func(m map[string]any) {
 		m["graph"] = "uniform"
 		sub(m, "model")["scale_by_sigma"] = false
@@ -122,6 +130,16 @@ func TestParseErrors(t *testing.T) {
 		{"geometric reversed", edit(t, valid, func(m map[string]any) {
 			m["noise"] = map[string]any{"type": "geometric", "sigma_min": 20, "sigma_max": 1e-4}
 		}), ErrNoise, "noise.sigma_max"},
+		{"time independent without scale_by_sigma", edit(t, valid, func(m map[string]any) {
+			sub(m, "model")["time_independent"] = true
+			sub(m, "model")["scale_by_sigma"] = false
+		}), ErrMismatch, "model.time_independent"},
+		{"time independent on the uniform graph", edit(t, valid, func(m map[string]any) {
+			m["graph"] = "uniform"
+			m["noise"] = map[string]any{"type": "geometric", "sigma_min": 1e-4, "sigma_max": 20}
+			sub(m, "model")["time_independent"] = true
+		}), ErrMismatch, "model.time_independent"},
+		{"time independent not a bool", edit(t, valid, func(m map[string]any) { sub(m, "model")["time_independent"] = 1 }), ErrSyntax, "model.time_independent"},
 		{"length missing", edit(t, valid, func(m map[string]any) { delete(m, "length") }), ErrMissing, "length"},
 		{"heads do not divide hidden", edit(t, valid, func(m map[string]any) { sub(m, "model")["n_heads"] = 3 }), ErrMismatch, "model.n_heads"},
 		{"negative params", edit(t, valid, func(m map[string]any) { sub(m, "model")["params"] = -1 }), ErrInvalid, "model.params"},
