@@ -1,4 +1,4 @@
-"""Writes the goldens of sdk/likelihood from seddpy.likelihood (float64 torch).
+"""Writes the goldens of sdk/internal/likelihood from seddpy.likelihood (float64 torch).
 
 score_entropy.json: for fixed (x0, t, x_t) and a fixed float32 score tensor (small N, both
 graphs, both noise schedules), the per-position score entropy and the loss of one draw
@@ -40,7 +40,7 @@ from seddpy import refmath as rm  # noqa: E402
 
 D = torch.float64
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
-OUT_DIR = os.path.join(ROOT, "sdk", "likelihood", "testdata")
+OUT_DIR = os.path.join(ROOT, "sdk", "internal", "likelihood", "testdata")
 MODEL_DIRS = [os.path.join(ROOT, "sdk", "testdata", "tiny-absorb"), os.path.join(ROOT, "sdk", "testdata", "tiny-uniform")]
 
 NOISES = {

@@ -15,8 +15,6 @@ Log scores are rounded to float32 (what a model returns) before any maths, so th
 Go reads exactly the inputs the expected values were computed from.
 """
 
-import argparse
-import json
 import os
 import sys
 
@@ -196,32 +194,12 @@ def build():
 
 
 def stale(doc, path):
-    """Differences between doc and the committed file at path beyond the float64 tolerance
-    of seddpy.goldcheck (numbers) or at all (everything else); ["missing"] without a file."""
-    if not os.path.exists(path):
-        return ["missing"]
-    with open(path, encoding="utf-8") as f:
-        committed = json.load(f)
-    return goldcheck.differences(doc, committed, lambda _: goldcheck.FLOAT64)
+    """Differences between doc and the committed file at path (goldcheck.stale_file)."""
+    return goldcheck.stale_file(doc, path)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=OUT)
-    ap.add_argument("--check", action="store_true", help="fail if the committed file differs beyond float64 rounding")
-    args = ap.parse_args()
-    doc = build()
-    if args.check:
-        diffs = stale(doc, args.out)
-        for d in diffs:
-            print(f"  {d}", file=sys.stderr)
-        if diffs:
-            sys.exit(f"{args.out} is stale: rerun export/make_math_golden.py")
-        return
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {os.path.normpath(args.out)}")
+    goldcheck.golden_main(__doc__.splitlines()[0], build, OUT, "export/make_math_golden.py")
 
 
 if __name__ == "__main__":

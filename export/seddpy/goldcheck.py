@@ -25,7 +25,11 @@ FLOAT32_NETWORK: rel 1e-6, abs 1e-9. Values computed from the outputs of a float
     model or the seed moves an estimate by far more (a different seed: about 1e-2).
 """
 
+import argparse
+import json
 import math
+import os
+import sys
 
 FLOAT64 = (1e-12, 1e-13)
 FLOAT32_NETWORK = (1e-6, 1e-9)
@@ -103,3 +107,35 @@ def moved(doc, path, tol, factor):
     x = float(parent[keys[-1]])
     parent[keys[-1]] = x + factor * (tol[0] * abs(x) + tol[1])
     return out
+
+
+def stale_file(doc, path, tol_of=lambda _: FLOAT64):
+    """Differences between doc and the committed JSON file at path beyond the tolerances
+    tol_of gives (numbers) or at all (everything else); ["missing"] without a file."""
+    if not os.path.exists(path):
+        return ["missing"]
+    with open(path, encoding="utf-8") as f:
+        committed = json.load(f)
+    return differences(doc, committed, tol_of)
+
+
+def golden_main(description, build, default_out, script):
+    """The command line of a script that writes one JSON golden file made by build():
+    write it to --out, or with --check fail if the committed copy is stale (float64
+    tolerances)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", default=default_out)
+    ap.add_argument("--check", action="store_true", help="fail if the committed file differs beyond float64 rounding")
+    args = ap.parse_args()
+    doc = build()
+    if args.check:
+        diffs = stale_file(doc, args.out)
+        for d in diffs:
+            print(f"  {d}", file=sys.stderr)
+        if diffs:
+            sys.exit(f"{args.out} is stale: rerun {script}")
+        return
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {os.path.normpath(args.out)}")

@@ -1,4 +1,4 @@
-"""The SEDD likelihood bound in float64 torch: the reference for sdk/likelihood.
+"""The SEDD likelihood bound in float64 torch: the reference for sdk/internal/likelihood.
 
 The negative ELBO of a token sequence x0 under a score network s is estimated as
 
@@ -8,7 +8,7 @@ with K timesteps t_k in (eps_l, 1), eps_l = 1e-3, one forward corruption x_t of 
 sigma(t) per timestep, and l_i the score entropy of graph_lib.py's score_entropy
 (seddpy.refmath restates it). This is the reference's training loss (losses.py) averaged
 over t instead of sampled once. Times are stratified (t_k = eps_l + (1 - eps_l)(k + u_k)/K)
-or antithetic (pairs u, 1 - u); the standard error is the one sdk/likelihood reports
+or antithetic (pairs u, 1 - u); the standard error is the one sdk/internal/likelihood reports
 (collapsed strata for stratified times, pair means for antithetic ones).
 
 The Go package draws its random numbers differently, so the two estimates are independent
@@ -45,7 +45,7 @@ def score_entropy_lse(graph, log_score, lse, sigma, xt, x0):
     is 0 and excluded, so sum_{j<M} exp(s_ij) = exp(lse_i). For the uniform graph the
     reference's positive term mean_j exp(s_ij) - exp(s_{i,x_i})/N is exp(lse_i)/N. With an
     exact float64 lse this equals refmath's score_entropy (tests check it); with the float32
-    lse a model returns, it is what sdk/likelihood computes from the same inputs.
+    lse a model returns, it is what sdk/internal/likelihood computes from the same inputs.
     """
     sigma = torch.as_tensor(sigma, dtype=D)
     em1 = rm.esigm1(sigma)
@@ -103,7 +103,7 @@ def timesteps(k, sampling, eps, generator):
 
 
 def mean_stderr(values, sampling):
-    """Mean of the K draws of one sequence and its standard error (sdk/likelihood's rule).
+    """Mean of the K draws of one sequence and its standard error (sdk/internal/likelihood's rule).
 
     stratified: strata collapsed into adjacent pairs (the last group of three when K is odd),
     V = (1/K^2) sum_g m_g/(m_g - 1) sum_{k in g} (y_k - mean_g)^2, conservative;

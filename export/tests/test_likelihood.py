@@ -1,4 +1,4 @@
-"""seddpy.likelihood: the reference likelihood bound behind sdk/likelihood's goldens."""
+"""seddpy.likelihood: the reference likelihood bound behind sdk/internal/likelihood's goldens."""
 
 import math
 import os
@@ -128,7 +128,7 @@ def independent_score_fn(logp, graph):
 
 
 def test_estimate_known_answer_absorb():
-    """Exact scores: E[estimate] = (e^{-sigma(eps_l)} - e^{-sigma(1)}) * NLL (see sdk/likelihood)."""
+    """Exact scores: E[estimate] = (e^{-sigma(eps_l)} - e^{-sigma(1)}) * NLL (see sdk/internal/likelihood)."""
     torch.manual_seed(0)
     graph, noise = rm.Absorbing(6), rm.LogLinearNoise(1e-3)
     length = 128

@@ -215,19 +215,5 @@ func TestBlocksErrors(t *testing.T) {
 }
 
 func TestBlocksAllocs(t *testing.T) {
-	s, err := NewSampler(Config{Graph: absorb5, Noise: logLin, Steps: 4, Denoise: true, Batch: 2, Length: 40, Window: 16, Overlap: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newIndependent(absorb5, 16, 1)
-	if _, err := s.Run(context.Background(), f); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(5, func() {
-		if _, err := s.Run(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}); n > 1 {
-		t.Errorf("Run allocates %v times, want only its result", n)
-	}
+	assertRunAllocs(t, Config{Graph: absorb5, Noise: logLin, Steps: 4, Denoise: true, Batch: 2, Length: 40, Window: 16, Overlap: 4}, 16)
 }

@@ -65,19 +65,5 @@ func TestTimeIndependentErrors(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("uniform graph: %v", err)
 	}
-	s, err := NewSampler(Config{Graph: absorb5, Noise: logLin, Steps: 64, Denoise: true, Batch: 2, Length: 16, TimeIndependent: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newIndependent(absorb5, 16, 1)
-	if _, err := s.Run(context.Background(), f); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(5, func() {
-		if _, err := s.Run(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}); n > 1 {
-		t.Errorf("Run allocates %v times", n)
-	}
+	assertRunAllocs(t, Config{Graph: absorb5, Noise: logLin, Steps: 64, Denoise: true, Batch: 2, Length: 16, TimeIndependent: true}, 16)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"testing"
 )
 
 // independent is a closed-form score model: the data distribution makes every
@@ -108,4 +109,26 @@ func sample(ctx context.Context, score ScoreFunc, cfg Config) ([]int64, error) {
 		return nil, err
 	}
 	return s.Run(ctx, score)
+}
+
+// assertRunAllocs checks that a sampler built from cfg, once warmed up,
+// allocates nothing per Run but its result, against an independent fake of
+// the given window length.
+func assertRunAllocs(t *testing.T, cfg Config, window int) {
+	t.Helper()
+	s, err := NewSampler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newIndependent(absorb5, window, 1)
+	if _, err := s.Run(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(5, func() {
+		if _, err := s.Run(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1 {
+		t.Errorf("Run allocates %v times, want only its result", n)
+	}
 }

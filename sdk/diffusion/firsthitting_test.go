@@ -246,22 +246,8 @@ func TestFirstHittingErrors(t *testing.T) {
 }
 
 func TestFirstHittingAllocs(t *testing.T) {
-	s, err := NewSampler(Config{Graph: absorb5, Noise: logLin, Predictor: FirstHitting, Batch: 2, Length: 32,
-		Progress: func(Step) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newIndependent(absorb5, 32, 1)
-	if _, err := s.Run(context.Background(), f); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(5, func() {
-		if _, err := s.Run(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}); n > 1 {
-		t.Errorf("Run allocates %v times, want only its result", n)
-	}
+	assertRunAllocs(t, Config{Graph: absorb5, Noise: logLin, Predictor: FirstHitting, Batch: 2, Length: 32,
+		Progress: func(Step) error { return nil }}, 32)
 }
 
 // TestFirstHittingTimes: with n masked positions at masking probability p,

@@ -213,19 +213,5 @@ func TestUnmaskFilterErrors(t *testing.T) {
 }
 
 func TestUnmaskFilterAllocs(t *testing.T) {
-	s, err := NewSampler(Config{Graph: absorb5, Noise: logLin, Steps: 16, Denoise: true, Batch: 2, Length: 32, Temperature: 0.8, TopK: 3, TopP: 0.9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newIndependent(absorb5, 32, 1)
-	if _, err := s.Run(context.Background(), f); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(5, func() {
-		if _, err := s.Run(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}); n > 1 {
-		t.Errorf("Run allocates %v times, want only its result", n)
-	}
+	assertRunAllocs(t, Config{Graph: absorb5, Noise: logLin, Steps: 16, Denoise: true, Batch: 2, Length: 32, Temperature: 0.8, TopK: 3, TopP: 0.9}, 32)
 }
