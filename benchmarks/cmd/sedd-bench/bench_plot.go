@@ -44,9 +44,6 @@ var sweepPlots = []sweepPlot{
 // sweepZ95 is the two-sided 95% quantile of the standard normal distribution.
 const sweepZ95 = 1.959963984540054
 
-// writeSweepPlots draws every figure of sweepPlots as a PNG in dir: steps on
-// a log2 x axis, one line per predictor with interval bars, and the
-// reference text as a dashed horizontal line.
 // sweepPlotFiles names the plot files of a sweep.
 func sweepPlotFiles() []string {
 	var names []string
@@ -56,6 +53,11 @@ func sweepPlotFiles() []string {
 	return names
 }
 
+// writeSweepPlots draws every figure of sweepPlots as a PNG in dir: network
+// calls per sample on a log x axis (what a sample costs, whatever the
+// sampler: steps plus the denoiser for analytic and euler, one call per
+// unmasked position for first-hitting), one line per sampler with interval
+// bars, and the reference text as a dashed horizontal line.
 func writeSweepPlots(dir string, rep *sweepReport) error {
 	for _, sp := range sweepPlots {
 		p, err := sweepFigure(sp, rep)
@@ -75,15 +77,24 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	if rep.ModelName != "" {
 		p.Title.Text += " — " + rep.ModelName
 	}
-	p.X.Label.Text = "steps"
+	p.X.Label.Text = "network calls per sample"
 	p.Y.Label.Text = sp.ylabel
 	p.X.Scale = plot.LogScale{}
 	var ticks plot.ConstantTicks
-	var stepsSeen []int
+	var stepsSeen []int // network calls of the sample rows
 	for _, r := range rep.Rows {
-		if r.Kind == "sample" && !slices.Contains(stepsSeen, r.Steps) {
-			stepsSeen = append(stepsSeen, r.Steps)
-			ticks = append(ticks, plot.Tick{Value: float64(r.Steps), Label: strconv.Itoa(r.Steps)})
+		if r.Kind == "sample" && r.NFE > 0 && !slices.Contains(stepsSeen, r.NFE) {
+			stepsSeen = append(stepsSeen, r.NFE)
+			// Label one of two counts that would print over each other
+			// (128 first-hitting calls beside 129 analytic ones).
+			crowded := slices.ContainsFunc(ticks, func(t plot.Tick) bool {
+				return t.Label != "" && max(t.Value, float64(r.NFE)) < 1.1*min(t.Value, float64(r.NFE))
+			})
+			label := strconv.Itoa(r.NFE)
+			if crowded {
+				label = ""
+			}
+			ticks = append(ticks, plot.Tick{Value: float64(r.NFE), Label: label})
 		}
 	}
 	if len(ticks) == 0 {
@@ -118,11 +129,11 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 		var pts plotter.XYs
 		var errs plotter.YErrors
 		for _, r := range rep.Rows {
-			if r.Kind != "sample" || r.Predictor != pred {
+			if r.Kind != "sample" || r.Predictor != pred || r.NFE <= 0 {
 				continue
 			}
 			y, lo, hi := sp.value(r)
-			pts = append(pts, plotter.XY{X: float64(r.Steps), Y: y})
+			pts = append(pts, plotter.XY{X: float64(r.NFE), Y: y})
 			errs = append(errs, struct{ Low, High float64 }{y - lo, hi - y})
 		}
 		line, points, err := plotter.NewLinePoints(pts)
