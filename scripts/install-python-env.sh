@@ -45,11 +45,50 @@ if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
   exit 1
 fi
 
+# Disk space, checked before anything is deleted or downloaded. The lock states what its
+# environment takes once installed ("# installed-mb: N", measured); on top of that, pip holds
+# the wheel it is installing (the largest, cudnn's or torch's, is under 1 GB) in its temp
+# directory, because the big wheels are installed one at a time below. pip's download cache
+# would keep another ~3 GB; it is left off when the disk is tight. Exit status 3 means "not
+# enough space" (scripts/test.sh can then skip the lower-bound leg instead of failing).
+installed_mb="$(sed -n 's/^# installed-mb: *\([0-9][0-9]*\).*/\1/p' "$lock" | head -1)"
+installed_mb="${installed_mb:-7500}"
+need_mb=$((installed_mb + 1200))
+avail_mb() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+mkdir -p "$(dirname "$venv")"
+free_mb="$(avail_mb "$(dirname "$venv")")"
+old_mb=0
+[[ -d "$venv" ]] && old_mb="$(du -sm "$venv" 2>/dev/null | cut -f1)"
+tmp_dir="${TMPDIR:-/tmp}"
+if [[ -n "$free_mb" ]]; then
+  if ((free_mb + old_mb < need_mb)); then
+    echo "install-python-env: $venv needs about $((need_mb / 1024)).$((need_mb % 1024 * 10 / 1024)) GB of disk ($installed_mb MB installed, measured, plus the wheel being installed); $root has $free_mb MB free$( ((old_mb > 0)) && echo " and the old $venv, which this replaces, holds $old_mb MB"). Free some space and run this again." >&2
+    exit 3
+  fi
+  tmp_free="$(avail_mb "$tmp_dir")"
+  if [[ "$(df -P "$tmp_dir" | awk 'NR == 2 { print $1 }')" != "$(df -P "$(dirname "$venv")" | awk 'NR == 2 { print $1 }')" && -n "$tmp_free" ]] && ((tmp_free < 1200)); then
+    echo "install-python-env: pip unpacks each wheel in $tmp_dir, which has $tmp_free MB free; it needs about 1.2 GB. Set TMPDIR to a directory with room and run this again." >&2
+    exit 3
+  fi
+fi
+cache_flag=()
+if [[ -n "$free_mb" ]] && ((free_mb + old_mb < need_mb + 4096)); then
+  cache_flag=(--no-cache-dir)
+  echo "install-python-env: $free_mb MB free: pip's download cache is left off" >&2
+fi
+
 start=$SECONDS
 rm -rf "$venv"
-echo "install-python-env: creating $venv with $(command -v "$py") ($("$py" -c 'import platform; print(platform.python_version())')) from $lock (about 3 GB to download)" >&2
+echo "install-python-env: creating $venv with $(command -v "$py") ($("$py" -c 'import platform; print(platform.python_version())')) from $lock (about 3 GB to download, $((installed_mb / 1024)).$((installed_mb % 1024 * 10 / 1024)) GB installed)" >&2
 "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q -r "$req" -c "$lock"
+pip=("$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q "${cache_flag[@]}")
+# The big wheels first, one per pip call, each pinned by the lock and without its dependencies
+# (the last call resolves those): pip downloads every wheel of a call before it installs any,
+# so one call for everything would hold all ~3.5 GB of them in its temp directory at once.
+while IFS= read -r pin; do
+  "${pip[@]}" --no-deps "$pin"
+done < <(grep -E '^(torch|triton|nvidia-[a-z0-9-]+)==' "$lock")
+"${pip[@]}" -r "$req" -c "$lock"
 "$venv/bin/python" -m pip check >&2
 echo "$want" > "$stamp"
 echo "install-python-env: $venv done in $((SECONDS - start)) s: $("$venv/bin/python" -c 'import torch, onnx, onnxruntime; print("torch", torch.__version__, "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)')" >&2

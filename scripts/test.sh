@@ -42,10 +42,27 @@ step "python tests (export/), with the Go CLI for the end-to-end ones"
 (cd export && SEDD_BIN="$fresh/sedd" "$py" -m pytest -p no:cacheprovider -rs tests train/test_train.py)
 
 # export/requirements.txt claims torch's lower bound: test it, in its own environment.
-if [[ "${SEDD_TEST_MIN:-1}" == 1 ]]; then
-  step "python tests (export/) on the lower-bound pin set (export/requirements-min.lock; SEDD_TEST_MIN=0 skips)"
-  scripts/install-python-env.sh .venv-min export/requirements-min.lock
-  (cd export && SEDD_BIN="$fresh/sedd" ../.venv-min/bin/python -m pytest -p no:cacheprovider -rs tests train/test_train.py)
+# SEDD_TEST_MIN: unset or "auto" runs it when the disk has room for a second environment (about
+# 8.1 GB) and otherwise says loudly that it was skipped and why; 1 runs it or fails; 0 skips it.
+min_mode="${SEDD_TEST_MIN:-auto}"
+min_skipped=0
+case "$min_mode" in
+  auto | 1 | 0) ;;
+  *) echo "SEDD_TEST_MIN=$min_mode: use auto (the default), 1 (must run) or 0 (skip)" >&2; exit 2 ;;
+esac
+if [[ "$min_mode" != 0 ]]; then
+  step "python tests (export/) on the lower-bound pin set (export/requirements-min.lock; SEDD_TEST_MIN=0 skips, =1 insists)"
+  rc=0
+  scripts/install-python-env.sh .venv-min export/requirements-min.lock || rc=$?
+  if [[ $rc == 3 && "$min_mode" == auto ]]; then
+    min_skipped=1
+    printf '\n*** SKIPPED: the lower-bound pin set (torch %s) was NOT tested: not enough disk for .venv-min (see above).\n*** Free the space, or run with SEDD_TEST_MIN=1 to make this a failure.\n' \
+      "$(sed -n 's/^torch==//p' export/requirements-min.lock)" >&2
+  elif [[ $rc != 0 ]]; then
+    exit "$rc"
+  else
+    (cd export && SEDD_BIN="$fresh/sedd" ../.venv-min/bin/python -m pytest -p no:cacheprovider -rs tests train/test_train.py)
+  fi
 fi
 
 step "fresh tiny exports, verified through ONNX Runtime"
@@ -86,4 +103,8 @@ for pkg in $(go list ./...); do
     rm -f "$log"
   done
 done
-echo "all tests passed" >&2
+if [[ $min_skipped == 1 ]]; then
+  echo "all tests passed, except the lower-bound pin set, SKIPPED for lack of disk (see its step above)" >&2
+else
+  echo "all tests passed" >&2
+fi
