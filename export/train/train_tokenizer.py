@@ -10,6 +10,9 @@ Usage:
   .venv/bin/python export/train/train_tokenizer.py --vocab 4096 --data data --out data/tokenizer.json
 trains, writes tokenizer.json and encodes each split to data/{split}.ids.npy (uint16; documents
 joined by <|endoftext|>, one also in front).
+  .venv/bin/python export/train/train_tokenizer.py --data data --tokenizer models/brown-sedd-small/tokenizer.json
+encodes the splits with an existing tokenizer instead (to continue training a shipped model,
+whose tokenizer an older trainer made: the merges learned today differ from it).
 """
 
 import argparse
@@ -17,7 +20,7 @@ import os
 import time
 
 import numpy as np
-from tokenizers import pre_tokenizers, trainers
+from tokenizers import Tokenizer, pre_tokenizers, trainers
 
 import common  # noqa: F401  (puts export/ on sys.path)
 from seddpy.tokenizers import EOT, add_special, byte_level_bpe
@@ -55,14 +58,21 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default="data/tokenizer.json")
+    ap.add_argument("--tokenizer", help="encode with this tokenizer.json (copied to --out) instead of training one")
     args = ap.parse_args()
     if args.vocab > 65536:
         ap.error("--vocab must be at most 65536: the splits are stored as uint16")
     t0 = time.time()
     train_docs = read_docs(os.path.join(args.data, "train.txt"))
-    tok = train(train_docs, args.vocab)
+    if args.tokenizer:
+        tok = Tokenizer.from_file(args.tokenizer)
+        if tok.token_to_id(EOT) is None or tok.get_vocab_size() > 65536:
+            ap.error(f"--tokenizer {args.tokenizer}: needs {EOT} and at most 65536 ids")
+        print(f"encoding with {args.tokenizer}: vocabulary {tok.get_vocab_size()} (<|endoftext|> = {tok.token_to_id(EOT)})")
+    else:
+        tok = train(train_docs, args.vocab)
+        print(f"trained vocabulary {tok.get_vocab_size()} (<|endoftext|> = {tok.token_to_id(EOT)}), {time.time() - t0:.1f}s")
     tok.save(args.out, pretty=False)
-    print(f"trained vocabulary {tok.get_vocab_size()} (<|endoftext|> = {tok.token_to_id(EOT)}), {time.time() - t0:.1f}s")
     for split in ("train", "valid", "test"):
         t1 = time.time()
         docs = train_docs if split == "train" else read_docs(os.path.join(args.data, split + ".txt"))
