@@ -330,3 +330,30 @@ def test_causal_lm_export_runs_in_onnx_runtime(tmp_path):
         (got,) = sess.run(None, {"input_ids": x})
         want = raw[c["logits"]["offset"] // 4: c["logits"]["offset"] // 4 + c["logits"]["count"]].reshape(got.shape)
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max())), c["name"]
+
+
+def test_encode_with_an_existing_tokenizer(tmp_path):
+    """--tokenizer encodes the splits with the given tokenizer.json (the shipped model's) instead of
+    training one, and copies it to --out; a tokenizer without <|endoftext|> is refused."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    shipped = os.path.join(root, "models", "brown-sedd-small", "tokenizer.json")
+    eot = tokenizers.EOT
+    for split, docs in (("train", ["The jury said", "It was 2000."]), ("valid", ["He said"]), ("test", ["No"])):
+        (tmp_path / f"{split}.txt").write_text(f"\n{eot}\n".join(docs) + "\n", encoding="utf-8")
+    script = os.path.join(os.path.dirname(__file__), "train_tokenizer.py")
+    out = tmp_path / "tok.json"
+    r = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--out", str(out), "--tokenizer", shipped],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(shipped)
+    assert Tokenizer.from_file(str(out)).get_vocab() == tok.get_vocab()
+    got = np.load(tmp_path / "train.ids.npy")
+    assert got.tolist() == train_tokenizer.encode_docs(tok, ["The jury said", "It was 2000."]).tolist()
+    assert got[0] == got[-1] == tok.token_to_id(eot) == 4095
+
+    bad = train_tokenizer.train(["one two three"] * 4, 262).to_str().replace(eot, "<|end|>")
+    (tmp_path / "bad.json").write_text(bad, encoding="utf-8")
+    r = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--out", str(out),
+                        "--tokenizer", str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert r.returncode == 2 and "needs <|endoftext|>" in r.stderr
