@@ -55,6 +55,8 @@ installed_mb="$(sed -n 's/^# installed-mb: *\([0-9][0-9]*\).*/\1/p' "$lock" | he
 installed_mb="${installed_mb:-7500}"
 need_mb=$((installed_mb + 1200))
 avail_mb() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+device_of() { df -P "$1" 2>/dev/null | awk 'NR == 2 { print $1 }'; }
+gb() { echo "$(($1 / 1024)).$(($1 % 1024 * 10 / 1024))"; }
 mkdir -p "$(dirname "$venv")"
 free_mb="$(avail_mb "$(dirname "$venv")")"
 old_mb=0
@@ -62,11 +64,11 @@ old_mb=0
 tmp_dir="${TMPDIR:-/tmp}"
 if [[ -n "$free_mb" ]]; then
   if ((free_mb + old_mb < need_mb)); then
-    echo "install-python-env: $venv needs about $((need_mb / 1024)).$((need_mb % 1024 * 10 / 1024)) GB of disk ($installed_mb MB installed, measured, plus the wheel being installed); $root has $free_mb MB free$( ((old_mb > 0)) && echo " and the old $venv, which this replaces, holds $old_mb MB"). Free some space and run this again." >&2
+    echo "install-python-env: $venv needs about $(gb "$need_mb") GB of disk ($installed_mb MB installed, measured, plus the wheel being installed); $root has $free_mb MB free$( ((old_mb > 0)) && echo " and the old $venv, which this replaces, holds $old_mb MB"). Free some space and run this again." >&2
     exit 3
   fi
   tmp_free="$(avail_mb "$tmp_dir")"
-  if [[ "$(df -P "$tmp_dir" | awk 'NR == 2 { print $1 }')" != "$(df -P "$(dirname "$venv")" | awk 'NR == 2 { print $1 }')" && -n "$tmp_free" ]] && ((tmp_free < 1200)); then
+  if [[ -n "$tmp_free" && "$(device_of "$tmp_dir")" != "$(device_of "$(dirname "$venv")")" ]] && ((tmp_free < 1200)); then
     echo "install-python-env: pip unpacks each wheel in $tmp_dir, which has $tmp_free MB free; it needs about 1.2 GB. Set TMPDIR to a directory with room and run this again." >&2
     exit 3
   fi
@@ -79,7 +81,7 @@ fi
 
 start=$SECONDS
 rm -rf "$venv"
-echo "install-python-env: creating $venv with $(command -v "$py") ($("$py" -c 'import platform; print(platform.python_version())')) from $lock (about 3 GB to download, $((installed_mb / 1024)).$((installed_mb % 1024 * 10 / 1024)) GB installed)" >&2
+echo "install-python-env: creating $venv with $(command -v "$py") ($("$py" -c 'import platform; print(platform.python_version())')) from $lock (about 3 GB to download, $(gb "$installed_mb") GB installed)" >&2
 "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q "${cache_flag[@]}")
 # The big wheels first, one per pip call, each pinned by the lock and without its dependencies
