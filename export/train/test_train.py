@@ -334,7 +334,7 @@ def test_causal_lm_export_runs_in_onnx_runtime(tmp_path):
 
 def test_encode_with_an_existing_tokenizer(tmp_path):
     """--tokenizer encodes the splits with the given tokenizer.json (the shipped model's) instead of
-    training one, and copies it to --out; a tokenizer without <|endoftext|> is refused."""
+    training one, and copies it to --out unchanged; a tokenizer without <|endoftext|> is refused."""
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     shipped = os.path.join(root, "models", "brown-sedd-small", "tokenizer.json")
     eot = tokenizers.EOT
@@ -347,7 +347,8 @@ def test_encode_with_an_existing_tokenizer(tmp_path):
     assert r.returncode == 0, r.stderr
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(shipped)
-    assert Tokenizer.from_file(str(out)).get_vocab() == tok.get_vocab()
+    # byte for byte: the shipped model's sedd.json names the file's sha256
+    assert out.read_bytes() == open(shipped, "rb").read()
     got = np.load(tmp_path / "train.ids.npy")
     assert got.tolist() == train_tokenizer.encode_docs(tok, ["The jury said", "It was 2000."]).tolist()
     assert got[0] == got[-1] == tok.token_to_id(eot) == 4095
@@ -357,3 +358,61 @@ def test_encode_with_an_existing_tokenizer(tmp_path):
     r = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--out", str(out),
                         "--tokenizer", str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert r.returncode == 2 and "needs <|endoftext|>" in r.stderr
+
+
+def test_init_from_an_export(tmp_path):
+    """--init-from starts a run from an exported model directory: shape from sedd.json, model and EMA
+    weights from the export (unchanged at lr 0), a fresh optimizer; the run then resumes like any other.
+    A run that already holds a checkpoint and data encoded with another tokenizer are refused."""
+    texts = [f"The jury said the city had {i} votes. The office said none came in {1950 + i}." for i in range(60)]
+    tok = train_tokenizer.train(texts, 300)
+    src = tmp_path / "src"
+    src.mkdir()
+    tok.save(str(src / "tokenizer.json"))
+    cfg = checkpoints.shape_config("tiny")
+    cfg["tokens"] = tok.get_vocab_size()
+    model = checkpoints.random_init(checkpoints.build_model(cfg), 7)
+    loaded = checkpoints.Loaded(model, cfg, {"kind": "random-init", "path": None, "seed": 7, "step": None},
+                                str(src / "tokenizer.json"))
+    out = tmp_path / "model"
+    export_cli.export_model(loaded, str(out), "tiny-init-from", seed=7, log=lambda msg: None)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "tokenizer.json").write_bytes((out / "tokenizer.json").read_bytes())
+    ids = train_tokenizer.encode_docs(tok, texts)
+    for split in ("train", "valid", "test"):
+        np.save(data_dir / f"{split}.ids.npy", ids)
+    script = os.path.join(os.path.dirname(__file__), "train_sedd.py")
+    run = tmp_path / "run"
+
+    def train(*extra):
+        return subprocess.run([sys.executable, script, "--data", str(data_dir), "--run", str(run), "--batch", "2",
+                               "--threads", "1", "--eval-every", "1000", "--time-independent", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    r = train("--init-from", str(out), "--steps", "2", "--lr", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(run / ".hydra" / "config.yaml", encoding="utf-8") as f:
+        import yaml
+        got_cfg = yaml.safe_load(f)
+    assert got_cfg["model"]["time_independent"] is True
+    for k in ("hidden_size", "n_blocks", "n_heads", "cond_dim", "length"):
+        assert got_cfg["model"][k] == cfg["model"][k], k
+    ck = torch.load(run / "checkpoints-meta" / "checkpoint.pth")
+    want = model.state_dict()
+    assert ck["step"] == 2 and ck["ema"]["num_updates"] == 2
+    for name, t in ck["model"].items():
+        assert torch.equal(t, want[name]), name
+    assert all(torch.equal(s, p) for s, p in zip(ck["ema"]["shadow_params"], model.parameters()))
+    assert "initialized from" in (run / "train.log").read_text(encoding="utf-8")
+
+    r = train("--init-from", str(out), "--steps", "1")
+    assert r.returncode != 0 and "already holds a checkpoint" in r.stderr
+    r = train("--resume", "--steps", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert torch.load(run / "checkpoints-meta" / "checkpoint.pth")["step"] == 4
+
+    other = train_tokenizer.train(texts, 290)
+    other.save(str(data_dir / "tokenizer.json"))
+    r = train("--init-from", str(out), "--run", str(tmp_path / "run2"), "--steps", "1")
+    assert r.returncode != 0 and "is not the model's tokenizer" in r.stderr, r.stderr

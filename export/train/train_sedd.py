@@ -18,6 +18,9 @@ Usage:
   .venv/bin/python export/train/train_sedd.py --bench 20      # time 20 steps and exit
   .venv/bin/python export/train/train_sedd.py --run RUN --resume --time-independent --minutes 60
       # continue a run with the network's time input held at 0 (model.time_independent)
+  .venv/bin/python export/train/train_sedd.py --run RUN --init-from models/brown-sedd-small --time-independent ...
+      # continue training an exported model whose checkpoint is not at hand: its weights are read
+      # back from model.onnx (model and EMA), its step from sedd.json, the optimizer starts afresh
   .venv/bin/python export/train/train_sedd.py --device cuda --batch 256 --hidden 512 --blocks 8 --heads 8 ...
 """
 
@@ -254,6 +257,38 @@ def save(run, model, ema, opt, step):
     os.replace(tmp, path)
 
 
+def init_from_export(args, tok_path):
+    """Weights, step and token count of an exported model directory, after checking that RUN's
+    shape and data agree with it. Sets args' network shape from sedd.json."""
+    from seddpy.hashes import file_sha256
+    from seddpy.onnx_weights import WeightsError, load_exported
+
+    man_path = os.path.join(args.init_from, "sedd.json")
+    if not os.path.isfile(man_path):
+        sys.exit(f"--init-from {args.init_from}: no sedd.json there; give an exported model directory")
+    try:
+        model, man = load_exported(args.init_from)
+    except (OSError, ValueError, KeyError, WeightsError) as e:
+        sys.exit(f"--init-from {args.init_from}: {e}")
+    if man.get("kind") != "sedd" or man.get("graph") != "absorb" or man.get("noise", {}).get("type") != "loglinear" \
+            or abs(float(man["noise"].get("eps", -1)) - NOISE_EPS) > 1e-12 or not man["model"].get("scale_by_sigma"):
+        sys.exit(f"--init-from {args.init_from}: this trainer continues absorb / log-linear (eps {NOISE_EPS}) "
+                 "SEDD models with scale_by_sigma only")
+    if man["model"].get("time_independent") and not args.time_independent:
+        sys.exit(f"--init-from {args.init_from}: a time-independent network; pass --time-independent")
+    want = man["tokenizer"].get("sha256")
+    if not os.path.isfile(tok_path) or file_sha256(tok_path) != want:
+        sys.exit(f"--init-from {args.init_from}: {tok_path} is not the model's tokenizer (sha256 {want}); encode "
+                 f"the splits with it: export/train/train_tokenizer.py --data {args.data} "
+                 f"--tokenizer {os.path.join(args.init_from, man['tokenizer']['file'])}")
+    m = man["model"]
+    args.hidden, args.blocks, args.heads, args.cond = m["hidden_size"], m["n_blocks"], m["n_heads"], m["cond_dim"]
+    args.length = int(man["length"])
+    step = (man.get("source") or {}).get("step")
+    return {"state": model.state_dict(), "step": int(step) if isinstance(step, int) and step > 0 else 0,
+            "tokens": int(man["tokens"]), "onnx_sha256": man["onnx"].get("sha256", "")}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data")
@@ -264,7 +299,8 @@ def main():
     ap.add_argument("--cond", type=int, default=128)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=2100)
+    ap.add_argument("--steps", type=int, default=2100,
+                    help="steps of this invocation (a resumed or --init-from run counts from where it starts)")
     ap.add_argument("--minutes", type=float, default=0.0,
                     help="wall-clock budget: the schedule runs on max(step/steps, elapsed/budget) and stops at 1")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -280,6 +316,11 @@ def main():
                     help="learning rate is constant until this fraction of the run, then cosine-decays (1: whole run)")
     ap.add_argument("--resume", action="store_true",
                     help="continue RUN's checkpoint (model, EMA, optimizer, step) with this invocation's schedule")
+    ap.add_argument("--init-from", metavar="MODEL_DIR",
+                    help="start RUN from an exported model directory (sedd.json + model.onnx, e.g. "
+                         "models/brown-sedd-small) when its training checkpoint is not at hand: the network "
+                         "shape comes from sedd.json, model and EMA weights from model.onnx, the step from "
+                         "sedd.json's source; the optimizer starts afresh, so the warm-up restarts too")
     ap.add_argument("--masking", choices=["time", "count"], default="time",
                     help="time: the reference's draw (t ~ U, then each token masked with probability "
                          "1 - e^-σ); count: the same expected loss with k ~ U{1..L} masked tokens and an "
@@ -310,8 +351,30 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     tok_path = os.path.join(args.data, "tokenizer.json")
+    init = None
+    if args.init_from:
+        if args.resume:
+            ap.error("--init-from starts a new run from an export; --resume continues RUN's own checkpoint: use one")
+        if os.path.exists(os.path.join(args.run, "checkpoints-meta", "checkpoint.pth")):
+            sys.exit(f"{args.run} already holds a checkpoint: continue it with --resume, or pick a new --run "
+                     "(--init-from never overwrites a run)")
+        init = init_from_export(args, tok_path)
+    elif args.resume:
+        run_cfg = os.path.join(args.run, ".hydra", "config.yaml")
+        if not os.path.isfile(os.path.join(args.run, "checkpoints-meta", "checkpoint.pth")):
+            sys.exit(f"--resume: {args.run} holds no checkpoints-meta/checkpoint.pth to continue")
+        if os.path.isfile(run_cfg):
+            # the network's shape is the run's, whatever the shape flags say
+            with open(run_cfg, encoding="utf-8") as f:
+                m = (yaml.safe_load(f) or {}).get("model", {})
+            args.hidden, args.blocks = m.get("hidden_size", args.hidden), m.get("n_blocks", args.blocks)
+            args.heads, args.cond = m.get("n_heads", args.heads), m.get("cond_dim", args.cond)
+            args.length = m.get("length", args.length)
     train_ids = load_ids(args.data, "train")
     tokens = int(train_ids.max()) + 1  # <|endoftext|> is the last id
+    if init is not None and tokens != init["tokens"]:
+        sys.exit(f"{args.data}: its train split has {tokens} token ids, {args.init_from} was trained on "
+                 f"{init['tokens']}: encode the data with the model's tokenizer")
     mask_id = tokens
     cfg = make_config(args, tokens)
     model = SEDD(cfg).to(device)
@@ -365,6 +428,17 @@ def main():
         data = RandomBlocks(train_ids, args.length, args.batch, args.seed + step)
         gen = torch.Generator().manual_seed(args.seed + 1 + step)
         log(f"resumed at step {step}: lr {args.lr}, {args.minutes} more minutes, decay after {args.decay_frac}")
+    fresh_warmup = 0
+    if init is not None:
+        model.load_state_dict(init["state"], strict=False)
+        ema = EMA(model.parameters(), args.ema)
+        ema.num_updates = step = init["step"]
+        fresh_warmup = step  # a fresh optimizer: the warm-up counts from here
+        data = RandomBlocks(train_ids, args.length, args.batch, args.seed + step)
+        gen = torch.Generator().manual_seed(args.seed + 1 + step)
+        log(f"initialized from {args.init_from} (model.onnx sha256 {init['onnx_sha256'][:16]}…, step {step}): "
+            f"model and EMA weights from the export, fresh optimizer, warm-up {args.warmup} steps, "
+            f"lr {args.lr}, {args.minutes} minutes, decay after {args.decay_frac}")
     step0 = step
     ema_model = SEDD(cfg).to(device)
     t_start = time.time()
@@ -375,10 +449,10 @@ def main():
         progress = (step - 1 - step0) / args.steps
         if args.minutes > 0:
             progress = max(progress, (time.time() - t_start) / (args.minutes * 60))
-        last = progress >= 1.0 or step >= args.steps
+        last = progress >= 1.0 or step - step0 >= args.steps
         for g in opt.param_groups:
             decay = max(0.0, (min(progress, 1.0) - (1 - args.decay_frac)) / args.decay_frac)
-            g["lr"] = lr_at(step - 1, decay, args.lr, args.warmup)
+            g["lr"] = lr_at(step - 1 - fresh_warmup, decay, args.lr, args.warmup)
         x0 = data.next().to(device)
         loss = sedd_loss(model, x0, mask_id, gen=gen, counts=counts).mean()
         opt.zero_grad(set_to_none=True)
