@@ -17,6 +17,7 @@ whose tokenizer an older trainer made: the merges learned today differ from it).
 
 import argparse
 import os
+import shutil
 import time
 
 import numpy as np
@@ -72,7 +73,11 @@ def main():
     else:
         tok = train(train_docs, args.vocab)
         print(f"trained vocabulary {tok.get_vocab_size()} (<|endoftext|> = {tok.token_to_id(EOT)}), {time.time() - t0:.1f}s")
-    tok.save(args.out, pretty=False)
+    if not args.tokenizer:
+        tok.save(args.out, pretty=False)
+    elif not (os.path.exists(args.out) and os.path.samefile(args.tokenizer, args.out)):
+        # the file itself, byte for byte: its sha256 is what a model's sedd.json names
+        shutil.copyfile(args.tokenizer, args.out)
     for split in ("train", "valid", "test"):
         t1 = time.time()
         docs = train_docs if split == "train" else read_docs(os.path.join(args.data, split + ".txt"))
