@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/sedd-go/sedd/internal/cmdtest"
 )
 
 func TestBenchSpeed(t *testing.T) {
@@ -35,10 +37,39 @@ func TestBenchSpeed(t *testing.T) {
 		}
 	}
 	text := sedd(t, "speed", "--model", tinyAbsorb, "--steps", "3").OK(t)
-	for _, want := range []string{"tiny", "steps", "per step", "SDK share", "allocs/step", "\n3 "} {
+	for _, want := range []string{"tiny", "steps", "per call", "SDK share", "allocs/call", "\n3 "} {
 		if !strings.Contains(text.Stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, text.Stdout)
 		}
+	}
+}
+
+// TestBenchSpeedReuse: --reuse both times a time-independent model with and
+// without the reuse of network outputs, side by side, and compares tokens.
+func TestBenchSpeedReuse(t *testing.T) {
+	needORT(t)
+	ti := cmdtest.Abs("../../../sdk/testdata/tiny-absorb-ti")
+	r := sedd(t, "speed", "--model", ti, "--steps", "256", "--threads", "1", "--reuse", "both", "--json").OK(t)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d JSON lines, want two (reuse on, off):\n%s", len(lines), r.Stdout)
+	}
+	var on, off speedRow
+	if json.Unmarshal([]byte(lines[0]), &on) != nil || json.Unmarshal([]byte(lines[1]), &off) != nil {
+		t.Fatalf("bad JSON:\n%s", r.Stdout)
+	}
+	if on.Reuse != "on" || on.NetworkCalls > 33 || on.SameTokens != nil ||
+		off.Reuse != "off" || off.NetworkCalls != 257 || off.SameTokens == nil || !*off.SameTokens {
+		t.Errorf("reuse on %+v\noff %+v", on, off)
+	}
+	text := sedd(t, "speed", "--model", ti, "--steps", "64", "--reuse", "both").OK(t).Stdout
+	if !strings.Contains(text, "64 steps: reuse is") || !strings.Contains(text, "with the same tokens") {
+		t.Errorf("no reuse line:\n%s", text)
+	}
+	plain := sedd(t, "speed", "--model", tinyAbsorb, "--steps", "4", "--reuse", "off", "--json").OK(t).Stdout
+	var row speedRow
+	if json.Unmarshal([]byte(plain), &row) != nil || row.Reuse != "n/a" || row.NetworkCalls != 5 {
+		t.Errorf("time-conditioned model: %s", plain)
 	}
 }
 
@@ -53,6 +84,7 @@ func TestBenchSpeedBadFlags(t *testing.T) {
 		{"steps not a list", []string{"--steps", "8,x"}, `"x" is not a step count`},
 		{"unknown predictor", []string{"--predictor", "foo"}, "--predictor"},
 		{"batch 0", []string{"--batch", "0"}, "--batch must be ≥ 1"},
+		{"reuse", []string{"--reuse", "sometimes"}, "--reuse"},
 		{"argument", []string{"extra"}, "takes no arguments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
