@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,7 +39,9 @@ func benchSweepCommand() *cli.Command {
 		Description: "For each predictor and step count, draws --samples samples and reports: network evaluations per\n" +
 			"sample, seconds per sample (wall time of sampling only, after a warm-up run), generative perplexity\n" +
 			"under the --evaluator model with a 95% interval over samples, and mean unigram entropy (nats) of the\n" +
-			"samples, which exposes a low perplexity that comes from repetitive text.\n\n" +
+			"samples, which exposes a low perplexity that comes from repetitive text. On a time-independent model the\n" +
+			"network calls are those actually made (the mean per sampling call): a step in which no token moved\n" +
+			"costs none, and since a batch reuses only when none of its rows moved, --batch 1 shows the saving.\n\n" +
 			"Generative perplexity scores every token but the first, each given the tokens before it. With\n" +
 			"--prefix, only the generated tokens after the prefix are scored (given the prefix) and only they\n" +
 			"enter the entropy. --reference FILE adds the same statistics over windows of real text of the\n" +
@@ -156,7 +159,9 @@ type sweepRow struct {
 	Kind      string `json:"kind"`
 	Predictor string `json:"predictor,omitempty"`
 	Steps     int    `json:"steps,omitempty"`
-	// NFE is the number of network evaluations each sample went through.
+	// NFE is the number of network evaluations each sample went through: the
+	// mean over the row's sampling calls, rounded (they differ where a
+	// time-independent model skips the calls of steps in which no token moved).
 	NFE int `json:"nfe"`
 	// SecondsPerSample is the wall time of the sampling calls over the
 	// number of samples; NetworkSecondsPerSample the part inside the score
@@ -381,6 +386,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 	defer b.Clear()
 	var rows [][]int64
 	var elapsed, network time.Duration
+	calls := 0
 	for k := 0; len(rows) < cfg.samples; k++ {
 		n := min(rep.Batch, cfg.samples-len(rows))
 		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n,
@@ -390,7 +396,8 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 		}
 		elapsed += res.Elapsed
 		network += res.Network
-		row.NFE, row.Steps = res.NetworkCalls, res.Steps
+		calls += res.NetworkCalls
+		row.NFE, row.Steps = int(math.Round(float64(calls)/float64(k+1))), res.Steps
 		for _, s := range res.Samples {
 			if len(rows) == 0 {
 				row.Example = s.Text
