@@ -122,8 +122,11 @@ type SampleResult struct {
 	// Steps is the number of sampling steps (of each block, with blocks;
 	// with FirstHitting the tokens generated); NetworkCalls the number of
 	// network evaluations made (the steps, plus one for the denoiser, per
-	// block).
-	Steps, NetworkCalls int
+	// block, less the steps a time-independent model skipped); NetworkRows
+	// the sequences those calls evaluated, summed: Batch × NetworkCalls,
+	// less where a time-independent model recomputed only the rows that
+	// moved, so NetworkRows / Batch is the network's cost per sample.
+	Steps, NetworkCalls, NetworkRows int
 	// BlockOverlap is the overlap of the blocks the run sampled in, and 0
 	// when it sampled the whole length at once.
 	BlockOverlap int
@@ -395,8 +398,9 @@ func (m *Model) checkShape(batch, length, window int) error {
 // head's logits, the shifted scores, the exponentials of the log-sum-exp),
 // plus about 2.3 times the attention scores (heads × length² per row) and a
 // few hidden-state tensors; the estimate takes 6.5, 3 and 8 of these, so it
-// lies 1.2–1.4 times above what was measured. It saturates instead of
-// overflowing.
+// lies 1.2–1.4 times above what was measured. A time-independent model's
+// batch adds one output's worth (see diffusion.Config.TimeIndependent). It
+// saturates instead of overflowing.
 func (m *Model) requestBytes(batch, length int) int64 {
 	const f32 = 4
 	heads, hidden := int64(m.man.Model.NHeads), int64(m.man.Model.HiddenSize)
@@ -411,6 +415,9 @@ func (m *Model) requestBytes(batch, length int) int64 {
 	attention := b * float64(heads) * l * l * f32
 	states := b * l * float64(hidden) * f32
 	need := 6.5*out + 3*attention + 8*states + b*l*(8+8+4) // inputs, tokens, LSE
+	if m.man.Model.TimeIndependent && batch > 1 {
+		need += out // the sampler's copy when it recomputes only the rows that moved
+	}
 	if need >= math.MaxInt64/2 {
 		return math.MaxInt64 / 2
 	}
@@ -553,6 +560,7 @@ type scoreCounter struct {
 	sc      callScorer
 	elapsed time.Duration
 	calls   int
+	rows    int
 }
 
 func (t *scoreCounter) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, error) {
@@ -562,6 +570,7 @@ func (t *scoreCounter) Score(ctx context.Context, x []int64, sigma []float32, ba
 	s, d, err := t.sc.score(ctx, x, sigma, batch, length)
 	t.elapsed += d
 	t.calls++
+	t.rows += batch
 	return s, err
 }
 
@@ -629,7 +638,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 		return nil, Step{}, classify(err)
 	}
 	res := &SampleResult{
-		Steps: cfg.Steps, NetworkCalls: counted.calls, Sampler: r.sampler, Denoise: cfg.Denoise,
+		Steps: cfg.Steps, NetworkCalls: counted.calls, NetworkRows: counted.rows, Sampler: r.sampler, Denoise: cfg.Denoise,
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
 		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP, BlockOverlap: r.blockOverlap,
 	}

@@ -252,6 +252,7 @@ func TestTimeIndependentExport(t *testing.T) {
 	for _, req := range []sdk.SampleRequest{
 		{Steps: 1024, Seed: 1},
 		{Steps: 1024, Seed: 2, Batch: 3, Prefix: "Once"},
+		{Steps: 1024, Seed: 5, Batch: 8}, // rows recomputed apart, the others reused
 		{Steps: 300, Seed: 3, Sampler: sdk.Euler, TopP: 0.9},
 		{Steps: 200, Seed: 4, Length: 80, BlockOverlap: 8},
 	} {

@@ -62,6 +62,7 @@ type sampleLine struct {
 	Tokens    []int    `json:"tokens"`
 	Steps     int      `json:"steps"`
 	NFE       int      `json:"nfe"`
+	Rows      int      `json:"network_rows"`
 	Predictor string   `json:"predictor"`
 	Denoise   bool     `json:"denoise"`
 	Eps       float64  `json:"eps"`
@@ -712,14 +713,24 @@ func withoutTiming(out string) string {
 
 // TestSampleNoCache: on the time-independent fixture the network calls drop
 // to at most one per token plus one; --no-cache restores one per step, with
-// the same tokens.
+// the same tokens; in a batch the rows evaluated (network_rows) drop too.
 func TestSampleNoCache(t *testing.T) {
 	needORT(t)
 	args := []string{"sample", "--model", cmdtest.Abs("../../sdk/testdata/tiny-absorb-ti"), "--json", "--seed", "4", "--steps", "256"}
 	cached := parseLines(t, sedd(t, args...).OK(t).Stdout)
 	plain := parseLines(t, sedd(t, append(args, "--no-cache")...).OK(t).Stdout)
-	if len(cached) != 1 || len(plain) != 1 || cached[0].NFE > 33 || plain[0].NFE != 257 || !slices.Equal(cached[0].Tokens, plain[0].Tokens) {
+	if len(cached) != 1 || len(plain) != 1 || cached[0].NFE > 33 || plain[0].NFE != 257 || !slices.Equal(cached[0].Tokens, plain[0].Tokens) ||
+		cached[0].Rows != cached[0].NFE || plain[0].Rows != 257 {
 		t.Errorf("cached %+v\nuncached %+v", cached, plain)
+	}
+	// a batch: each call evaluates only the rows that moved
+	batch := parseLines(t, sedd(t, append(args, "--batch", "4")...).OK(t).Stdout)
+	plain = parseLines(t, sedd(t, append(args, "--batch", "4", "--no-cache")...).OK(t).Stdout)
+	for i := range batch {
+		if len(batch) != 4 || len(plain) != 4 || batch[i].Rows > 4*33 || batch[i].Rows >= 4*batch[i].NFE || plain[i].Rows != 4*257 ||
+			!slices.Equal(batch[i].Tokens, plain[i].Tokens) {
+			t.Errorf("batch 4, sample %d: cached %+v\nuncached %+v", i, batch[i], plain[i])
+		}
 	}
 }
 

@@ -246,16 +246,20 @@ func generate(c *cli.Context, req sdk.SampleRequest) error {
 
 // jsonSample is the --json line of one sample.
 type jsonSample struct {
-	Index     int     `json:"index"`
-	Text      string  `json:"text"`
-	Tokens    []int64 `json:"tokens"`
-	Steps     int     `json:"steps"`
-	NFE       int     `json:"nfe"`
-	Predictor string  `json:"predictor"`
-	Denoise   bool    `json:"denoise"`
-	Eps       float64 `json:"eps"`
-	Seed      uint64  `json:"seed"`
-	Length    int     `json:"length"`
+	Index  int     `json:"index"`
+	Text   string  `json:"text"`
+	Tokens []int64 `json:"tokens"`
+	Steps  int     `json:"steps"`
+	NFE    int     `json:"nfe"`
+	// NetworkRows: the sequences the network calls evaluated, summed over
+	// the batch (less than batch × nfe where a time-independent model
+	// recomputed only the rows that moved).
+	NetworkRows int     `json:"network_rows"`
+	Predictor   string  `json:"predictor"`
+	Denoise     bool    `json:"denoise"`
+	Eps         float64 `json:"eps"`
+	Seed        uint64  `json:"seed"`
+	Length      int     `json:"length"`
 	// Temperature, TopK and TopP are written only when the run used them.
 	Temperature float64 `json:"temperature,omitempty"`
 	TopK        int     `json:"top_k,omitempty"`
@@ -276,7 +280,7 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 	for i, s := range res.Samples {
 		err := enc.Encode(jsonSample{
 			Index: i, Text: s.Text, Tokens: s.Tokens,
-			Steps: res.Steps, NFE: res.NetworkCalls, Predictor: res.Sampler, Denoise: res.Denoise,
+			Steps: res.Steps, NFE: res.NetworkCalls, NetworkRows: res.NetworkRows, Predictor: res.Sampler, Denoise: res.Denoise,
 			Eps: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,

@@ -17,6 +17,7 @@ type independent struct {
 	buf    []float32
 	lse    []float32
 	calls  int
+	rows   int                             // rows evaluated, over all calls
 	before func(call int, x []int64) error // runs first; its error is returned
 	after  func(call int, sc *Scores)      // may spoil the scores
 }
@@ -45,6 +46,7 @@ func newIndependent(g Graph, length int, seed uint64) *independent {
 
 func (f *independent) Score(ctx context.Context, x []int64, sigma []float32, batch, length int) (Scores, error) {
 	f.calls++
+	f.rows += batch
 	if f.before != nil {
 		if err := f.before(f.calls, x); err != nil {
 			return Scores{}, err

@@ -104,7 +104,11 @@ type Config struct {
 	// The sampler then skips the network call of a step in which no token
 	// moved since the last call, and uses that call's output with the term
 	// recomputed, so a run of many steps makes at most one call per
-	// unmasking event plus one. Absorbing graph only; the first-hitting
+	// unmasking event plus one. In a batch, a call evaluates only the rows
+	// that moved (all of them at once when every row did) and the sampler
+	// keeps its own copy of the output, Batch × window × N float32 more
+	// memory; each row is evaluated at most once per unmasking event in it
+	// plus once. Absorbing graph only; the first-hitting
 	// sampler moves a token at every call and gains nothing. Set it only when
 	// the model says so: for a time-conditioned network it changes the law.
 	TimeIndependent bool
@@ -154,12 +158,20 @@ type Sampler struct {
 
 	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
 
-	// TimeIndependent: the last network output, the σ it was computed at,
-	// whether it is usable, and whether a token moved since.
-	last      Scores
-	lastSigma float32
-	cached    bool
-	moved     bool
+	// TimeIndependent: the output the next reuse reads (the ScoreFunc's own
+	// slices, valid until its next call, or own), whether it is usable, and
+	// per row the σ its output was computed at and whether a token of the
+	// row moved since. own is the sampler's copy, made only when a batch
+	// recomputes some of its rows (those that moved) and reuses the others;
+	// subX, subSigma and subRows carry such a partial call.
+	last     Scores
+	own      Scores
+	cached   bool
+	rowSigma []float32
+	rowMoved []bool
+	subX     []int64
+	subSigma []float32
+	subRows  []int
 }
 
 // checkUnmask validates Temperature, TopK and TopP.
@@ -256,6 +268,10 @@ func NewSampler(cfg Config) (*Sampler, error) {
 			s.starts = append(s.starts, a)
 		}
 		s.starts = append(s.starts, cfg.Length-w)
+	}
+	if cfg.TimeIndependent {
+		s.rowSigma, s.rowMoved = make([]float32, cfg.Batch), make([]bool, cfg.Batch)
+		s.subX, s.subSigma, s.subRows = make([]int64, cfg.Batch*w), make([]float32, cfg.Batch), make([]int, 0, cfg.Batch)
 	}
 	if g.absorb {
 		s.unmask = newUnmaskFilter(cfg.Temperature, cfg.TopK, cfg.TopP, int(g.mask))
@@ -372,6 +388,7 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 		s.setBlock(k)
 		s.start(k == 0)
 		s.cached, s.last = false, Scores{}
+		clear(s.rowMoved)
 		if err := s.runBlock(ctx, score); err != nil {
 			return nil, err
 		}
@@ -502,13 +519,21 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 	for b := range s.sigma {
 		s.sigma[b] = float32(sigma)
 	}
-	// shift turns the log scores of the last call into those at sigma, for a
-	// time-independent network whose tokens have not moved since.
-	shift := 0.0
+	// A time-independent network's output for a row whose tokens have not
+	// moved since it was computed is still that row's output, but for the
+	// scale_by_sigma term: rows that moved are recomputed (all of them in
+	// one call when every row moved), the others reused.
+	moved := s.subRows[:0]
+	if s.cfg.TimeIndependent && s.cached {
+		for b, m := range s.rowMoved {
+			if m {
+				moved = append(moved, b)
+			}
+		}
+	}
 	sc := s.last
-	if s.cfg.TimeIndependent && s.cached && !s.moved {
-		shift = logExpm1(float64(s.lastSigma)) - logExpm1(float64(s.sigma[0]))
-	} else {
+	switch {
+	case !s.cfg.TimeIndependent || !s.cached || len(moved) == B:
 		var err error
 		sc, err = score.Score(ctx, s.x, s.sigma, B, L)
 		if err != nil {
@@ -518,14 +543,26 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 			return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
 		}
 		if s.cfg.TimeIndependent {
-			s.last, s.lastSigma, s.cached = sc, s.sigma[0], true
+			s.last, s.cached = sc, true
+			copy(s.rowSigma, s.sigma)
 		}
+	case len(moved) > 0:
+		if err := s.recompute(ctx, score, moved, idx); err != nil {
+			return err
+		}
+		sc = s.last
 	}
-	s.moved = false
+	clear(s.rowMoved)
 	for b := range B {
 		r := s.rngs[b]
 		x := s.x[b*L : (b+1)*L]
 		lses := sc.LSE[b*L : (b+1)*L]
+		// shift turns the row's log scores, computed at rowSigma, into those
+		// at sigma (0 for a row computed now)
+		shift := 0.0
+		if s.cfg.TimeIndependent {
+			shift = logExpm1(float64(s.rowSigma[b])) - logExpm1(float64(s.sigma[b]))
+		}
 		for i, xi := range x {
 			lse := float64(lses[i]) + shift
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
@@ -544,11 +581,49 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 			}
 			if next != xi {
 				x[i] = next
-				s.moved = true
+				if s.cfg.TimeIndependent {
+					s.rowMoved[b] = true
+				}
 			}
 		}
 	}
 	s.project()
+	return nil
+}
+
+// recompute evaluates the network on the given rows only (those whose tokens
+// moved) and merges their output into own, which then holds every row: the
+// others keep the output they were computed with, and their σ in rowSigma.
+func (s *Sampler) recompute(ctx context.Context, score ScoreFunc, rows []int, idx int) error {
+	B, L, N := s.cfg.Batch, s.w, s.g.n
+	if len(s.own.LogScore) == 0 || &s.last.LogScore[0] != &s.own.LogScore[0] {
+		// last is the ScoreFunc's, about to be overwritten by its next call
+		if cap(s.own.LogScore) < B*L*N {
+			s.own.LogScore, s.own.LSE = make([]float32, B*L*N), make([]float32, B*L)
+		}
+		s.own = Scores{Batch: B, Length: L, N: N, LogScore: s.own.LogScore[:B*L*N], LSE: s.own.LSE[:B*L]}
+		copy(s.own.LogScore, s.last.LogScore)
+		copy(s.own.LSE, s.last.LSE)
+		s.last = s.own
+	}
+	n := len(rows)
+	x, sigma := s.subX[:n*L], s.subSigma[:n]
+	for k, b := range rows {
+		copy(x[k*L:(k+1)*L], s.x[b*L:(b+1)*L])
+		sigma[k] = s.sigma[b]
+	}
+	sub, err := score.Score(ctx, x, sigma, n, L)
+	if err != nil {
+		return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
+	}
+	if err := sub.check(n, L, N); err != nil {
+		return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
+	}
+	for k, b := range rows {
+		copy(s.own.LogScore[b*L*N:(b+1)*L*N], sub.LogScore[k*L*N:(k+1)*L*N])
+		copy(s.own.LSE[b*L:(b+1)*L], sub.LSE[k*L:(k+1)*L])
+		s.rowSigma[b] = s.sigma[b]
+	}
 	return nil
 }
 

@@ -40,8 +40,8 @@ func benchSweepCommand() *cli.Command {
 			"sample, seconds per sample (wall time of sampling only, after a warm-up run), generative perplexity\n" +
 			"under the --evaluator model with a 95% interval over samples, and mean unigram entropy (nats) of the\n" +
 			"samples, which exposes a low perplexity that comes from repetitive text. On a time-independent model the\n" +
-			"network calls are those actually made (the mean per sampling call): a step in which no token moved\n" +
-			"costs none, and since a batch reuses only when none of its rows moved, --batch 1 shows the saving.\n\n" +
+			"network evaluations are those actually made (the mean per sample): a sample is evaluated again only\n" +
+			"after one of its tokens moved.\n\n" +
 			"Generative perplexity scores every token but the first, each given the tokens before it. With\n" +
 			"--prefix, only the generated tokens after the prefix are scored (given the prefix) and only they\n" +
 			"enter the entropy. --reference FILE adds the same statistics over windows of real text of the\n" +
@@ -160,8 +160,9 @@ type sweepRow struct {
 	Predictor string `json:"predictor,omitempty"`
 	Steps     int    `json:"steps,omitempty"`
 	// NFE is the number of network evaluations each sample went through: the
-	// mean over the row's sampling calls, rounded (they differ where a
-	// time-independent model skips the calls of steps in which no token moved).
+	// mean over the row's samples, rounded (they differ where a
+	// time-independent model skips a sample's evaluation while none of its
+	// tokens moved).
 	NFE int `json:"nfe"`
 	// SecondsPerSample is the wall time of the sampling calls over the
 	// number of samples; NetworkSecondsPerSample the part inside the score
@@ -386,7 +387,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 	defer b.Clear()
 	var rows [][]int64
 	var elapsed, network time.Duration
-	calls := 0
+	evals := 0 // sequences the network evaluated
 	for k := 0; len(rows) < cfg.samples; k++ {
 		n := min(rep.Batch, cfg.samples-len(rows))
 		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n,
@@ -396,8 +397,8 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 		}
 		elapsed += res.Elapsed
 		network += res.Network
-		calls += res.NetworkCalls
-		row.NFE, row.Steps = int(math.Round(float64(calls)/float64(k+1))), res.Steps
+		evals += res.NetworkRows
+		row.Steps = res.Steps
 		for _, s := range res.Samples {
 			if len(rows) == 0 {
 				row.Example = s.Text
@@ -406,6 +407,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 		}
 		b.Update(len(rows), cfg.samples)
 	}
+	row.NFE = int(math.Round(float64(evals) / float64(len(rows))))
 	row.SecondsPerSample = elapsed.Seconds() / float64(len(rows))
 	row.NetworkSecondsPerSample = network.Seconds() / float64(len(rows))
 	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
