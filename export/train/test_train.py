@@ -416,3 +416,24 @@ def test_init_from_an_export(tmp_path):
     other.save(str(data_dir / "tokenizer.json"))
     r = train("--init-from", str(out), "--run", str(tmp_path / "run2"), "--steps", "1")
     assert r.returncode != 0 and "is not the model's tokenizer" in r.stderr, r.stderr
+
+
+def test_paired_bound():
+    """paired_bound: the mean per-window difference and its standard error; unpaired runs refused."""
+    import paired_bound
+
+    def run(values, seed=3):
+        seqs = [{"tokens": 128, "nats_per_token": v} for v in values]
+        return {"timesteps": 16, "seed": seed, "tokens": 128 * len(values), "sequences": seqs,
+                "nats_per_token": sum(values) / len(values), "stderr": 0.1}
+
+    a, b = run([5.0, 6.0, 7.0, 4.0]), run([4.9, 5.8, 6.9, 4.0])
+    mean, se, n = paired_bound.paired(a, b)
+    d = [-0.1, -0.2, -0.1, 0.0]
+    m = sum(d) / 4
+    assert n == 4 and mean == pytest.approx(m, abs=1e-12)
+    assert se == pytest.approx(math.sqrt(sum((x - m) ** 2 for x in d) / 3 / 4), abs=1e-12)
+    with pytest.raises(ValueError, match="seed"):
+        paired_bound.paired(a, run([1.0, 2.0, 3.0, 4.0], seed=4))
+    with pytest.raises(ValueError, match="windows"):
+        paired_bound.paired(a, run([1.0, 2.0]))
