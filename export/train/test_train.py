@@ -404,7 +404,9 @@ def test_init_from_an_export(tmp_path):
     for name, t in ck["model"].items():
         assert torch.equal(t, want[name]), name
     assert all(torch.equal(s, p) for s, p in zip(ck["ema"]["shadow_params"], model.parameters()))
-    assert "initialized from" in (run / "train.log").read_text(encoding="utf-8")
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "initialized from" in log and re.search(r"start: valid loss/token [0-9.]+ with the time input read, "
+                                                    r"[0-9.]+ with it held at 0", log), log
 
     r = train("--init-from", str(out), "--steps", "1")
     assert r.returncode != 0 and "already holds a checkpoint" in r.stderr

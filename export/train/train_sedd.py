@@ -286,7 +286,8 @@ def init_from_export(args, tok_path):
     args.length = int(man["length"])
     step = (man.get("source") or {}).get("step")
     return {"state": model.state_dict(), "step": int(step) if isinstance(step, int) and step > 0 else 0,
-            "tokens": int(man["tokens"]), "onnx_sha256": man["onnx"].get("sha256", "")}
+            "tokens": int(man["tokens"]), "onnx_sha256": man["onnx"].get("sha256", ""),
+            "time_independent": bool(m.get("time_independent", False))}
 
 
 def main():
@@ -439,6 +440,18 @@ def main():
         log(f"initialized from {args.init_from} (model.onnx sha256 {init['onnx_sha256'][:16]}…, step {step}): "
             f"model and EMA weights from the export, fresh optimizer, warm-up {args.warmup} steps, "
             f"lr {args.lr}, {args.minutes} minutes, decay after {args.decay_frac}")
+        # where the run starts; for a conversion, also what holding the time input costs before training
+        model.eval()
+        with torch.no_grad():
+            if args.time_independent and not init["time_independent"]:
+                model.time_independent = False
+                v_read = eval_loss(model, valid, mask_id)
+                model.time_independent = True
+                log(f"step {step} start: valid loss/token {v_read:.4f} with the time input read, "
+                    f"{eval_loss(model, valid, mask_id):.4f} with it held at 0")
+            else:
+                log(f"step {step} start: valid loss/token {eval_loss(model, valid, mask_id):.4f}")
+        model.train()
     step0 = step
     ema_model = SEDD(cfg).to(device)
     t_start = time.time()
