@@ -77,11 +77,11 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	if rep.ModelName != "" {
 		p.Title.Text += " — " + rep.ModelName
 	}
-	p.X.Label.Text = "network calls per sample"
+	p.X.Label.Text = "network evaluations per sample"
 	p.Y.Label.Text = sp.ylabel
 	p.X.Scale = plot.LogScale{}
 	var ticks plot.ConstantTicks
-	var stepsSeen []int // network calls of the sample rows
+	var stepsSeen []int // network evaluations of the sample rows
 	for _, r := range rep.Rows {
 		if r.Kind == "sample" && r.NFE > 0 && !slices.Contains(stepsSeen, r.NFE) {
 			stepsSeen = append(stepsSeen, r.NFE)

@@ -313,3 +313,21 @@ func TestBenchSweepFirstHitting(t *testing.T) {
 		t.Errorf("first-hitting row %+v, want 128 steps and network calls", fh)
 	}
 }
+
+// TestBenchSweepReuse: the built-in model is time-independent, so at 512
+// steps a sample is evaluated at most once per token plus once, and NFE says
+// so, batch or not.
+func TestBenchSweepReuse(t *testing.T) {
+	needORT(t)
+	for _, batch := range []string{"1", "3"} {
+		r := sedd(t, "sweep", "--steps", "512", "--samples", "3", "--batch", batch, "--threads", "2",
+			"--predictors", "analytic", "--json").OK(t)
+		var rep sweepReport
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.Stdout)
+		}
+		if len(rep.Rows) != 1 || rep.Rows[0].Steps != 512 || rep.Rows[0].NFE > 129 || rep.Rows[0].NFE < 2 {
+			t.Errorf("batch %s: rows %+v, want one row of at most 129 network evaluations per sample", batch, rep.Rows)
+		}
+	}
+}
