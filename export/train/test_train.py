@@ -259,6 +259,20 @@ def test_count_masking_has_the_reference_expectation():
 SEDD_BIN = os.environ.get("SEDD_BIN")
 
 
+def export_tiny(tok, src, out, name, seed):
+    """(config, network, sedd.json) of a random-init tiny network over tok's vocabulary, exported
+    to out; tok is saved in src (created) as the export's tokenizer."""
+    src.mkdir()
+    tok.save(str(src / "tokenizer.json"))
+    cfg = checkpoints.shape_config("tiny")
+    cfg["tokens"] = tok.get_vocab_size()
+    model = checkpoints.random_init(checkpoints.build_model(cfg), seed)
+    loaded = checkpoints.Loaded(model, cfg, {"kind": "random-init", "path": None, "seed": seed, "step": None},
+                                str(src / "tokenizer.json"))
+    doc = export_cli.export_model(loaded, str(out), name, seed=seed, log=lambda msg: None)
+    return cfg, model, doc
+
+
 @pytest.mark.skipif(not SEDD_BIN, reason="set SEDD_BIN to a built sedd binary (scripts/test.sh does) to run the Go SDK")
 def test_trained_tokenizer_through_an_export_and_sedd(tmp_path):
     """A tokenizer the library trains works end to end: exported with a random-init network of its
@@ -266,16 +280,8 @@ def test_trained_tokenizer_through_an_export_and_sedd(tmp_path):
     texts = [("The jury said the city had no evidence. The city said the jury had none. " * 3)
              + f"Report {i}: prices rose {i * 7} percent in {1950 + i}, said the Atlanta office." for i in range(40)]
     tok = train_tokenizer.train(texts, 400)
-    run = tmp_path / "run"
-    run.mkdir()
-    tok.save(str(run / "tokenizer.json"))
-    cfg = checkpoints.shape_config("tiny")
-    cfg["tokens"] = tok.get_vocab_size()
-    model = checkpoints.random_init(checkpoints.build_model(cfg), 5)
-    loaded = checkpoints.Loaded(model, cfg, {"kind": "random-init", "path": None, "seed": 5, "step": None},
-                                str(run / "tokenizer.json"))
     out = tmp_path / "model"
-    doc = export_cli.export_model(loaded, str(out), "tiny-trained-tokenizer", seed=5, log=lambda msg: None)
+    cfg, _, doc = export_tiny(tok, tmp_path / "run", out, "tiny-trained-tokenizer", 5)
     assert doc["tokenizer"]["kind"] == "bpe" and doc["tokenizer"]["eos_id"] == cfg["tokens"] - 1
 
     r = subprocess.run([SEDD_BIN, "verify", str(out)], capture_output=True, text=True, timeout=120)
@@ -366,16 +372,8 @@ def test_init_from_an_export(tmp_path):
     A run that already holds a checkpoint and data encoded with another tokenizer are refused."""
     texts = [f"The jury said the city had {i} votes. The office said none came in {1950 + i}." for i in range(60)]
     tok = train_tokenizer.train(texts, 300)
-    src = tmp_path / "src"
-    src.mkdir()
-    tok.save(str(src / "tokenizer.json"))
-    cfg = checkpoints.shape_config("tiny")
-    cfg["tokens"] = tok.get_vocab_size()
-    model = checkpoints.random_init(checkpoints.build_model(cfg), 7)
-    loaded = checkpoints.Loaded(model, cfg, {"kind": "random-init", "path": None, "seed": 7, "step": None},
-                                str(src / "tokenizer.json"))
     out = tmp_path / "model"
-    export_cli.export_model(loaded, str(out), "tiny-init-from", seed=7, log=lambda msg: None)
+    cfg, model, _ = export_tiny(tok, tmp_path / "src", out, "tiny-init-from", 7)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "tokenizer.json").write_bytes((out / "tokenizer.json").read_bytes())
