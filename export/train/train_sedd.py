@@ -431,7 +431,7 @@ def main():
         log(f"resumed at step {step}: lr {args.lr}, {args.minutes} more minutes, decay after {args.decay_frac}")
     fresh_warmup = 0
     if init is not None:
-        model.load_state_dict(init["state"], strict=False)
+        model.load_state_dict(init["state"])  # every tensor, buffers included: nothing left at its init
         ema = EMA(model.parameters(), args.ema)
         ema.num_updates = step = init["step"]
         fresh_warmup = step  # a fresh optimizer: the warm-up counts from here
