@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
+	"unicode"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
 	"github.com/sedd-go/sedd/sdk/internal/golden"
@@ -63,6 +65,30 @@ func (e *FieldError) Error() string {
 
 // Is makes errors.Is(err, ErrBadRequest) true.
 func (e *FieldError) Is(target error) bool { return target == ErrBadRequest }
+
+// JSONName is the field's name in JSON, in the HTTP API (package api) and
+// the command line's --json output: its words in lower case joined by "_"
+// ("TopK" is "top_k", "EndTime" is "end_time").
+func (e *FieldError) JSONName() string { return words(e.Field, '_') }
+
+// FlagName is the command line's flag for the field: its words in lower case
+// joined by "-" ("TopK" is "--top-k").
+func (e *FieldError) FlagName() string { return "--" + words(e.Field, '-') }
+
+// words writes a Go field name's words in lower case, joined by sep.
+func words(name string, sep rune) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteRune(sep)
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 func fieldError(field, format string, a ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, a...)}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/sedd-go/sedd/sdk/diffusion"
@@ -37,6 +38,11 @@ const (
 	FirstHitting = "first-hitting"
 )
 
+// RandomSeed draws a seed for a request that names none: below 2³², so that
+// every client can carry it back (a JavaScript number, an int32). The
+// command line and the HTTP server draw theirs here and report it.
+func RandomSeed() uint64 { return uint64(rand.Uint32()) }
+
 // SampleRequest describes one sampling call. Its zero value is valid: one
 // unconditional sample of the model's trained length with the analytic
 // sampler, DefaultSteps steps and the final denoiser, seed 0.
@@ -55,12 +61,17 @@ type SampleRequest struct {
 	// most likely holding at least TopP of the probability, renormalized
 	// each time. When a position unmasks is not changed. They trade the
 	// samples' diversity (unigram entropy) for a lower generative
-	// perplexity; the samples no longer follow the model. Zero leaves each
-	// alone (as do Temperature 1 and TopP 1); Temperature must be > 0 (at
-	// most 100), TopK ≥ 0, TopP in [0, 1].
-	Temperature float64
+	// perplexity; the samples no longer follow the model.
+	//
+	// Each value means the same here, on the command line and in both
+	// HTTP protocols (ollama's and OpenAI's): Temperature nil is 1 and TopP
+	// nil is 1 (the model's own law); Temperature 0 and TopP 0 are their
+	// limits, greedy: the most likely token (as TopK 1); TopK 0 is no
+	// limit. Temperature must be in [0, 100], TopK ≥ 0, TopP in [0, 1].
+	// new(0.7) makes the pointer.
+	Temperature *float64
 	TopK        int
-	TopP        float64
+	TopP        *float64
 	// NoDenoise turns off the final denoising step (on in the reference).
 	NoDenoise bool
 	// EndTime is the last diffusion time of the time grid, in (0, 1); 0
@@ -131,8 +142,8 @@ type SampleResult struct {
 	// when it sampled the whole length at once.
 	BlockOverlap int
 	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK and TopP
-	// are the settings the run used, defaults filled in (Temperature 1 when
-	// the request left it 0).
+	// are the settings the run used, defaults filled in (Temperature and
+	// TopP 1 when the request left them nil; 0 when it asked for greedy).
 	Sampler     string
 	Denoise     bool
 	EndTime     float64
@@ -235,6 +246,8 @@ type resolved struct {
 	sampler      string
 	blockOverlap int
 	keep         [2]int // only tokens [keep[0], keep[1]) of each row are returned
+	// temperature and topP are the request's, defaults filled in.
+	temperature, topP float64
 }
 
 // resolve validates req and turns it into a sampler configuration: every
@@ -327,7 +340,14 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	r.cfg = diffusion.Config{
 		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
 		Denoise: !req.NoDenoise && pred != diffusion.FirstHitting, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
-		Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP,
+	}
+	r.cfg.Temperature, r.cfg.TopK, r.cfg.TopP = unmaskConfig(req)
+	r.temperature, r.topP = 1, 1
+	if req.Temperature != nil {
+		r.temperature = *req.Temperature
+	}
+	if req.TopP != nil {
+		r.topP = *req.TopP
 	}
 	if window < length {
 		r.cfg.Window, r.cfg.Overlap = window, req.BlockOverlap
@@ -340,26 +360,49 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 // is equally likely, which a caller asks for by mistake.
 const maxTemperature = 100
 
+// unmaskConfig turns the request's Temperature, TopK and TopP into the
+// sampler's, where 0 leaves a setting off: greedy (a Temperature or TopP of
+// 0) is TopK 1.
+func unmaskConfig(req SampleRequest) (temperature float64, topK int, topP float64) {
+	topK = req.TopK
+	if req.Temperature != nil {
+		temperature = *req.Temperature
+	}
+	if req.TopP != nil {
+		topP = *req.TopP
+	}
+	if greedy(req) {
+		return 0, 1, 0
+	}
+	return temperature, topK, topP
+}
+
+// greedy reports whether req asks for the most likely token.
+func greedy(req SampleRequest) bool {
+	return (req.Temperature != nil && *req.Temperature == 0) || (req.TopP != nil && *req.TopP == 0)
+}
+
 // checkUnmask validates the request's Temperature, TopK and TopP.
 func (m *Model) checkUnmask(req SampleRequest) error {
-	switch {
-	case math.IsNaN(req.Temperature) || req.Temperature < 0 || req.Temperature > maxTemperature:
-		return fieldError("Temperature", "must be in (0, %d] (0: the default, 1), got %g", maxTemperature, req.Temperature)
-	case req.TopK < 0:
+	if t := req.Temperature; t != nil && (math.IsNaN(*t) || *t < 0 || *t > maxTemperature) {
+		return fieldError("Temperature", "must be in [0, %d] (0: greedy; leave it out for 1, the model's law), got %g", maxTemperature, *t)
+	}
+	if req.TopK < 0 {
 		return fieldError("TopK", "must be ≥ 1 (0: no limit), got %d", req.TopK)
-	case math.IsNaN(req.TopP) || req.TopP < 0 || req.TopP > 1:
-		return fieldError("TopP", "must be in (0, 1] (0: no limit), got %g", req.TopP)
+	}
+	if p := req.TopP; p != nil && (math.IsNaN(*p) || *p < 0 || *p > 1) {
+		return fieldError("TopP", "must be in [0, 1] (0: greedy; leave it out for 1, no limit), got %g", *p)
 	}
 	if _, ok := m.graph.(diffusion.Absorbing); ok {
 		return nil
 	}
 	field := ""
 	switch {
-	case req.Temperature != 0 && req.Temperature != 1:
+	case req.Temperature != nil && *req.Temperature != 1:
 		field = "Temperature"
 	case req.TopK != 0:
 		field = "TopK"
-	case req.TopP != 0 && req.TopP != 1:
+	case req.TopP != nil && *req.TopP != 1:
 		field = "TopP"
 	}
 	if field != "" {
@@ -640,10 +683,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	res := &SampleResult{
 		Steps: cfg.Steps, NetworkCalls: counted.calls, NetworkRows: counted.rows, Sampler: r.sampler, Denoise: cfg.Denoise,
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
-		Temperature: cfg.Temperature, TopK: cfg.TopK, TopP: cfg.TopP, BlockOverlap: r.blockOverlap,
-	}
-	if res.Temperature == 0 {
-		res.Temperature = 1
+		Temperature: r.temperature, TopK: cfg.TopK, TopP: r.topP, BlockOverlap: r.blockOverlap,
 	}
 	if cfg.Predictor == diffusion.FirstHitting {
 		res.Steps = counted.calls

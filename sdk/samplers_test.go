@@ -22,9 +22,9 @@ func TestFirstHitting(t *testing.T) {
 		{Sampler: sdk.FirstHitting, Batch: 2, Seed: 3},
 		{Sampler: sdk.FirstHitting, Prefix: "Once", Suffix: "end.", Seed: 4},
 		{Sampler: sdk.FirstHitting, Template: "ab[MASK:5]cd", Seed: 5},
-		{Sampler: sdk.FirstHitting, Temperature: 0.8, TopP: 0.9, Seed: 6},
+		{Sampler: sdk.FirstHitting, Temperature: new(0.8), TopP: new(0.9), Seed: 6},
 	} {
-		t.Run(req.Prefix+req.Template+strings.Repeat("T", int(req.Temperature)), func(t *testing.T) {
+		t.Run(req.Prefix+req.Template+strings.Repeat("T", int(req.Seed/6)), func(t *testing.T) {
 			res, err := m.Sample(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
@@ -89,10 +89,10 @@ func TestUnmaskKnobs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if plain.Temperature != 1 || plain.TopK != 0 || plain.TopP != 0 {
+			if plain.Temperature != 1 || plain.TopK != 0 || plain.TopP != 1 {
 				t.Errorf("defaults reported as temperature %v, top-k %d, top-p %v", plain.Temperature, plain.TopK, plain.TopP)
 			}
-			greedy, err := m.Sample(context.Background(), sdk.SampleRequest{Sampler: sampler, Steps: steps, Batch: 3, Seed: 9, TopK: 1, Temperature: 0.5, TopP: 0.5})
+			greedy, err := m.Sample(context.Background(), sdk.SampleRequest{Sampler: sampler, Steps: steps, Batch: 3, Seed: 9, TopK: 1, Temperature: new(0.5), TopP: new(0.5)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,6 +108,27 @@ func TestUnmaskKnobs(t *testing.T) {
 			if same == len(plain.Samples) {
 				t.Errorf("top-k 1 changed no sample")
 			}
+			// Temperature 0 and TopP 0 are greedy, as in ollama and OpenAI:
+			// the tokens of TopK 1; Temperature 1 and TopP 1 are nil's.
+			for name, req := range map[string]sdk.SampleRequest{
+				"temperature 0": {Temperature: new(0.0)}, "top-p 0": {TopP: new(0.0)},
+				"temperature 1": {Temperature: new(1.0)}, "top-p 1": {TopP: new(1.0)},
+			} {
+				req.Sampler, req.Steps, req.Batch, req.Seed = sampler, steps, 3, 9
+				res, err := m.Sample(context.Background(), req)
+				if err != nil {
+					t.Fatal(name, err)
+				}
+				want := plain
+				if strings.HasSuffix(name, "0") {
+					want = greedy
+				}
+				for b := range res.Samples {
+					if !slices.Equal(res.Samples[b].Tokens, want.Samples[b].Tokens) {
+						t.Errorf("%s: sample %d differs from the %s one", name, b, map[bool]string{true: "top-k 1", false: "default"}[want == greedy])
+					}
+				}
+			}
 		})
 	}
 }
@@ -122,12 +143,12 @@ func TestSamplerBadRequests(t *testing.T) {
 	}{
 		{"first-hitting with steps", absorb, sdk.SampleRequest{Sampler: sdk.FirstHitting, Steps: 16}, "Steps"},
 		{"first-hitting on a uniform model", uniform, sdk.SampleRequest{Sampler: sdk.FirstHitting}, "Sampler"},
-		{"negative temperature", absorb, sdk.SampleRequest{Temperature: -1}, "Temperature"},
-		{"huge temperature", absorb, sdk.SampleRequest{Temperature: 1e6}, "Temperature"},
+		{"negative temperature", absorb, sdk.SampleRequest{Temperature: new(-1.0)}, "Temperature"},
+		{"huge temperature", absorb, sdk.SampleRequest{Temperature: new(1e6)}, "Temperature"},
 		{"negative top-k", absorb, sdk.SampleRequest{TopK: -1}, "TopK"},
-		{"top-p above 1", absorb, sdk.SampleRequest{TopP: 1.2}, "TopP"},
+		{"top-p above 1", absorb, sdk.SampleRequest{TopP: new(1.2)}, "TopP"},
 		{"top-k on a uniform model", uniform, sdk.SampleRequest{TopK: 3}, "TopK"},
-		{"temperature on a uniform model", uniform, sdk.SampleRequest{Temperature: 0.5}, "Temperature"},
+		{"temperature on a uniform model", uniform, sdk.SampleRequest{Temperature: new(0.5)}, "Temperature"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,7 +274,7 @@ func TestTimeIndependentExport(t *testing.T) {
 		{Steps: 1024, Seed: 1},
 		{Steps: 1024, Seed: 2, Batch: 3, Prefix: "Once"},
 		{Steps: 1024, Seed: 5, Batch: 8}, // rows recomputed apart, the others reused
-		{Steps: 300, Seed: 3, Sampler: sdk.Euler, TopP: 0.9},
+		{Steps: 300, Seed: 3, Sampler: sdk.Euler, TopP: new(0.9)},
 		{Steps: 200, Seed: 4, Length: 80, BlockOverlap: 8},
 	} {
 		t.Run(fmt.Sprintf("%d steps seed %d", req.Steps, req.Seed), func(t *testing.T) {

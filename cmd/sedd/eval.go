@@ -34,7 +34,7 @@ func evalCommand() *cli.Command {
 			&cli.BoolFlag{Name: "lines", Usage: "same as --documents lines"},
 			&cli.IntFlag{Name: "timesteps", Aliases: []string{"k"}, Value: 64, Usage: "Monte-Carlo timesteps per window (the paper: 1000)"},
 			&cli.StringFlag{Name: "sampling", Value: sdk.Stratified, Usage: "how timesteps are drawn: stratified or antithetic"},
-			&cli.Float64Flag{Name: "eps", Value: 1e-3, Usage: "lower end of the time integral, in (0, 1)"},
+			&cli.Float64Flag{Name: "min-time", Aliases: []string{"eps"}, Value: 1e-3, Usage: "lower end of the time integral, in (0, 1)"},
 			&cli.IntFlag{Name: "length", Usage: "window length in tokens", DefaultText: "the model's trained length"},
 			&cli.BoolFlag{Name: "drop-last", Usage: "drop a final window shorter than the length, as the paper's protocol does"},
 			&cli.IntFlag{Name: "batch-size", Value: 4, Usage: "rows per network evaluation"},
@@ -50,7 +50,7 @@ func runEval(c *cli.Context) error {
 		return usagef("eval takes no arguments, got %q: pass the text file as --data FILE", c.Args().First())
 	}
 	req := sdk.EvaluateRequest{
-		Timesteps: c.Int("timesteps"), Sampling: c.String("sampling"), MinTime: c.Float64("eps"), Seed: c.Uint64("seed"),
+		Timesteps: c.Int("timesteps"), Sampling: c.String("sampling"), MinTime: c.Float64("min-time"), Seed: c.Uint64("seed"),
 		Length: c.Int("length"), BatchSize: c.Int("batch-size"), DropLast: c.Bool("drop-last"),
 	}
 	// The SDK checks the values; on the command line 0 is a mistake rather

@@ -57,24 +57,23 @@ func childEnv(t *testing.T) []string { return command.Env(t) }
 
 // sampleLine is one --json line.
 type sampleLine struct {
-	Index     int      `json:"index"`
-	Text      string   `json:"text"`
-	Tokens    []int    `json:"tokens"`
-	Steps     int      `json:"steps"`
-	NFE       int      `json:"nfe"`
-	Rows      int      `json:"network_rows"`
-	Predictor string   `json:"predictor"`
-	Denoise   bool     `json:"denoise"`
-	Eps       float64  `json:"eps"`
-	Seed      uint64   `json:"seed"`
-	Length    int      `json:"length"`
-	ElapsedMS *float64 `json:"elapsed_ms"`
-	NetworkMS *float64 `json:"network_ms"`
-	// Written only when set.
-	Temperature  float64 `json:"temperature"`
-	TopK         int     `json:"top_k"`
-	TopP         float64 `json:"top_p"`
-	BlockOverlap int     `json:"block_overlap"`
+	Index        int      `json:"index"`
+	Text         string   `json:"text"`
+	Tokens       []int    `json:"tokens"`
+	Steps        int      `json:"steps"`
+	NFE          int      `json:"network_calls"`
+	Rows         int      `json:"network_rows"`
+	Predictor    string   `json:"sampler"`
+	Denoise      bool     `json:"denoise"`
+	Eps          float64  `json:"end_time"`
+	Seed         uint64   `json:"seed"`
+	Length       int      `json:"length"`
+	ElapsedMS    *float64 `json:"elapsed_ms"`
+	NetworkMS    *float64 `json:"network_ms"`
+	Temperature  float64  `json:"temperature"`
+	TopK         int      `json:"top_k"`
+	TopP         float64  `json:"top_p"`
+	BlockOverlap int      `json:"block_overlap"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -131,7 +130,7 @@ func TestSampleJSON(t *testing.T) {
 					l.Predictor != tc.predictor || l.Seed != 9 || l.ElapsedMS == nil || l.NetworkMS == nil || l.Text == "" {
 					t.Errorf("line %d = %+v", i, l)
 				}
-				if knobs != (l.Temperature == 0.5 && l.TopK == 7 && l.TopP == 0.9) || !knobs && (l.Temperature != 0 || l.TopK != 0 || l.TopP != 0) {
+				if knobs != (l.Temperature == 0.5 && l.TopK == 7 && l.TopP == 0.9) || !knobs && (l.Temperature != 1 || l.TopK != 0 || l.TopP != 1) {
 					t.Errorf("line %d: temperature %v, top-k %d, top-p %v", i, l.Temperature, l.TopK, l.TopP)
 				}
 				for _, tok := range l.Tokens {
@@ -351,16 +350,15 @@ func TestBadInput(t *testing.T) {
 		{"template longer than the model", []string{"infill", "--model", tinyAbsorb, "x[MASK:40]"}, exitUsage, "the template is at least 41 tokens but the model's length is 32"},
 		{"empty template", []string{"infill", "--model", tinyAbsorb, ""}, exitUsage, "template is empty"},
 		{"steps 0", []string{"sample", "--model", tinyAbsorb, "--steps", "0"}, exitUsage, "--steps must be ≥ 1"},
-		{"eps 2", []string{"sample", "--model", tinyAbsorb, "--eps", "2"}, exitUsage, "--eps must be in (0, 1)"},
+		{"eps 2", []string{"sample", "--model", tinyAbsorb, "--eps", "2"}, exitUsage, "--end-time must be in (0, 1)"},
 		{"batch 0", []string{"sample", "--model", tinyAbsorb, "--batch", "0"}, exitUsage, "--batch"},
-		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--predictor \"foo\" is not a sampler"},
+		{"unknown predictor", []string{"sample", "--model", tinyAbsorb, "--predictor", "foo"}, exitUsage, "--sampler \"foo\" is not a sampler"},
 		{"negative length", []string{"sample", "--model", tinyAbsorb, "--length", "-3"}, exitUsage, "--length must be ≥ 1"},
 		{"first-hitting with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "first-hitting", "--steps", "8"}, exitUsage, "leave out --steps"},
-		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--predictor the first-hitting sampler needs an absorbing model"},
-		{"temperature 0", []string{"sample", "--model", tinyAbsorb, "--temperature", "0"}, exitUsage, "--temperature must be > 0"},
-		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in (0, 100]"},
+		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--sampler the first-hitting sampler needs an absorbing model"},
+		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in [0, 100]"},
 		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},
-		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in (0, 1]"},
+		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in [0, 1]"},
 		{"top-k on a uniform model", []string{"sample", "--model", tinyUniform, "--top-k", "3"}, exitUsage, "--top-k acts on the token a mask unmasks to"},
 		{"block overlap of the whole window", []string{"sample", "--model", tinyAbsorb, "--length", "64", "--block-overlap", "32"}, exitUsage, "--block-overlap must be below the trained length 32"},
 		{"eval antithetic with odd timesteps", []string{"eval", "--model", tinyAbsorb, "--data", cmdtest.Abs("../../README.md"), "--sampling", "antithetic", "-k", "3"}, exitUsage, "--timesteps must be even"},

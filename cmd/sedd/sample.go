@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"strings"
 
@@ -24,12 +23,12 @@ const maxTextFile = 16 << 20
 func samplingFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise); first-hitting takes none: one step per generated token"},
-		&cli.StringFlag{Name: "predictor", Aliases: []string{"sampler"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler, none or first-hitting (exact, one network call per generated token)"},
-		&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "divide the log-probabilities of the token a mask unmasks to by this (> 0; below 1 sharpens, and biases the samples)"},
+		&cli.StringFlag{Name: "sampler", Aliases: []string{"predictor"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler, none or first-hitting (exact, one network call per generated token)"},
+		&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "divide the log-probabilities of the token a mask unmasks to by this (below 1 sharpens, and biases the samples; 0: greedy, the most likely token)"},
 		&cli.IntFlag{Name: "top-k", Usage: "unmask only to the `K` most likely tokens (0: no limit)"},
-		&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "unmask only to the smallest set of most likely tokens holding this share of the probability (nucleus; 1: no limit)"},
+		&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "unmask only to the smallest set of most likely tokens holding this share of the probability (nucleus; 1: no limit; 0: greedy)"},
 		&cli.BoolFlag{Name: "denoise", Value: true, Usage: "finish with the denoising step (--denoise=false turns it off)"},
-		&cli.Float64Flag{Name: "eps", Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
+		&cli.Float64Flag{Name: "end-time", Aliases: []string{"eps"}, Value: 1e-5, Usage: "last diffusion time, in (0, 1)"},
 		&cli.IntFlag{Name: "batch", Value: 1, Usage: "number of samples"},
 		&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
 		&cli.BoolFlag{Name: "no-cache", Usage: "on a time-independent model, call the network at every step instead of reusing its last output while no token moved (same tokens; for measuring)"},
@@ -165,14 +164,20 @@ func readText(path, flag string) (string, error) {
 
 // sampleRequest reads the sampling flags. The SDK checks their values; only
 // what the command line treats differently from the SDK is checked here:
-// values the SDK reads as "the default" (0 steps, eps 0, batch 0) are
-// mistakes on the command line.
+// values the SDK reads as "the default" (0 steps, end time 0, batch 0) are
+// mistakes on the command line. Temperature and top-p mean what they mean in
+// the SDK: 0 is greedy, and left out they are 1.
 func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 	req := sdk.SampleRequest{
-		Steps: c.Int("steps"), Sampler: c.String("predictor"), NoDenoise: !c.Bool("denoise"),
-		EndTime: c.Float64("eps"), Batch: c.Int("batch"), Length: c.Int("length"),
-		Temperature: c.Float64("temperature"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"),
-		BlockOverlap: c.Int("block-overlap"), NoCache: c.Bool("no-cache"),
+		Steps: c.Int("steps"), Sampler: c.String("sampler"), NoDenoise: !c.Bool("denoise"),
+		EndTime: c.Float64("end-time"), Batch: c.Int("batch"), Length: c.Int("length"),
+		TopK: c.Int("top-k"), BlockOverlap: c.Int("block-overlap"), NoCache: c.Bool("no-cache"),
+	}
+	if c.IsSet("temperature") {
+		req.Temperature = new(c.Float64("temperature"))
+	}
+	if c.IsSet("top-p") {
+		req.TopP = new(c.Float64("top-p"))
 	}
 	if req.Sampler == sdk.FirstHitting {
 		if c.IsSet("steps") {
@@ -181,28 +186,17 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 		req.Steps = 0
 	}
 	switch {
-	case req.Temperature == 0:
-		return req, usagef("--temperature must be > 0, got 0 (--top-k 1 takes the most likely token)")
-	case req.TopP == 0:
-		return req, usagef("--top-p must be in (0, 1], got 0")
 	case req.Steps == 0 && req.Sampler != sdk.FirstHitting:
 		return req, usagef("--steps must be ≥ 1, got 0")
 	case req.EndTime == 0:
-		return req, usagef("--eps must be in (0, 1), got 0")
+		return req, usagef("--end-time must be in (0, 1), got 0")
 	case req.Batch == 0:
 		return req, usagef("--batch must be ≥ 1, got 0")
-	}
-	// The flags' defaults are the SDK's zero values: neutral on every model.
-	if req.Temperature == 1 {
-		req.Temperature = 0
-	}
-	if req.TopP == 1 {
-		req.TopP = 0
 	}
 	if c.IsSet("seed") {
 		req.Seed = c.Uint64("seed")
 	} else {
-		req.Seed = uint64(rand.Uint32())
+		req.Seed = sdk.RandomSeed()
 	}
 	return req, nil
 }
@@ -244,26 +238,28 @@ func generate(c *cli.Context, req sdk.SampleRequest) error {
 	return writeText(stdout, res)
 }
 
-// jsonSample is the --json line of one sample.
+// jsonSample is the --json line of one sample: the sample and the settings
+// the run used, under the SDK's names (sdk.FieldError.JSONName's rule), as
+// the HTTP API reports them.
 type jsonSample struct {
 	Index  int     `json:"index"`
 	Text   string  `json:"text"`
 	Tokens []int64 `json:"tokens"`
 	Steps  int     `json:"steps"`
-	NFE    int     `json:"nfe"`
-	// NetworkRows: the sequences the network calls evaluated, summed over
-	// the batch (less than batch × nfe where a time-independent model
-	// recomputed only the rows that moved).
-	NetworkRows int     `json:"network_rows"`
-	Predictor   string  `json:"predictor"`
-	Denoise     bool    `json:"denoise"`
-	Eps         float64 `json:"eps"`
-	Seed        uint64  `json:"seed"`
-	Length      int     `json:"length"`
-	// Temperature, TopK and TopP are written only when the run used them.
-	Temperature float64 `json:"temperature,omitempty"`
-	TopK        int     `json:"top_k,omitempty"`
-	TopP        float64 `json:"top_p,omitempty"`
+	// NetworkCalls counts the network evaluations; NetworkRows the
+	// sequences they evaluated, summed over the batch (less than batch ×
+	// network_calls where a time-independent model recomputed only the rows
+	// that moved).
+	NetworkCalls int     `json:"network_calls"`
+	NetworkRows  int     `json:"network_rows"`
+	Sampler      string  `json:"sampler"`
+	Denoise      bool    `json:"denoise"`
+	EndTime      float64 `json:"end_time"`
+	Seed         uint64  `json:"seed"`
+	Length       int     `json:"length"`
+	Temperature  float64 `json:"temperature"`
+	TopK         int     `json:"top_k"`
+	TopP         float64 `json:"top_p"`
 	// BlockOverlap is written only for a run in blocks.
 	BlockOverlap int     `json:"block_overlap,omitempty"`
 	ElapsedMS    float64 `json:"elapsed_ms"`
@@ -273,15 +269,11 @@ type jsonSample struct {
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	temperature := res.Temperature
-	if temperature == 1 {
-		temperature = 0 // the default is not written
-	}
 	for i, s := range res.Samples {
 		err := enc.Encode(jsonSample{
 			Index: i, Text: s.Text, Tokens: s.Tokens,
-			Steps: res.Steps, NFE: res.NetworkCalls, NetworkRows: res.NetworkRows, Predictor: res.Sampler, Denoise: res.Denoise,
-			Eps: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
+			Steps: res.Steps, NetworkCalls: res.NetworkCalls, NetworkRows: res.NetworkRows, Sampler: res.Sampler, Denoise: res.Denoise,
+			EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})

@@ -84,13 +84,6 @@ func Run(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int
 	return code
 }
 
-// flagOf names the flag that sets each field of the SDK's requests.
-var flagOf = map[string]string{
-	"Steps": "--steps", "Sampler": "--predictor", "EndTime": "--eps", "Batch": "--batch", "Length": "--length",
-	"Timesteps": "--timesteps", "Sampling": "--sampling", "MinTime": "--eps", "BatchSize": "--batch-size",
-	"Temperature": "--temperature", "TopK": "--top-k", "TopP": "--top-p", "BlockOverlap": "--block-overlap",
-}
-
 // message is the text of err for the command line: a bad request field is
 // named by its flag.
 func message(err error) string {
@@ -101,9 +94,7 @@ func message(err error) string {
 	}
 	var fe *sdk.FieldError
 	if errors.As(err, &fe) {
-		if flag, ok := flagOf[fe.Field]; ok {
-			return flag + " " + fe.Problem
-		}
+		return fe.FlagName() + " " + fe.Problem
 	}
 	return err.Error()
 }

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,6 +123,8 @@ type Server struct {
 	slots    chan struct{} // one per running request
 	queued   atomic.Int64  // requests waiting for a slot
 	draining atomic.Bool
+
+	ignoredLogged sync.Map // "path field" of the request fields logged as ignored
 }
 
 // New returns a server of models (the first is the default one) under cfg.
@@ -157,6 +160,14 @@ func New(models []Model, cfg Config) (*Server, error) {
 	s.route("POST /api/evaluate", "evaluate", s.evaluate)
 	s.route("GET /api/tags", "tags", s.tags)
 	s.route("POST /api/show", "show", s.show)
+	s.route("POST /api/chat", "chat", s.chat)
+	s.route("GET /api/ps", "ps", s.ps)
+	s.route("GET /api/version", "version", s.version)
+	s.route("GET /{$}", "root", s.root)
+	s.route("GET /v1/models", "models", s.openAIModels)
+	s.route("GET /v1/models/{model}", "models", s.openAIModel)
+	s.route("POST /v1/completions", "completions", s.completions)
+	s.route("POST /v1/chat/completions", "chat_completions", s.chatCompletions)
 	s.route("GET /api/health", "health", s.health)
 	s.route("GET /api/openapi.yaml", "openapi", func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "application/yaml")

@@ -52,9 +52,9 @@ func benchSweepCommand() *cli.Command {
 			&cli.StringFlag{Name: "evaluator", Usage: "autoregressive evaluator `DIR` (a causal-lm export on the model's tokenizer)", DefaultText: "the built-in twin for the built-in model; required otherwise"},
 			&cli.StringFlag{Name: "steps", Value: sweepJoinInts(defaultSweepSteps), Usage: "comma-separated step counts"},
 			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none, first-hitting (one row: it takes no steps)"},
-			&cli.Float64Flag{Name: "temperature", Usage: "temperature of the token a mask unmasks to, for every row (0: 1)"},
+			&cli.Float64Flag{Name: "temperature", Usage: "temperature of the token a mask unmasks to, for every row (0: greedy)", DefaultText: "1"},
 			&cli.IntFlag{Name: "top-k", Usage: "top-k of the token a mask unmasks to, for every row (0: off)"},
-			&cli.Float64Flag{Name: "top-p", Usage: "top-p of the token a mask unmasks to, for every row (0: off)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "top-p of the token a mask unmasks to, for every row (0: greedy)", DefaultText: "1, off"},
 			&cli.IntFlag{Name: "samples", Value: 32, Usage: "samples per predictor and step count (at least 2, for an interval)"},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "samples per sampling call"},
 			&cli.Uint64Flag{Name: "seed", Usage: "random seed; sampling call k of every run uses seed+k"},
@@ -78,15 +78,15 @@ type sweepConfig struct {
 	reference  string
 	out        string
 	// temperature, topK and topP go into every sampling request.
-	temperature float64
+	temperature *float64
 	topK        int
-	topP        float64
+	topP        *float64
 }
 
 func sweepFlags(c *cli.Context) (sweepConfig, error) {
 	cfg := sweepConfig{samples: c.Int("samples"), batch: c.Int("batch"), seed: c.Uint64("seed"),
 		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out"),
-		temperature: c.Float64("temperature"), topK: c.Int("top-k"), topP: c.Float64("top-p")}
+		temperature: flagValue(c, "temperature"), topK: c.Int("top-k"), topP: flagValue(c, "top-p")}
 	if c.Args().Present() {
 		return cfg, usagef("sweep takes no arguments, got %q%s", cmdline.ClipArg(c.Args().First()), cmdline.FlagsAfterArgs(c))
 	}
@@ -194,9 +194,9 @@ type sweepReport struct {
 	Reference    string `json:"reference,omitempty"`
 	// Temperature, TopK and TopP are the settings of every row's sampling
 	// (absent: the model's own law).
-	Temperature float64    `json:"temperature,omitempty"`
+	Temperature *float64   `json:"temperature,omitempty"`
 	TopK        int        `json:"top_k,omitempty"`
-	TopP        float64    `json:"top_p,omitempty"`
+	TopP        *float64   `json:"top_p,omitempty"`
 	Rows        []sweepRow `json:"rows"`
 	ElapsedS    float64    `json:"elapsed_s"`
 	// Complete is false in files written while the sweep was still running
@@ -564,4 +564,13 @@ func writeAtomic(dir, name string, f func(io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
+}
+
+// flagValue is a float flag's value when it is set, else nil: the SDK's
+// default.
+func flagValue(c *cli.Context, name string) *float64 {
+	if !c.IsSet(name) {
+		return nil
+	}
+	return new(c.Float64(name))
 }

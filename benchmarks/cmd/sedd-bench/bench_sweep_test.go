@@ -302,7 +302,7 @@ func TestBenchSweepFirstHitting(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.Stdout)
 	}
-	if rep.TopK != 40 || rep.Temperature != 0.9 || rep.TopP != 0 {
+	if rep.TopK != 40 || rep.Temperature == nil || *rep.Temperature != 0.9 || rep.TopP != nil {
 		t.Errorf("settings %v, %d, %v", rep.Temperature, rep.TopK, rep.TopP)
 	}
 	if len(rep.Rows) != 3 {
