@@ -18,11 +18,12 @@ step() { printf '\n=== %s\n' "$*" >&2; }
 fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
 
-# The Go code is three modules: the SDK and CLI at the root, the benchmark tools
-# in benchmarks/ and the deployment checks in deploy/ (their own modules, so that
-# their plotting library and the Kubernetes API types stay out of the SDK's
+# The Go code is four modules: the SDK and CLI at the root, the benchmark tools
+# in benchmarks/, the deployment checks in deploy/ and the tests of `sedd serve`
+# with third-party clients in compat/ (their own modules, so that their plotting
+# library, the Kubernetes API types and ollama's client stay out of the SDK's
 # dependencies).
-modules=(. benchmarks deploy)
+modules=(. benchmarks deploy compat)
 
 step "gofmt"
 gofiles=()
