@@ -42,6 +42,9 @@ go build -o "$fresh/sedd" ./cmd/sedd
 step "python tests (export/), with the Go CLI for the end-to-end ones"
 (cd export && SEDD_BIN="$fresh/sedd" "$py" -m pytest -p no:cacheprovider -rs tests train/test_train.py)
 
+step "OpenAI's Python client (openai, pinned in export/requirements.lock) against sedd serve (compat/)"
+(cd compat && SEDD_BIN="$fresh/sedd" "$py" -m pytest -p no:cacheprovider -rs test_openai.py)
+
 # export/requirements.txt claims torch's lower bound: test it, in its own environment.
 # SEDD_TEST_MIN: unset or "auto" runs it when the disk has room for a second environment (about
 # 8.1 GB) and otherwise says loudly that it was skipped and why; 1 runs it or fails; 0 skips it.
