@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sedd-go/sedd/api"
 	"github.com/sedd-go/sedd/sdk"
@@ -174,7 +175,8 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return badRequest(te.Field, "%s must be a JSON value of Go type %s, got %s", te.Field, te.Type, te.Value)
+			field := jsonPath(te.Field)
+			return badRequest(field, "%s must be a JSON value of Go type %s, got %s", field, te.Type, te.Value)
 		}
 		return badRequest("", "the body is not a valid request: %v", err)
 	}
@@ -190,6 +192,15 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 	}
 	return nil
+}
+
+// jsonPath is the JSON path of a field that encoding/json names: without the
+// names of embedded structs ("Options.temperature" is "temperature"), which
+// are Go's, capitalized, where every JSON key of the API is lower case.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	parts = slices.DeleteFunc(parts, func(p string) bool { return p != "" && unicode.IsUpper(rune(p[0])) })
+	return strings.Join(parts, ".")
 }
 
 // unknownFields lists the keys of the JSON object body that struct type t

@@ -26,15 +26,15 @@ func writeEvent(w http.ResponseWriter, v any) error {
 	return http.NewResponseController(w).Flush()
 }
 
-// events writes a server-sent event stream, the header first; a comment
+// sseStream writes a server-sent event stream, the header first; a comment
 // line per sampling step keeps proxies from closing an idle connection.
-type events struct {
+type sseStream struct {
 	w       http.ResponseWriter
 	s       *Server
 	started bool
 }
 
-func (e *events) start() {
+func (e *sseStream) start() {
 	if !e.started {
 		e.w.Header().Set("Content-Type", "text/event-stream")
 		e.w.Header().Set("Cache-Control", "no-cache")
@@ -46,7 +46,7 @@ func (e *events) start() {
 	}
 }
 
-func (e *events) write(v any) error {
+func (e *sseStream) write(v any) error {
 	e.start()
 	if err := writeEvent(e.w, v); err != nil {
 		return &apiError{status: statusClientGone, kind: "canceled", msg: "writing to the client: " + err.Error()}
@@ -54,7 +54,7 @@ func (e *events) write(v any) error {
 	return nil
 }
 
-func (e *events) comment(step sdk.Step) error {
+func (e *sseStream) comment(step sdk.Step) error {
 	e.start()
 	_, err := e.w.Write([]byte(": step " + itoa(step.Index) + "/" + itoa(step.Steps) + "\n\n"))
 	if err == nil {
@@ -66,7 +66,7 @@ func (e *events) comment(step sdk.Step) error {
 	return nil
 }
 
-func (e *events) done() error {
+func (e *sseStream) done() error {
 	e.start()
 	if _, err := e.w.Write([]byte("data: [DONE]\n\n")); err != nil {
 		return &apiError{status: statusClientGone, kind: "canceled", msg: "writing to the client: " + err.Error()}
@@ -129,7 +129,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := "cmpl-" + requestIDOf(r.Context())
 	var onStep func(sdk.Step) error
-	ev := &events{w: w, s: s}
+	ev := &sseStream{w: w, s: s}
 	if req.Stream {
 		onStep = ev.comment
 	}
@@ -211,7 +211,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var onStep func(sdk.Step) error
-	ev := &events{w: w, s: s}
+	ev := &sseStream{w: w, s: s}
 	if req.Stream {
 		onStep = ev.comment
 	}

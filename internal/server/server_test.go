@@ -117,6 +117,14 @@ func checkResponse(t *testing.T, method, path string, resp *http.Response, body 
 		for i, line := range lines(body) {
 			validate(t, mt.Schema.Value, decodeAny(t, line), fmt.Sprintf("%s %s line %d", method, path, i))
 		}
+	case "text/event-stream":
+		events := events(t, body)
+		if len(events) == 0 || string(events[len(events)-1]) != "[DONE]" {
+			t.Fatalf("%s %s: the event stream does not end with data: [DONE]:\n%s", method, path, body)
+		}
+		for i, ev := range events[:len(events)-1] {
+			validate(t, mt.Schema.Value, decodeAny(t, ev), fmt.Sprintf("%s %s event %d", method, path, i))
+		}
 	}
 }
 
@@ -134,6 +142,24 @@ func decodeAny(t *testing.T, b []byte) any {
 		t.Fatalf("not JSON: %v\n%s", err, b)
 	}
 	return v
+}
+
+// events are the data of a server-sent event stream's events; comment
+// lines are skipped.
+func events(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for l := range bytes.Lines(b) {
+		l = bytes.TrimRight(l, "\n")
+		switch {
+		case len(l) == 0 || l[0] == ':':
+		case bytes.HasPrefix(l, []byte("data: ")):
+			out = append(out, l[len("data: "):])
+		default:
+			t.Fatalf("not a line of a server-sent event stream: %q", l)
+		}
+	}
+	return out
 }
 
 func lines(b []byte) [][]byte {
@@ -162,7 +188,7 @@ func newTestServer(t *testing.T, cfg Config, opts ...sdk.Option) *testServer {
 	}
 	t.Cleanup(func() { m.Close() })
 	logs := &syncBuffer{}
-	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New([]Model{{Name: "tiny", Model: m}, {Name: "tiny-2", Model: m}}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +217,10 @@ func (ts *testServer) do(t *testing.T, method, path string, body any) (*http.Res
 	req, err := http.NewRequest(method, ts.url+path, r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != nil {
+		// As ollama's and OpenAI's clients send it.
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
