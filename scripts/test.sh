@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the machine (scripts/setup.sh) and runs every test of the project:
 # formatting and vet, the Python export tests (in .venv/, with ONNX Runtime for Python
-# and the Go CLI; again in .venv-min/, the lower-bound pin set), a fresh export of tiny models checked through the Go SDK's ONNX Runtime
+# and the Go CLI; again in .venv-min/, the lower-bound pin set), OpenAI's Python client
+# against `sedd serve` (compat/), a fresh export of tiny models checked through the Go SDK's ONNX Runtime
 # (so export code and committed fixtures cannot drift apart), the Go test suite under the
 # race detector, the GPU check's procedure with the CPU standing in, and short
 # fuzzing runs.

@@ -46,7 +46,7 @@ func serveCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:      "serve",
-		Usage:     "serve models over HTTP (ollama-shaped JSON API, NDJSON streaming, cross-request batching)",
+		Usage:     "serve models over HTTP (ollama's and OpenAI's APIs, NDJSON streaming, cross-request batching)",
 		ArgsUsage: " ",
 		Description: `Endpoints: POST /api/generate, POST /api/evaluate, GET /api/tags, POST /api/show,
 GET /api/health, GET /metrics (Prometheus), GET /api/openapi.yaml (the API's document).
