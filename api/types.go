@@ -213,7 +213,8 @@ type ChatStep struct {
 }
 
 // ChatResponse is the answer of POST /api/chat, or a line of its stream: as
-// GenerateResponse, with the answer in Message.
+// GenerateResponse, with the answer in Message. A request without messages
+// (ollama's clients load a model so) answers at once, DoneReason "load".
 type ChatResponse struct {
 	Model      string   `json:"model"`
 	CreatedAt  string   `json:"created_at"`

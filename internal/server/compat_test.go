@@ -72,6 +72,14 @@ func TestOllamaEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("chat without messages loads", func(t *testing.T) {
+		resp, data := ts.do(t, "POST", "/api/chat", `{"model":"tiny","messages":null,"options":null}`)
+		checkResponse(t, "POST", "/api/chat", resp, data)
+		if resp.StatusCode != 200 || !strings.Contains(string(data), `"done":true,"done_reason":"load"`) {
+			t.Fatalf("%d %s", resp.StatusCode, data)
+		}
+	})
+
 	t.Run("chat streamed", func(t *testing.T) {
 		req := api.ChatRequest{Messages: []api.Message{{Role: "user", Content: "a"}}, Options: api.Options{Steps: 4, Seed: new(uint64(2)), Length: 32}}
 		checkRequest(t, "POST", "/api/chat", req)

@@ -94,7 +94,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if len(req.Messages) == 0 {
-		return badRequest("messages", "messages is empty; send at least one message")
+		// ollama's clients load a model so; every model here is loaded.
+		writeJSON(w, http.StatusOK, api.ChatResponse{Model: m.Name, CreatedAt: now(), Message: api.Message{Role: "assistant"},
+			Done: true, DoneReason: "load"})
+		return nil
 	}
 	o := req.Options
 	o.Stop = append(append(api.Stop{}, api.ChatStops...), o.Stop...)
