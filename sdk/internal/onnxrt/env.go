@@ -89,22 +89,22 @@ func checkLibrary(path string) error {
 	return nil
 }
 
-// EnvDisableTelemetry is ONNX Runtime's switch for its telemetry. Unless the
-// process sets it already, the SDK sets it to 1 before creating the
-// environment: with telemetry on, ONNX Runtime 1.30's Linux build reads the
+// EnvDisableTelemetry is ONNX Runtime's switch for its telemetry. The SDK
+// sets it to 1 for the process before creating the environment, whatever it
+// was set to: with telemetry on, ONNX Runtime 1.30's Linux build reads the
 // process's command line when the environment is created, recursing once per
 // piece of it, so that a command line of about 28.5 KB or more overflows the
 // stack and kills the process with SIGSEGV (reproduced in C against the same
 // library: testdata/envrepro); it also writes an empty mat-debug-PID.log into
 // the temporary directory per process, grows an event database under the
 // user's cache directory and looks up a telemetry host. A library must not
-// do any of that by default.
+// do any of that, and a user's ORT_DISABLE_TELEMETRY=0 is overridden rather
+// than obeyed into a crash (docs/ERRORS.md).
 const EnvDisableTelemetry = "ORT_DISABLE_TELEMETRY"
 
-// disableTelemetry sets EnvDisableTelemetry=1 for the process, unless it is
-// set already (a caller who sets it to 0 keeps ONNX Runtime's default).
+// disableTelemetry sets EnvDisableTelemetry=1 for the process.
 func disableTelemetry() {
-	if _, set := os.LookupEnv(EnvDisableTelemetry); !set {
+	if os.Getenv(EnvDisableTelemetry) != "1" {
 		os.Setenv(EnvDisableTelemetry, "1")
 	}
 }
