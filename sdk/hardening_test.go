@@ -1415,6 +1415,10 @@ type scoreGraph struct {
 	noLSE                             bool // leave out the log_score_lse output
 	emptyLayerNormInput               bool // add a LayerNormalization with an empty input
 	unknownOp                         bool // add a node of an operator no runtime has
+	// lyingShape reshapes log_score to [1, 1, n] through a shape computed
+	// from σ, which ONNX Runtime cannot know before it runs: a forward pass of
+	// more than one token fails inside ONNX Runtime, while running it.
+	lyingShape bool
 }
 
 func (g scoreGraph) encode() []byte {
@@ -1476,9 +1480,19 @@ func (g scoreGraph) encode() []byte {
 	}
 	fields = append(fields,
 		onnxNode("Unsqueeze", "ls3", []string{bad, "axis2"}),
-		onnxNode("Expand", "log_score", []string{"ls3", "expand"}),
 		onnxNode("Identity", "log_score_lse", []string{"lse"}),
 	)
+	if g.lyingShape {
+		fields = append(fields, onnxFloats("fixed", 1, 1, float32(outN)),
+			onnxNode("ReduceMax", "smax", []string{"sigma"}),
+			onnxNode("Mul", "szero", []string{"smax", "zero"}),
+			onnxNode("Add", "shapef", []string{"fixed", "szero"}),
+			onnxNode("Cast", "shape", []string{"shapef"}, onnxIntAttr("to", onnxInt64)),
+			onnxNode("Expand", "ls4", []string{"ls3", "expand"}),
+			onnxNode("Reshape", "log_score", []string{"ls4", "shape"}))
+	} else {
+		fields = append(fields, onnxNode("Expand", "log_score", []string{"ls3", "expand"}))
+	}
 	if g.emptyLayerNormInput {
 		fields = append(fields,
 			onnxFloats("ln_scale", 1),

@@ -60,7 +60,13 @@ func Acquire(libraryPath string) (*Env, error) {
 	}
 	disableTelemetry()
 	ort.SetSharedLibraryPath(lib.Path)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+	// ONNX Runtime's default logger writes to stderr, and onnxruntime_go
+	// (v1.27) offers no way to pass a logging callback: only fatal
+	// messages, which end the process anyway, are left to it. Every error
+	// it would have logged is also the message of the status it returns,
+	// which reaches the caller as the error (and the SDK's logger where the
+	// SDK logs it), so stderr holds nothing of ONNX Runtime's own.
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		return nil, &LibraryError{Err: ErrLibraryLoad, Path: lib.Path, Cause: err}
 	}
 	// Belt and braces: the environment variable above is what keeps
