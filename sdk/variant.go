@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -171,7 +172,20 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 	s, err := openReleasing(src, man.N(), append(slices.Clip(rt), onnxrt.WithSaveOptimized(b.GraphPath()))...)
 	if err != nil {
 		b.Abort()
-		return nil, "", err
+		if c := classify(err); errors.Is(c, ErrRuntimeUnavailable) || errors.Is(c, ErrCUDAUnavailable) {
+			return nil, "", err
+		}
+		// ONNX Runtime fails the whole session when it cannot write the
+		// optimized graph (a full or failing cache disk). Open the model
+		// without the cache; a model that is itself broken fails here too,
+		// with its own error.
+		s, state, uerr := uncached("cache error: " + err.Error())
+		if uerr != nil {
+			return nil, "", uerr
+		}
+		log.Warn("could not write the optimized graph to the cache (full disk?); loaded the model without it",
+			"dir", o.CacheDir, "error", err.Error())
+		return s, state, nil
 	}
 	if _, err := b.Commit(); err != nil {
 		log.Warn("could not keep the optimized graph in the cache", "dir", o.CacheDir, "error", err.Error())

@@ -1,0 +1,75 @@
+package sdk_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sedd-go/sedd/internal/testlib"
+)
+
+// smallTmpfs mounts a tmpfs of the given size (in KiB) for the test, or
+// skips it, saying why, where the process may not mount one.
+func smallTmpfs(t *testing.T, kib int) string {
+	t.Helper()
+	dir := t.TempDir()
+	opts := "size=" + strconv.Itoa(kib) + "k"
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+		t.Skipf("cannot mount a %d KiB tmpfs here (%v); the full-disk case needs one", kib, err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// TestGraphCacheOnFullDisk opens a model whose cache directory lies on a
+// file system with no room for the optimized graph: ONNX Runtime fails to
+// write it, and the model must open without the cache, with a warning (as
+// with a read-only cache), not fail. Two sizes: too small for the weights
+// (64 KiB), and a larger one (4 MiB) filled up before the open.
+func TestGraphCacheOnFullDisk(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kib  int
+		fill bool
+	}{{"64KiB", 64, false}, {"4MiB-full", 4 << 10, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := smallTmpfs(t, tc.kib)
+			if tc.fill {
+				f, err := os.Create(filepath.Join(root, "filler"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := f.Write(buf); err != nil {
+						break
+					}
+				}
+				f.Close()
+				// leave a little room, as a disk that is almost full does
+				st, _ := os.Stat(f.Name())
+				os.Truncate(f.Name(), st.Size()-16<<10)
+			}
+			cache := filepath.Join(root, "cache")
+			dir := testlib.CopyDir(t, tinyAbsorb)
+			in, log := openCached(t, dir, cache)
+			if !strings.HasPrefix(in.GraphCache, "off") {
+				t.Errorf("GraphCache = %q, want off (the cache disk is full)", in.GraphCache)
+			}
+			if !strings.Contains(log, "WARN") || !strings.Contains(log, "without") {
+				t.Errorf("no warning that the model was loaded without the cache:\n%s", log)
+			}
+			// nothing half-written is left to take the space
+			if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("the cache holds %q after a failed build", names)
+			}
+		})
+	}
+}
