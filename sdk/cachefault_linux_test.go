@@ -1,6 +1,7 @@
 package sdk_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sedd-go/sedd/internal/testlib"
+	"github.com/sedd-go/sedd/sdk"
 )
 
 // smallTmpfs mounts a tmpfs of the given size (in KiB) for the test, or
@@ -71,5 +73,38 @@ func TestGraphCacheOnFullDisk(t *testing.T) {
 				t.Errorf("the cache holds %q after a failed build", names)
 			}
 		})
+	}
+}
+
+// TestGraphCacheTruncatedUnderARunningModel truncates the cached weights of
+// a model opened from the cache, as another process or a disk cleaner could:
+// the model maps its weights, and used to die of SIGBUS at its next forward
+// pass. It must keep running with the weights it checked.
+func TestGraphCacheTruncatedUnderARunningModel(t *testing.T) {
+	dir := testlib.CopyDir(t, tinyAbsorb)
+	root := t.TempDir()
+	if in, _ := openCached(t, dir, root); in.GraphCache != "built" {
+		t.Fatalf("first open: cache %q, want built", in.GraphCache)
+	}
+	m := open(t, dir, sdk.WithCacheDir(root))
+	if in := m.Info(); in.GraphCache != "hit" {
+		t.Fatalf("second open: cache %q, want hit", in.GraphCache)
+	}
+	data, _ := filepath.Glob(filepath.Join(root, "*", "graph.onnx.data"))
+	if len(data) != 1 {
+		t.Fatalf("cache entries' weights: %q, want one file", data)
+	}
+	if err := os.Truncate(data[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, ".pin-*")); len(left) != 0 {
+		t.Errorf("private copies left in the cache: %q", left)
+	}
+	rep, err := m.Verify(context.Background(), sdk.VerifyRequest{})
+	if err != nil || !rep.OK {
+		t.Fatalf("Verify after the cached weights were truncated: %+v, %v", rep, err)
+	}
+	if _, err := m.Sample(context.Background(), sdk.SampleRequest{Steps: 4, Batch: 2, Seed: 1}); err != nil {
+		t.Fatalf("Sample after the cached weights were truncated: %v", err)
 	}
 }

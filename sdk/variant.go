@@ -144,7 +144,16 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		cache.Trust(key, source)
 	}
 	if graph != "" {
-		s, err := onnxrt.OpenSource(onnxrt.Source{Path: graph}, man.N(), append(slices.Clip(rt), onnxrt.WithPreoptimized())...)
+		// A private copy of the entry, so that no process truncating the
+		// cached weights can reach this session's mapping of them (SIGBUS).
+		pinned, unpin, err := cache.Pin(key, graph)
+		if err != nil {
+			log.Warn("optimized-graph cache entry unusable; loading the model without it", "graph", graph, "error", err.Error())
+			_ = cache.Remove(key)
+			return uncached("cache error: " + err.Error())
+		}
+		s, err := onnxrt.OpenSource(onnxrt.Source{Path: pinned}, man.N(), append(slices.Clip(rt), onnxrt.WithPreoptimized())...)
+		unpin()
 		if err == nil {
 			return s, cacheHit, nil
 		}

@@ -437,8 +437,9 @@ func (b *Build) Commit() (string, error) {
 	return filepath.Join(final, GraphFile), nil
 }
 
-// removeStale deletes the other entries of k's source, and build
-// directories of it older than a day (left by a process that died).
+// removeStale deletes the other entries of k's source, and its build
+// directories and any private copies (Pin) older than a day (left by a
+// process that died).
 func (c Cache) removeStale(k Key) {
 	keep := k.dirName()
 	prefix := k.SourceSHA256[:16] + "-"
@@ -452,7 +453,7 @@ func (c Cache) removeStale(k Key) {
 		case name == keep:
 		case strings.HasPrefix(name, prefix):
 			_ = c.remove(filepath.Join(c.Root, name))
-		case strings.HasPrefix(name, ".build-"+prefix):
+		case strings.HasPrefix(name, ".build-"+prefix), strings.HasPrefix(name, pinPrefix):
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
 				_ = c.remove(filepath.Join(c.Root, name))
 			}
