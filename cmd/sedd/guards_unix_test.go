@@ -1,0 +1,118 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestEvalDataGuards gives eval --data what is not a text file: a FIFO (it
+// used to block forever and ignore Ctrl-C), /dev/zero (3 GB of memory in 3
+// s), a file over the size cap, each refused at once with a usage error.
+func TestEvalDataGuards(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("cannot make a FIFO here:", err)
+	}
+	huge := filepath.Join(dir, "huge.txt")
+	if err := os.WriteFile(huge, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, maxDataFile+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path, want string }{
+		{"FIFO", fifo, "not a regular file"},
+		{"device", "/dev/zero", "not a regular file"},
+		{"directory", dir, "not a regular file"},
+		{"over the cap", huge, "256 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			r := sedd(t, "eval", "--model", tinyAbsorb, "--data", tc.path)
+			if r.Code != exitUsage || !strings.Contains(r.Stderr, "--data") || !strings.Contains(r.Stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d naming --data and %q", r.Code, r.Stderr, exitUsage, tc.want)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+// TestEvalInterruptedWhileReading sends Ctrl-C (SIGINT) to eval --data -
+// while it waits for standard input that never comes (a pipe kept open), and
+// while it waits on a FIFO given as standard input: it must exit at once
+// with status 130.
+func TestEvalInterruptedWhileReading(t *testing.T) {
+	for _, fromFIFO := range []bool{false, true} {
+		name := "pipe"
+		if fromFIFO {
+			name = "fifo"
+		}
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(command.Binary, "eval", "--model", tinyAbsorb, "--data", "-")
+			cmd.Dir = t.TempDir()
+			cmd.Env = childEnv(t)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if fromFIFO {
+				fifo := filepath.Join(t.TempDir(), "fifo")
+				if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+					t.Skip("cannot make a FIFO here:", err)
+				}
+				// open both ends without waiting: the child reads a FIFO
+				// whose writer never writes
+				rd, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rd.Close()
+				wr, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer wr.Close()
+				if err := syscall.SetNonblock(int(rd.Fd()), false); err != nil {
+					t.Fatal(err)
+				}
+				cmd.Stdin = rd
+			} else {
+				w, err := cmd.StdinPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // reading by now
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("eval did not stop within 10 s of SIGINT while reading standard input")
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+				t.Fatalf("exit %v, want status %d; stderr %q", err, exitInterrupted, stderr.String())
+			}
+		})
+	}
+}
