@@ -1419,6 +1419,9 @@ type scoreGraph struct {
 	// from σ, which ONNX Runtime cannot know before it runs: a forward pass of
 	// more than one token fails inside ONNX Runtime, while running it.
 	lyingShape bool
+	// logScore, when not 0, is the log score of every state (with fault ""):
+	// -1000 puts the bound past 709 nats per token, a perplexity of +Inf.
+	logScore float32
 }
 
 func (g scoreGraph) encode() []byte {
@@ -1457,6 +1460,10 @@ func (g scoreGraph) encode() []byte {
 	case "", "finite":
 		bad = "zeros"
 		fields = append(fields, onnxNode("Add", "lse", []string{"zeros", "one"}))
+		if g.logScore != 0 {
+			fields = append(fields, onnxFloats("offset", g.logScore), onnxNode("Add", "shifted", []string{"zeros", "offset"}))
+			bad = "shifted"
+		}
 	case "nan":
 		bad = "lse"
 		fields = append(fields, onnxNode("Sqrt", "lse", []string{"diff"}))

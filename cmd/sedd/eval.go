@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/internal/jsonobj"
 	"github.com/sedd-go/sedd/sdk"
 )
 
@@ -102,7 +102,7 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	elapsed := time.Since(start)
-	rate := throughput{ElapsedMS: elapsed.Milliseconds(), TokensPerSecond: float64(res.Tokens) / elapsed.Seconds()}
+	rate := throughput{ElapsedMS: elapsed.Milliseconds(), TokensPerSecond: jsonobj.Float(float64(res.Tokens) / elapsed.Seconds())}
 	if c.Bool("json") {
 		return writeEvalJSON(stdout, m, req, res, rate)
 	}
@@ -208,28 +208,42 @@ type evalJSON struct {
 	Sequences []sdk.Bound `json:"sequences"`
 }
 
+// MarshalJSON writes the fields in order with the bound's among them: the
+// embedded sdk.Bound would otherwise lend its own MarshalJSON (which writes
+// non-finite numbers as "+Inf", "-Inf" or "NaN") to the whole object.
+func (e evalJSON) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(struct {
+		Model     string  `json:"model"`
+		Timesteps int     `json:"timesteps"`
+		Sampling  string  `json:"sampling"`
+		Eps       float64 `json:"eps"`
+		Seed      uint64  `json:"seed"`
+		throughput
+	}{e.Model, e.Timesteps, e.Sampling, e.Eps, e.Seed, e.throughput})
+	if err != nil {
+		return nil, err
+	}
+	bound, err := e.Bound.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := json.Marshal(struct {
+		Sequences []sdk.Bound `json:"sequences"`
+	}{e.Sequences})
+	if err != nil {
+		return nil, err
+	}
+	return jsonobj.Join(head, bound, seqs)
+}
+
 // throughput is how fast an evaluation ran: tokens scored per second of wall
 // time, each with K timesteps.
 type throughput struct {
-	ElapsedMS       int64   `json:"elapsed_ms"`
-	TokensPerSecond float64 `json:"tokens_per_second"`
+	ElapsedMS       int64         `json:"elapsed_ms"`
+	TokensPerSecond jsonobj.Float `json:"tokens_per_second"`
 }
 
 func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvaluateRequest, res *sdk.EvaluateResult, rate throughput) error {
-	// Bounds with too few draws have infinite standard errors, which JSON
-	// cannot hold; --timesteps ≥ 2 avoids them, but a short window of an
-	// antithetic run could still meet one.
-	clean := func(b *sdk.Bound) {
-		for _, f := range []*float64{&b.NatsStdErr, &b.StdErr, &b.PerplexityLow, &b.PerplexityHigh} {
-			if math.IsInf(*f, 0) || math.IsNaN(*f) {
-				*f = -1
-			}
-		}
-	}
-	clean(&res.Bound)
-	for i := range res.Windows {
-		clean(&res.Windows[i])
-	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	sampling := req.Sampling

@@ -250,7 +250,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		body, _ = marshal(ErrorResponse{Error: "encoding the answer: " + err.Error()})
+		body, _ = marshal(ErrorResponse{Error: "encoding the answer: " + err.Error(), RequestID: w.Header().Get("X-Request-Id")})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
