@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -280,31 +281,53 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// decode reads a JSON body into v: unknown fields and trailing data are
-// refused, so that a misspelt option is an error rather than ignored.
+// decode reads a JSON body into v: it must be one JSON object (not null),
+// unknown fields and trailing data are refused, so that a misspelt option is
+// an error rather than ignored. A body not read within BodyTimeout is
+// answered 408 and its connection closed, as is any body not read to its end.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	// A client that sends its body slowly holds nothing but this goroutine,
-	// and not for long.
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	defer rc.SetReadDeadline(time.Time{})
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	var raw json.RawMessage
+	body := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	err := body.Decode(&raw)
+	trailing := false
+	if err == nil {
+		var tok json.Token
+		if tok, err = body.Token(); err == io.EOF {
+			err = nil
+		} else if err == nil || tok != nil {
+			trailing, err = true, nil
+		}
+	}
+	if err != nil || trailing {
+		// The rest of the body is not read: close the connection after the
+		// answer (the read deadline stays, so that the server does not wait
+		// for the rest either).
+		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case trailing:
+			return badRequest("", "the body has data after the JSON object")
+		case errors.As(err, &tooBig):
 			return err
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return &apiError{status: http.StatusRequestTimeout, kind: "bad_request",
+				msg: fmt.Sprintf("the request body did not arrive within %v; send it at once", s.cfg.BodyTimeout)}
 		}
 		return badRequest("", "the body is not a valid request: %v", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("", "the body has data after the JSON object")
+	_ = rc.SetReadDeadline(time.Time{})
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+		return badRequest("", "the body must be a JSON object, got %.20s", t)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("", "the body is not a valid request: %v", err)
 	}
 	return nil
 }
-
-// bodyTimeout bounds the reading of a request body.
-const bodyTimeout = 30 * time.Second
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
@@ -323,11 +346,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, req named) (*Model
 	return s.model(req.modelName())
 }
 
-// run starts the work of a request: its time limit, then a slot. release
-// gives both back.
-func (s *Server) run(ctx context.Context) (context.Context, func(), error) {
+// run starts the work of a request: its time limit, then a slot and need
+// bytes of the memory budget. release gives them back.
+func (s *Server) run(ctx context.Context, need int64) (context.Context, func(), error) {
 	ctx, cancel := s.deadline(ctx)
-	release, err := s.admit(ctx)
+	release, err := s.admit(ctx, need)
 	if err != nil {
 		cancel()
 		return nil, nil, err
@@ -362,7 +385,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("mask", "mask must be valid UTF-8 of at most 16 bytes")
 		}
 	}
-	ctx, release, err := s.run(r.Context())
+	ctx, release, err := s.run(r.Context(), sampleMemory(m, sreq))
 	if err != nil {
 		return err
 	}
@@ -504,7 +527,7 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) error {
 	case o.Length > maxLen:
 		return badRequest("options.length", "options.length must be ≤ %d on this server, got %d", maxLen, o.Length)
 	}
-	ctx, release, err := s.run(r.Context())
+	ctx, release, err := s.run(r.Context(), evalMemory(m, o))
 	if err != nil {
 		return err
 	}
@@ -573,7 +596,7 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info := m.Model.Info()
+	info := s.shownInfo(m.Model.Info())
 	writeJSON(w, http.StatusOK, ShowResponse{Details: details(info), ModelInfo: info, Batching: m.Model.BatchStats()})
 	return nil
 }
