@@ -165,9 +165,9 @@ func TestConnectionsPerClient(t *testing.T) {
 
 // TestHostAndOrigin: on a loopback bind, a foreign Host (DNS rebinding) and
 // a foreign Origin are refused with 403, the server's own names and local
-// pages are served, a text/plain or form POST (what a page may send
-// without a preflight) is refused with 415, and the configuration allows
-// more.
+// pages are served, a text/plain, multipart or form POST (what a page may
+// send without a preflight) is refused with 415 (curl's form type without an
+// Origin header excepted), and the configuration allows more.
 func TestHostAndOrigin(t *testing.T) {
 	_, addr := serveLoopback(t, Config{})
 	_, port, _ := net.SplitHostPort(addr)
@@ -191,7 +191,9 @@ func TestHostAndOrigin(t *testing.T) {
 		{"foreign page", "POST", show, map[string]string{"Origin": "https://evil.example", "Content-Type": "application/json"}, 403},
 		{"foreign page, GET", "GET", "", map[string]string{"Origin": "http://evil.example"}, 403},
 		{"text/plain POST", "POST", show, map[string]string{"Content-Type": "text/plain"}, 415},
-		{"form POST", "POST", show, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"form POST from a page", "POST", show, map[string]string{"Origin": "http://localhost:3000", "Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"multipart POST", "POST", show, map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, 415},
+		{"curl -d (form type, no Origin)", "POST", show, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 200},
 		{"JSON with a charset", "POST", show, map[string]string{"Content-Type": "application/json; charset=utf-8"}, 200},
 		{"no content type", "POST", show, nil, 200},
 		{"preflight from a local page", "OPTIONS", "", map[string]string{"Origin": "http://127.0.0.1:5173", "Access-Control-Request-Method": "POST"}, 204},

@@ -73,7 +73,8 @@ func wildcard(p, s string) bool {
 // guard refuses what no endpoint should serve: a request from a web page of
 // an origin not allowed (403), and a POST whose body is declared as anything
 // but JSON (415: the content types a page may send without asking first,
-// text/plain and forms, included). It answers the CORS preflight of allowed
+// text/plain, multipart and forms, included; curl's default form type is let
+// through only without an Origin header, that is not from a browser). It answers the CORS preflight of allowed
 // origins and marks their answers readable by them.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +96,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			}
 		}
 		if r.Method == http.MethodPost {
-			if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+			if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) && !(origin == "" && isCurlDefault(ct)) {
 				s.refuse(w, r, &apiError{status: http.StatusUnsupportedMediaType, kind: "bad_request",
 					msg: fmt.Sprintf("the body is declared as %q; send JSON with Content-Type: application/json (curl: -H 'Content-Type: application/json')", ct)})
 				return
@@ -103,6 +104,14 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isCurlDefault reports whether a Content-Type is the form type curl -d
+// declares: accepted from clients that are not browsers (no Origin header),
+// so that `curl -d '{...}'` works as it does with ollama.
+func isCurlDefault(ct string) bool {
+	t, _, err := mime.ParseMediaType(ct)
+	return err == nil && t == "application/x-www-form-urlencoded"
 }
 
 // isJSON reports whether a Content-Type header declares JSON:
