@@ -116,3 +116,36 @@ func TestEvalInterruptedWhileReading(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheEntryReplacedByFIFO replaces the cached optimized graph and its
+// weights with FIFOs, as the reproduction did: sedd used to block
+// forever opening one (and ignore Ctrl-C); it rebuilds the entry and samples.
+func TestCacheEntryReplacedByFIFO(t *testing.T) {
+	needORT(t)
+	for _, name := range []string{"graph.onnx", "graph.onnx.data"} {
+		t.Run(name, func(t *testing.T) {
+			cache := t.TempDir()
+			args := []string{"sample", "--model", tinyAbsorb, "--cache-dir", cache, "--steps", "4", "--seed", "1"}
+			first := sedd(t, args...).OK(t)
+			entries, _ := filepath.Glob(filepath.Join(cache, "*", name))
+			if len(entries) != 1 {
+				t.Fatalf("cache entries' %s: %q", name, entries)
+			}
+			os.Remove(entries[0])
+			if err := syscall.Mkfifo(entries[0], 0o600); err != nil {
+				t.Skip("cannot make a FIFO here:", err)
+			}
+			start := time.Now()
+			r := sedd(t, args...)
+			if r.Code != 0 || r.Stdout != first.Stdout {
+				t.Fatalf("exit %d after %v, stdout %q (want %q), stderr %q", r.Code, time.Since(start), r.Stdout, first.Stdout, r.Stderr)
+			}
+			if !strings.Contains(r.Stderr, "not a regular file") {
+				t.Errorf("no warning that the entry was rebuilt: %q", r.Stderr)
+			}
+			if st, err := os.Lstat(entries[0]); err != nil || !st.Mode().IsRegular() {
+				t.Errorf("the entry was not rebuilt: %v %v", st, err)
+			}
+		})
+	}
+}
