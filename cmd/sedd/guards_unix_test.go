@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,5 +148,34 @@ func TestCacheEntryReplacedByFIFO(t *testing.T) {
 				t.Errorf("the entry was not rebuilt: %v %v", st, err)
 			}
 		})
+	}
+}
+
+// TestServeSurvivesTruncatedCache runs the issue's reproduction: `sedd serve
+// --cache-dir`, one request, the cached weights truncated to 0 bytes (by
+// another process or a disk cleaner), another request. The server mapped
+// those weights and died of SIGBUS; it answers the second request with the
+// same tokens.
+func TestServeSurvivesTruncatedCache(t *testing.T) {
+	cache := t.TempDir()
+	sedd(t, "info", "--model", tinyAbsorb, "--cache-dir", cache).OK(t) // build the entry
+	s := startServer(t, "--model", tinyAbsorb, "--cache-dir", cache, "--threads", "1")
+	body := `{"stream":false,"options":{"steps":4,"seed":3}}`
+	before := s.generate(t, body)
+	data, _ := filepath.Glob(filepath.Join(cache, "*", "graph.onnx.data"))
+	if len(data) != 1 {
+		t.Fatalf("cached weights: %q", data)
+	}
+	if err := os.Truncate(data[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	after := s.generate(t, body)
+	select {
+	case err := <-s.exited:
+		t.Fatalf("sedd serve died: %v\n%s", err, s.logs())
+	default:
+	}
+	if len(before) == 0 || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("tokens %v after the truncation, %v before", after, before)
 	}
 }
