@@ -148,8 +148,9 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		// cached weights can reach this session's mapping of them (SIGBUS).
 		pinned, unpin, err := cache.Pin(key, graph)
 		if err != nil {
-			log.Warn("optimized-graph cache entry unusable; loading the model without it", "graph", graph, "error", err.Error())
-			_ = cache.Remove(key)
+			// No room for the copy (the entry stays: a changed file is
+			// found by the next Lookup).
+			log.Warn("could not copy the optimized graph out of the cache; loading the model without it", "graph", graph, "error", err.Error())
 			return uncached("cache error: " + err.Error())
 		}
 		s, err := onnxrt.OpenSource(onnxrt.Source{Path: pinned}, man.N(), append(slices.Clip(rt), onnxrt.WithPreoptimized())...)
