@@ -108,3 +108,38 @@ func TestGraphCacheTruncatedUnderARunningModel(t *testing.T) {
 		t.Fatalf("Sample after the cached weights were truncated: %v", err)
 	}
 }
+
+// TestGraphCacheHitOnFullDisk opens a model whose cache entry exists on a
+// disk that has since filled up: the private copy a hit loads (see
+// ortcache.Pin) is made in the system's temporary directory instead, and
+// where that is full too the model opens without the cache, with a warning,
+// keeping the entry.
+func TestGraphCacheHitOnFullDisk(t *testing.T) {
+	root := smallTmpfs(t, 1<<10)
+	cache := filepath.Join(root, "cache")
+	dir := testlib.CopyDir(t, tinyAbsorb)
+	if in, _ := openCached(t, dir, cache); in.GraphCache != "built" {
+		t.Fatalf("first open: %q", in.GraphCache)
+	}
+	f, err := os.Create(filepath.Join(root, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for buf := make([]byte, 64<<10); ; {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	if in, log := openCached(t, dir, cache); in.GraphCache != "hit" {
+		t.Errorf("with room in the temporary directory: cache %q, log %s", in.GraphCache, log)
+	}
+	t.Setenv("TMPDIR", root)
+	in, log := openCached(t, dir, cache)
+	if !strings.HasPrefix(in.GraphCache, "off") || !strings.Contains(log, "without") {
+		t.Errorf("with no room anywhere: cache %q, log %s", in.GraphCache, log)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "*", "graph.onnx")); len(ents) != 1 {
+		t.Errorf("the entry was not kept: %q", ents)
+	}
+}
