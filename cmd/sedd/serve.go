@@ -40,7 +40,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "log-format", Value: "json", Usage: "request logs on stderr: json or text"},
 		&cli.StringFlag{Name: "memory-budget", Usage: "most memory all requests running at once may need (the SDK's estimate), `SIZE` such as 8GiB; past it requests queue, and one needing more alone is refused with 503",
 			DefaultText: "--memory-limit"},
-		&cli.IntFlag{Name: "max-conns-per-client", Value: d.MaxConnsPerClient, Usage: "most connections one client address may hold; past it, 429 and the connection closed"},
+		&cli.IntFlag{Name: "max-conns-per-client", Usage: "most connections one client address may hold; past it, 429 and the connection closed", DefaultText: "--max-active + --max-queue + 64"},
 		&cli.DurationFlag{Name: "body-timeout", Value: d.BodyTimeout, Usage: "longest a request body may take to arrive (408 and the connection closed past it)"},
 		&cli.StringSliceFlag{Name: "origins", EnvVars: []string{"SEDD_ORIGINS"}, Usage: "web `ORIGIN`s allowed to call the server besides local pages (comma-separated, * wildcards, * for any); others get 403"},
 		&cli.StringSliceFlag{Name: "allowed-hosts", EnvVars: []string{"SEDD_ALLOWED_HOSTS"}, Usage: "on a loopback address, Host `NAME`s allowed besides localhost, IP addresses and this machine's name (* for any); others get 403"},

@@ -68,7 +68,9 @@ type Config struct {
 	// request is answered 408 and its connection closed.
 	BodyTimeout time.Duration
 	// MaxConnsPerClient bounds the connections one client address holds at
-	// once (Serve): past it a new connection is answered 429 and closed.
+	// once (Serve): past it a new connection is answered 429 and closed. 0
+	// means MaxActive + MaxQueue + 64: every request the server could admit,
+	// and some idle connections.
 	MaxConnsPerClient int
 	// MemoryBudget bounds the memory estimate (the SDK's, per request: rows ×
 	// window length, see sdk.Model.RequestMemory) of all the requests
@@ -104,7 +106,7 @@ func Defaults() Config {
 		MaxTimesteps: 1024, MaxEvalBatch: 64,
 		MaxActive: 64, MaxQueue: 256, RetryAfter: time.Second,
 		Timeout: 5 * time.Minute, WriteTimeout: 30 * time.Second,
-		BodyTimeout: 30 * time.Second, MaxConnsPerClient: 128,
+		BodyTimeout: 30 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
 	}
 }
@@ -141,7 +143,7 @@ func (c Config) withDefaults() Config {
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = d.BodyTimeout
 	}
-	set(&c.MaxConnsPerClient, d.MaxConnsPerClient)
+	set(&c.MaxConnsPerClient, c.MaxActive+c.MaxQueue+64)
 	return c
 }
 
