@@ -107,7 +107,7 @@ func Defaults() Config {
 		MaxActive: 64, MaxQueue: 256, RetryAfter: time.Second,
 		Timeout: 5 * time.Minute, WriteTimeout: 30 * time.Second,
 		BodyTimeout: 30 * time.Second,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger:      slog.New(slog.DiscardHandler),
 	}
 }
 
