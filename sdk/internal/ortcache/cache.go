@@ -17,6 +17,10 @@
 // that does not match (truncated, overwritten, bit rot) or was written for
 // something else is deleted and built again. Building an entry deletes the
 // entries of the same source built for another runtime or CPU (stale ones).
+// Files of an entry that are not regular files (a FIFO, a device, a link)
+// are refused before they are opened. A session loads a private copy of an
+// entry (Pin), not the entry itself, so that no other process truncating the
+// cached weights can reach the session's mapping of them (SIGBUS).
 package ortcache
 
 import (
