@@ -97,7 +97,7 @@ func TestEvalInterruptedWhileReading(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond) // reading by now
+			waitReadingStdin(t, cmd.Process.Pid)
 			if err := cmd.Process.Signal(os.Interrupt); err != nil {
 				t.Fatal(err)
 			}
@@ -178,4 +178,31 @@ func TestServeSurvivesTruncatedCache(t *testing.T) {
 	if len(before) == 0 || fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("tokens %v after the truncation, %v before", after, before)
 	}
+}
+
+// waitReadingStdin waits until a thread of process pid is in read(0, ...)
+// (Linux's /proc/PID/task/*/syscall), so that a signal sent next arrives
+// while the command reads standard input, after it set up its handler.
+// Where that cannot be seen it waits a second.
+func waitReadingStdin(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		if err != nil || len(tasks) == 0 {
+			time.Sleep(time.Second)
+			return
+		}
+		for _, task := range tasks {
+			raw, err := os.ReadFile(task)
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(raw)); len(f) > 1 && f[0] == "0" && f[1] == "0x0" {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the command never read standard input")
 }
