@@ -293,10 +293,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	err := body.Decode(&raw)
 	trailing := false
 	if err == nil {
-		var tok json.Token
-		if tok, err = body.Token(); err == io.EOF {
+		// Anything but the end after the object: more data.
+		if _, err = body.Token(); err == io.EOF {
 			err = nil
-		} else if err == nil || tok != nil {
+		} else {
 			trailing, err = true, nil
 		}
 	}
