@@ -1415,6 +1415,13 @@ type scoreGraph struct {
 	noLSE                             bool // leave out the log_score_lse output
 	emptyLayerNormInput               bool // add a LayerNormalization with an empty input
 	unknownOp                         bool // add a node of an operator no runtime has
+	// lyingShape reshapes log_score to [1, 1, n] through a shape computed
+	// from σ, which ONNX Runtime cannot know before it runs: a forward pass of
+	// more than one token fails inside ONNX Runtime, while running it.
+	lyingShape bool
+	// logScore, when not 0, is the log score of every state (with fault ""):
+	// -1000 puts the bound past 709 nats per token, a perplexity of +Inf.
+	logScore float32
 }
 
 func (g scoreGraph) encode() []byte {
@@ -1453,6 +1460,10 @@ func (g scoreGraph) encode() []byte {
 	case "", "finite":
 		bad = "zeros"
 		fields = append(fields, onnxNode("Add", "lse", []string{"zeros", "one"}))
+		if g.logScore != 0 {
+			fields = append(fields, onnxFloats("offset", g.logScore), onnxNode("Add", "shifted", []string{"zeros", "offset"}))
+			bad = "shifted"
+		}
 	case "nan":
 		bad = "lse"
 		fields = append(fields, onnxNode("Sqrt", "lse", []string{"diff"}))
@@ -1476,9 +1487,19 @@ func (g scoreGraph) encode() []byte {
 	}
 	fields = append(fields,
 		onnxNode("Unsqueeze", "ls3", []string{bad, "axis2"}),
-		onnxNode("Expand", "log_score", []string{"ls3", "expand"}),
 		onnxNode("Identity", "log_score_lse", []string{"lse"}),
 	)
+	if g.lyingShape {
+		fields = append(fields, onnxFloats("fixed", 1, 1, float32(outN)),
+			onnxNode("ReduceMax", "smax", []string{"sigma"}),
+			onnxNode("Mul", "szero", []string{"smax", "zero"}),
+			onnxNode("Add", "shapef", []string{"fixed", "szero"}),
+			onnxNode("Cast", "shape", []string{"shapef"}, onnxIntAttr("to", onnxInt64)),
+			onnxNode("Expand", "ls4", []string{"ls3", "expand"}),
+			onnxNode("Reshape", "log_score", []string{"ls4", "shape"}))
+	} else {
+		fields = append(fields, onnxNode("Expand", "log_score", []string{"ls3", "expand"}))
+	}
 	if g.emptyLayerNormInput {
 		fields = append(fields,
 			onnxFloats("ln_scale", 1),

@@ -702,3 +702,23 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	res.Elapsed = time.Since(start)
 	return res, last, nil
 }
+
+// RequestMemory returns the SDK's estimate of the memory, in bytes, that one
+// network evaluation of rows sequences of length tokens needs on top of the
+// loaded model: what a request is compared with against the Model's limit
+// (WithMemoryLimit). A request of length past the trained length runs in
+// windows of the trained length (block sampling), so length is the window.
+// A server adds it up over the requests it runs at once.
+func (m *Model) RequestMemory(rows, length int) int64 {
+	if rows < 1 {
+		rows = 1
+	}
+	if length < 1 || length > m.man.Length {
+		length = m.man.Length
+	}
+	return m.requestBytes(rows, length)
+}
+
+// MemoryLimit returns the most memory one request may need (WithMemoryLimit,
+// by default half of the machine's memory).
+func (m *Model) MemoryLimit() int64 { return m.opts.MemoryLimit }

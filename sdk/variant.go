@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -143,7 +144,17 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		cache.Trust(key, source)
 	}
 	if graph != "" {
-		s, err := onnxrt.OpenSource(onnxrt.Source{Path: graph}, man.N(), append(slices.Clip(rt), onnxrt.WithPreoptimized())...)
+		// A private copy of the entry, so that no process truncating the
+		// cached weights can reach this session's mapping of them (SIGBUS).
+		pinned, unpin, err := cache.Pin(key, graph)
+		if err != nil {
+			// No room for the copy (the entry stays: a changed file is
+			// found by the next Lookup).
+			log.Warn("could not copy the optimized graph out of the cache; loading the model without it", "graph", graph, "error", err.Error())
+			return uncached("cache error: " + err.Error())
+		}
+		s, err := onnxrt.OpenSource(onnxrt.Source{Path: pinned}, man.N(), append(slices.Clip(rt), onnxrt.WithPreoptimized())...)
+		unpin()
 		if err == nil {
 			return s, cacheHit, nil
 		}
@@ -171,7 +182,20 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 	s, err := openReleasing(src, man.N(), append(slices.Clip(rt), onnxrt.WithSaveOptimized(b.GraphPath()))...)
 	if err != nil {
 		b.Abort()
-		return nil, "", err
+		if c := classify(err); errors.Is(c, ErrRuntimeUnavailable) || errors.Is(c, ErrCUDAUnavailable) {
+			return nil, "", err
+		}
+		// ONNX Runtime fails the whole session when it cannot write the
+		// optimized graph (a full or failing cache disk). Open the model
+		// without the cache; a model that is itself broken fails here too,
+		// with its own error.
+		s, state, uerr := uncached("cache error: " + err.Error())
+		if uerr != nil {
+			return nil, "", uerr
+		}
+		log.Warn("could not write the optimized graph to the cache (full disk?); loaded the model without it",
+			"dir", o.CacheDir, "error", err.Error())
+		return s, state, nil
 	}
 	if _, err := b.Commit(); err != nil {
 		log.Warn("could not keep the optimized graph in the cache", "dir", o.CacheDir, "error", err.Error())

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/internal/jsonobj"
 	"github.com/sedd-go/sedd/sdk"
 )
 
@@ -27,7 +28,7 @@ func evalCommand() *cli.Command {
 			"With --documents eos a corpus file written as the training data is, a line holding only\n" +
 			"<|endoftext|> between documents, is scored as training joined it: doc1 <|endoftext|> doc2 <|endoftext|> ...",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "data", Usage: "text `FILE` to score (- for standard input)"},
+			&cli.StringFlag{Name: "data", Usage: "text `FILE` to score, a regular file of at most 256 MiB (- for standard input)"},
 			&cli.StringFlag{Name: "documents", Value: "file", Usage: "how the file splits into documents, `MODE`: file (the whole file is one), " +
 				"lines (each non-empty line is one) or eos (lines holding only the model's end-of-text token, such as <|endoftext|>, " +
 				"separate documents; the line breaks around them are dropped, as in the training data)"},
@@ -75,7 +76,7 @@ func runEval(c *cli.Context) error {
 	if split != "file" && split != "lines" && split != "eos" {
 		return usagef("--documents %q: use file, lines or eos", split)
 	}
-	text, err := readData(c.String("data"))
+	text, err := readData(c.Context, c.String("data"))
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	elapsed := time.Since(start)
-	rate := throughput{ElapsedMS: elapsed.Milliseconds(), TokensPerSecond: float64(res.Tokens) / elapsed.Seconds()}
+	rate := throughput{ElapsedMS: elapsed.Milliseconds(), TokensPerSecond: jsonobj.Float(float64(res.Tokens) / elapsed.Seconds())}
 	if c.Bool("json") {
 		return writeEvalJSON(stdout, m, req, res, rate)
 	}
@@ -116,19 +117,60 @@ func runEval(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// readData reads the data file ("-" is standard input).
-func readData(path string) (string, error) {
-	var raw []byte
-	var err error
-	if path == "-" {
-		raw, err = io.ReadAll(os.Stdin)
-	} else {
-		raw, err = os.ReadFile(path)
+// maxDataFile bounds the text eval reads (--data): 256 MiB, some 60 million
+// tokens, hours of evaluation with the shipped model; larger corpora are
+// evaluated in parts.
+const maxDataFile = 256 << 20
+
+// readData reads the data file ("-" is standard input): a regular file or
+// standard input of at most maxDataFile bytes, read so that Ctrl-C (ctx)
+// stops the command at any moment, also while standard input or a slow file
+// keeps it waiting.
+func readData(ctx context.Context, path string) (string, error) {
+	type result struct {
+		raw []byte
+		err error
 	}
+	done := make(chan result, 1)
+	go func() {
+		raw, err := readDataFile(path)
+		done <- result{raw, err}
+	}()
+	select {
+	case r := <-done:
+		return string(r.raw), r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func readDataFile(path string) ([]byte, error) {
+	r := io.Reader(os.Stdin)
+	if path != "-" {
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			return nil, cmdline.UsageError{Err: fmt.Errorf("--data: %w", err)}
+		case !st.Mode().IsRegular():
+			return nil, usagef("--data %s: not a regular file (%s); give a text file, or - for standard input", path, st.Mode().Type())
+		case st.Size() > maxDataFile:
+			return nil, usagef("--data %s: %d bytes, more than the %d (256 MiB) eval reads; evaluate the corpus in parts", path, st.Size(), maxDataFile)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, cmdline.UsageError{Err: fmt.Errorf("--data: %w", err)}
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, maxDataFile+1))
 	if err != nil {
-		return "", fmt.Errorf("reading --data: %w", err)
+		return nil, fmt.Errorf("--data: reading %s: %w", path, err)
 	}
-	return string(raw), nil
+	if len(raw) > maxDataFile {
+		return nil, usagef("--data %s: more than the %d bytes (256 MiB) eval reads; evaluate the corpus in parts", path, maxDataFile)
+	}
+	return raw, nil
 }
 
 // splitDocuments cuts the text into documents as --documents says: file (one
@@ -166,28 +208,42 @@ type evalJSON struct {
 	Sequences []sdk.Bound `json:"sequences"`
 }
 
+// MarshalJSON writes the fields in order with the bound's among them: the
+// embedded sdk.Bound would otherwise lend its own MarshalJSON (which writes
+// non-finite numbers as "+Inf", "-Inf" or "NaN") to the whole object.
+func (e evalJSON) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(struct {
+		Model     string  `json:"model"`
+		Timesteps int     `json:"timesteps"`
+		Sampling  string  `json:"sampling"`
+		Eps       float64 `json:"eps"`
+		Seed      uint64  `json:"seed"`
+		throughput
+	}{e.Model, e.Timesteps, e.Sampling, e.Eps, e.Seed, e.throughput})
+	if err != nil {
+		return nil, err
+	}
+	bound, err := e.Bound.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := json.Marshal(struct {
+		Sequences []sdk.Bound `json:"sequences"`
+	}{e.Sequences})
+	if err != nil {
+		return nil, err
+	}
+	return jsonobj.Join(head, bound, seqs)
+}
+
 // throughput is how fast an evaluation ran: tokens scored per second of wall
 // time, each with K timesteps.
 type throughput struct {
-	ElapsedMS       int64   `json:"elapsed_ms"`
-	TokensPerSecond float64 `json:"tokens_per_second"`
+	ElapsedMS       int64         `json:"elapsed_ms"`
+	TokensPerSecond jsonobj.Float `json:"tokens_per_second"`
 }
 
 func writeEvalJSON(w io.Writer, m *sdk.Model, req sdk.EvaluateRequest, res *sdk.EvaluateResult, rate throughput) error {
-	// Bounds with too few draws have infinite standard errors, which JSON
-	// cannot hold; --timesteps ≥ 2 avoids them, but a short window of an
-	// antithetic run could still meet one.
-	clean := func(b *sdk.Bound) {
-		for _, f := range []*float64{&b.NatsStdErr, &b.StdErr, &b.PerplexityLow, &b.PerplexityHigh} {
-			if math.IsInf(*f, 0) || math.IsNaN(*f) {
-				*f = -1
-			}
-		}
-	}
-	clean(&res.Bound)
-	for i := range res.Windows {
-		clean(&res.Windows[i])
-	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	sampling := req.Sampling

@@ -337,6 +337,10 @@ func TestBadInput(t *testing.T) {
 	if err := os.Truncate(filepath.Join(broken, "model.onnx"), 1000); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(t.TempDir(), "empty.txt")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -371,7 +375,7 @@ func TestBadInput(t *testing.T) {
 		{"[MASK:0]", []string{"infill", "--model", tinyAbsorb, "a [MASK:0] b"}, exitUsage, "between 1 and"},
 		{"infill without template", []string{"infill", "--model", tinyAbsorb}, exitUsage, "needs a TEMPLATE"},
 		{"flags after the template", []string{"infill", "--model", tinyAbsorb, "a [MASK] b", "--seed", "1"}, exitUsage, "flags go before it"},
-		{"missing data file", []string{"eval", "--model", tinyAbsorb, "--data", "no-such-file.txt"}, exitRuntime, "no-such-file.txt"},
+		{"missing data file", []string{"eval", "--model", tinyAbsorb, "--data", "no-such-file.txt"}, exitUsage, "no-such-file.txt"},
 		{"missing ONNX Runtime library", []string{"sample", "--model", tinyAbsorb, "--ort-lib", "/no/such/libonnxruntime.so"}, exitRuntime, "--ort-lib"},
 		{"eval without data", []string{"eval", "--model", tinyAbsorb}, exitUsage, "--data FILE"},
 		{"eval with one timestep", []string{"eval", "--model", tinyAbsorb, "--data", "x.txt", "-k", "1"}, exitUsage, "--timesteps must be ≥ 2"},
@@ -383,7 +387,8 @@ func TestBadInput(t *testing.T) {
 		{"batch past the memory limit", []string{"sample", "--batch", "4095", "--steps", "1"}, exitUsage, "more than --memory-limit"},
 		{"batch past a small memory limit", []string{"sample", "--model", tinyAbsorb, "--batch", "64", "--memory-limit", "1MiB"}, exitUsage, "raise --memory-limit"},
 		{"bad memory limit", []string{"sample", "--model", tinyAbsorb, "--memory-limit", "lots"}, exitUsage, "--memory-limit"},
-		{"eval of an empty file", []string{"eval", "--model", tinyAbsorb, "--data", "/dev/null"}, exitUsage, "nothing to evaluate"},
+		{"eval of an empty file", []string{"eval", "--model", tinyAbsorb, "--data", empty}, exitUsage, "nothing to evaluate"},
+		{"eval of a device", []string{"eval", "--model", tinyAbsorb, "--data", "/dev/null"}, exitUsage, "not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sedd(t, tc.args...)

@@ -38,6 +38,13 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "timeout", Value: d.Timeout, Usage: "longest a request may take, queueing included (504 past it)"},
 		&cli.DurationFlag{Name: "drain", Value: 30 * time.Second, Usage: "after SIGTERM, how long requests in flight may finish before they are cancelled"},
 		&cli.StringFlag{Name: "log-format", Value: "json", Usage: "request logs on stderr: json or text"},
+		&cli.StringFlag{Name: "memory-budget", Usage: "most memory all requests running at once may need (the SDK's estimate), `SIZE` such as 8GiB; past it requests queue, and one needing more alone is refused with 503",
+			DefaultText: "--memory-limit"},
+		&cli.IntFlag{Name: "max-conns-per-client", Usage: "most connections one client address may hold; past it, 429 and the connection closed", DefaultText: "--max-active + --max-queue + 64"},
+		&cli.DurationFlag{Name: "body-timeout", Value: d.BodyTimeout, Usage: "longest a request body may take to arrive (408 and the connection closed past it)"},
+		&cli.StringSliceFlag{Name: "origins", EnvVars: []string{"SEDD_ORIGINS"}, Usage: "web `ORIGIN`s allowed to call the server besides local pages (comma-separated, * wildcards, * for any); others get 403"},
+		&cli.StringSliceFlag{Name: "allowed-hosts", EnvVars: []string{"SEDD_ALLOWED_HOSTS"}, Usage: "on a loopback address, Host `NAME`s allowed besides localhost, IP addresses and this machine's name (* for any); others get 403"},
+		&cli.BoolFlag{Name: "show-paths", Usage: "let /api/show answer the model directory's and the ONNX Runtime library's full paths (by default their base names)"},
 	}
 	for _, f := range cmdline.ModelFlags() {
 		if f.Names()[0] != "model" {
@@ -123,11 +130,20 @@ func serve(c *cli.Context) error {
 			}
 		}
 	}
+	var budget int64
+	if v := c.String("memory-budget"); v != "" {
+		if budget, err = cmdline.ParseSize(v); err != nil {
+			return usagef("--memory-budget: %v", err)
+		}
+	}
 	srv, err := server.New(models, server.Config{
 		MaxBodyBytes: c.Int64("max-body"), MaxSteps: c.Int("max-steps"), MaxSamples: c.Int("max-samples"),
 		MaxLength: c.Int("max-length"), MaxTimesteps: c.Int("max-timesteps"),
 		MaxActive: c.Int("max-active"), MaxQueue: c.Int("max-queue"), Timeout: c.Duration("timeout"),
-		Logger: log,
+		MemoryBudget: budget, MaxConnsPerClient: c.Int("max-conns-per-client"), BodyTimeout: c.Duration("body-timeout"),
+		AllowedOrigins: splitList(c.StringSlice("origins")), AllowedHosts: splitList(c.StringSlice("allowed-hosts")),
+		DisclosePaths: c.Bool("show-paths"),
+		Logger:        log,
 	})
 	if err != nil {
 		return err
@@ -145,4 +161,17 @@ func serve(c *cli.Context) error {
 	log.Info("listening", "addr", ln.Addr().String(), "models", names, "batching", batching,
 		"max_batch", c.Int("max-batch"), "max_wait", c.Duration("max-wait").String(), "threads", models[0].Model.Info().Threads)
 	return srv.Serve(ctx, ln, c.Duration("drain"))
+}
+
+// splitList splits the comma-separated values of a repeatable flag.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }

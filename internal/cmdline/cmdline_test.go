@@ -1,6 +1,9 @@
 package cmdline
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseSize(t *testing.T) {
 	for _, tc := range []struct {
@@ -16,6 +19,23 @@ func TestParseSize(t *testing.T) {
 		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestParseSizeErrorListsEveryUnit: the error for an unknown unit lists every
+// unit ParseSize accepts (it used to stop at GB while 100TB was accepted).
+func TestParseSizeErrorListsEveryUnit(t *testing.T) {
+	_, err := ParseSize("5x")
+	if err == nil {
+		t.Fatal("5x accepted")
+	}
+	for _, unit := range []string{"B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "K", "M", "G", "T"} {
+		if _, perr := ParseSize("2" + unit); perr != nil {
+			t.Errorf("2%s refused: %v", unit, perr)
+		}
+		if !strings.Contains(err.Error(), " "+unit+",") && !strings.Contains(err.Error(), " "+unit+" ") {
+			t.Errorf("the error %q does not list %s", err, unit)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -121,7 +122,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		body, _ = marshal(api.ErrorResponse{Error: "encoding the answer: " + err.Error()})
+		body, _ = marshal(api.ErrorResponse{Error: "encoding the answer: " + err.Error(), RequestID: w.Header().Get("X-Request-Id")})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -151,28 +152,51 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// decode reads a JSON body into v. A value of the wrong type, a body that is
-// not one JSON object, or one over the size limit is refused. Fields that v
-// does not declare (the many of ollama's and OpenAI's that have no meaning
-// for a SEDD model) are ignored, as ollama ignores what a model does not
-// support: the answer names them in its X-Sedd-Ignored header, and the log
-// at debug level, once per endpoint and field.
+// decode reads a JSON body into v. The body must be one JSON object (not
+// null, nothing after it) within the size limit and arrive within
+// BodyTimeout (408 past it, the connection closed, as after any body not read
+// to its end); a value of the wrong type is refused, naming its field. Fields
+// that v does not declare (the many of ollama's and OpenAI's that have no
+// meaning for a SEDD model) are ignored, as ollama ignores what a model does
+// not support: the answer names them in its X-Sedd-Ignored header, and the
+// log at debug level, once per endpoint and field.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	// A client that sends its body slowly holds nothing but this goroutine,
-	// and not for long.
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	defer rc.SetReadDeadline(time.Time{})
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return err
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	var raw json.RawMessage
+	body := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	err := body.Decode(&raw)
+	trailing := false
+	if err == nil {
+		// Anything but the end after the object: more data.
+		if _, err = body.Token(); err == io.EOF {
+			err = nil
+		} else {
+			trailing, err = true, nil
 		}
-		return badRequest("", "reading the body: %v", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
+	if err != nil || trailing {
+		// The rest of the body is not read: close the connection after the
+		// answer (the read deadline stays, so that the server does not wait
+		// for the rest either).
+		w.Header().Set("Connection", "close")
+		var tooBig *http.MaxBytesError
+		switch {
+		case trailing:
+			return badRequest("", "the body has data after the JSON object")
+		case errors.As(err, &tooBig):
+			return err
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return &apiError{status: http.StatusRequestTimeout, kind: "bad_request",
+				msg: fmt.Sprintf("the request body did not arrive within %v; send it at once", s.cfg.BodyTimeout)}
+		}
+		return badRequest("", "the body is not a valid request: %v", err)
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+		return badRequest("", "the body must be a JSON object, got %.20s", t)
+	}
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			field := jsonPath(te.Field)
@@ -180,10 +204,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return badRequest("", "the body is not a valid request: %v", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("", "the body has data after the JSON object")
-	}
-	if ignored := unknownFields(body, reflect.TypeOf(v), ""); len(ignored) > 0 {
+	if ignored := unknownFields(raw, reflect.TypeOf(v), ""); len(ignored) > 0 {
 		w.Header().Set("X-Sedd-Ignored", strings.Join(ignored, ", "))
 		for _, f := range ignored {
 			if _, seen := s.ignoredLogged.LoadOrStore(r.URL.Path+" "+f, true); !seen {
@@ -255,9 +276,6 @@ func jsonFields(t reflect.Type, into map[string]reflect.Type) {
 	}
 }
 
-// bodyTimeout bounds the reading of a request body.
-const bodyTimeout = 30 * time.Second
-
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 // read decodes a request body into req and returns the model it names.
@@ -268,11 +286,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, req any, name func
 	return s.model(name())
 }
 
-// run starts the work of a request: its time limit, then a slot. release
-// gives both back.
-func (s *Server) run(ctx context.Context) (context.Context, func(), error) {
+// run starts the work of a request: its time limit, then a slot and need
+// bytes of the memory budget. release gives them back.
+func (s *Server) run(ctx context.Context, need int64) (context.Context, func(), error) {
 	ctx, cancel := s.deadline(ctx)
-	release, err := s.admit(ctx)
+	release, err := s.admit(ctx, need)
 	if err != nil {
 		cancel()
 		return nil, nil, err
@@ -329,7 +347,7 @@ func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) error {
 	case o.Length > maxLen:
 		return badRequest("options.length", "options.length must be ≤ %d on this server, got %d", maxLen, o.Length)
 	}
-	ctx, release, err := s.run(r.Context())
+	ctx, release, err := s.run(r.Context(), evalMemory(m, o))
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func slicesClip(s []string) []string { return s[:len(s):len(s)] }
 
 // run samples the job: onStep (nil: none) sees every step but the last.
 func (s *Server) runJob(ctx context.Context, j *job, onStep func(sdk.Step) error) (*sdk.SampleResult, error) {
-	ctx, release, err := s.run(ctx)
+	ctx, release, err := s.run(ctx, sampleMemory(j.m, j.req))
 	if err != nil {
 		return nil, err
 	}

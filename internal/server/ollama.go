@@ -174,7 +174,7 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info := m.Model.Info()
+	info := s.shownInfo(m.Model.Info())
 	writeJSON(w, http.StatusOK, api.ShowResponse{Details: details(info), ModelInfo: info,
 		Capabilities: capabilities, ModifiedAt: started, Batching: m.Model.BatchStats()})
 	return nil

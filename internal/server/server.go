@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,37 @@ type Config struct {
 	// WriteTimeout bounds the write of one response or one streamed line
 	// to a client that stopped reading.
 	WriteTimeout time.Duration
+	// BodyTimeout bounds the reading of one request body: past it the
+	// request is answered 408 and its connection closed.
+	BodyTimeout time.Duration
+	// MaxConnsPerClient bounds the connections one client address holds at
+	// once (Serve): past it a new connection is answered 429 and closed. 0
+	// means MaxActive + MaxQueue + 64: every request the server could admit,
+	// and some idle connections.
+	MaxConnsPerClient int
+	// MemoryBudget bounds the memory estimate (the SDK's, per request: rows ×
+	// window length, see sdk.Model.RequestMemory) of all the requests
+	// running at once: a request that would pass it waits in the queue, one
+	// that alone needs more is refused with 503. 0 means the largest
+	// per-request limit of the models (sdk.WithMemoryLimit; by default half
+	// of the machine's memory).
+	MemoryBudget int64
+	// AllowedOrigins are browser origins allowed besides the default ones
+	// (http and https on localhost, 127.0.0.1, [::1] and 0.0.0.0, any port;
+	// app, file, tauri, vscode-webview and vscode-file pages): a request
+	// whose Origin header is none of them is refused with 403. An entry may
+	// hold "*" wildcards ("https://*.example.com", "*" for any origin).
+	AllowedOrigins []string
+	// AllowedHosts are Host header names allowed besides the default ones
+	// when the server listens on a loopback address: a request naming
+	// another host is refused with 403 (DNS rebinding). The defaults are
+	// localhost, IP addresses that are loopback, private or unspecified,
+	// this machine's host name, and names under .localhost, .local and
+	// .internal. "*" allows any.
+	AllowedHosts []string
+	// DisclosePaths lets /api/show answer the model's directory and the ONNX
+	// Runtime library's path; by default only their base names are given.
+	DisclosePaths bool
 	// Logger gets one line per request, and the server's events.
 	Logger *slog.Logger
 }
@@ -75,7 +107,8 @@ func Defaults() Config {
 		MaxTimesteps: 1024, MaxEvalBatch: 64,
 		MaxActive: 64, MaxQueue: 256, RetryAfter: time.Second,
 		Timeout: 5 * time.Minute, WriteTimeout: 30 * time.Second,
-		Logger: slog.New(slog.DiscardHandler),
+		BodyTimeout: 30 * time.Second,
+		Logger:      slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -108,6 +141,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = d.BodyTimeout
+	}
+	set(&c.MaxConnsPerClient, c.MaxActive+c.MaxQueue+64)
 	return c
 }
 
@@ -125,6 +162,10 @@ type Server struct {
 	draining atomic.Bool
 
 	ignoredLogged sync.Map // "path field" of the request fields logged as ignored
+
+	handler http.Handler // mux behind the origin and content-type checks
+	memory  memoryBudget
+	origins []string
 }
 
 // New returns a server of models (the first is the default one) under cfg.
@@ -139,7 +180,8 @@ func New(models []Model, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: limits must be ≥ 1: %+v", cfg)
 		}
 	}
-	if cfg.MaxQueue < 0 || cfg.MaxLength < 0 || cfg.MaxBodyBytes < 1 || cfg.Timeout < 0 || cfg.WriteTimeout < 0 {
+	if cfg.MaxQueue < 0 || cfg.MaxLength < 0 || cfg.MaxBodyBytes < 1 || cfg.Timeout < 0 || cfg.WriteTimeout < 0 ||
+		cfg.BodyTimeout < 0 || cfg.MaxConnsPerClient < 0 || cfg.MemoryBudget < 0 {
 		return nil, fmt.Errorf("server: negative limit: %+v", cfg)
 	}
 	s := &Server{cfg: cfg, models: models, byName: map[string]*Model{}, log: cfg.Logger,
@@ -183,11 +225,22 @@ func New(models []Model, cfg Config) (*Server, error) {
 		writeError(w, r, &apiError{status: http.StatusNotFound, kind: "not_found",
 			msg: fmt.Sprintf("no endpoint %s %s: see /api/openapi.yaml", r.Method, r.URL.Path)})
 	})
+	if cfg.MemoryBudget == 0 {
+		for _, m := range models {
+			cfg.MemoryBudget = max(cfg.MemoryBudget, m.Model.MemoryLimit())
+		}
+		s.cfg.MemoryBudget = cfg.MemoryBudget
+	}
+	s.memory.init(cfg.MemoryBudget)
+	s.origins = append(slices.Clone(defaultOrigins), cfg.AllowedOrigins...)
+	s.handler = s.guard(s.mux)
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the server's HTTP handler: the API behind the Origin and
+// content-type checks. The Host check applies only under Serve, which knows
+// whether it listens on a loopback address.
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve answers requests on ln until ctx is done, then drains: it stops
 // accepting connections, reports itself not ready, lets the requests in
@@ -197,8 +250,13 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
 	base, cancelAll := context.WithCancel(context.Background())
 	defer cancelAll()
+	handler := s.handler
+	if isLoopback(ln.Addr()) {
+		handler = s.hostCheck(handler)
+	}
+	ln = limitPerClient(ln, s.cfg.MaxConnsPerClient, s.cfg.RetryAfter, s.log)
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return base },
@@ -292,25 +350,62 @@ func (s *Server) route(pattern, endpoint string, h handlerFunc) {
 // before its answer: nginx's 499.
 const statusClientGone = 499
 
-// admit waits for a slot to run a request. It refuses with 429 when MaxQueue
-// requests wait already, and returns release to give the slot back.
-func (s *Server) admit(ctx context.Context) (release func(), err error) {
-	select {
-	case s.slots <- struct{}{}:
-		return s.release, nil
-	default:
+// admit waits for a slot to run a request and for need bytes of the
+// server's memory budget. It refuses with 503 a request that alone needs more
+// than the budget, and with 429 when MaxQueue requests wait already; release
+// gives the slot and the memory back.
+func (s *Server) admit(ctx context.Context, need int64) (release func(), err error) {
+	if need > s.cfg.MemoryBudget {
+		return nil, s.overBudget(need)
+	}
+	if s.tryAdmit(need) {
+		return s.releaser(need), nil
 	}
 	if s.queued.Add(1) > int64(s.cfg.MaxQueue) {
 		s.queued.Add(-1)
 		return nil, &apiError{status: http.StatusTooManyRequests, kind: "queue_full", retryAfter: s.cfg.RetryAfter,
-			msg: fmt.Sprintf("the server is full: %d requests running and %d waiting; retry later", s.cfg.MaxActive, s.cfg.MaxQueue)}
+			msg: fmt.Sprintf("the server is full: %d requests running and %d waiting (%s of its %s memory budget in use); retry later",
+				len(s.slots), s.cfg.MaxQueue, gib(s.memory.inUse()), gib(s.cfg.MemoryBudget))}
 	}
 	defer s.queued.Add(-1)
+	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		ok, changed := s.memory.take(need)
+		if ok {
+			return s.releaser(need), nil
+		}
+		// Wait for memory without holding a slot.
+		s.release()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// tryAdmit takes a slot and the memory when both are free now.
+func (s *Server) tryAdmit(need int64) bool {
 	select {
 	case s.slots <- struct{}{}:
-		return s.release, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		return false
+	}
+	if ok, _ := s.memory.take(need); ok {
+		return true
+	}
+	s.release()
+	return false
+}
+
+func (s *Server) releaser(need int64) func() {
+	return func() {
+		s.memory.give(need)
+		s.release()
 	}
 }
 

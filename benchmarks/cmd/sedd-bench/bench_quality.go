@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sedd-go/sedd/internal/cmdline"
+	"github.com/sedd-go/sedd/internal/jsonobj"
 	"github.com/sedd-go/sedd/models"
 	"github.com/sedd-go/sedd/sdk"
 	"github.com/sedd-go/sedd/sdk/perplexity"
@@ -64,13 +65,17 @@ func benchQualityCommand() *cli.Command {
 	}
 }
 
+// boundSide is one graph's bound. Its floats may be infinite (a graph
+// whose bound passes 709 nats per token has a perplexity of +Inf): they are
+// written by the project's rule, "+Inf", "-Inf" and "NaN" as strings
+// (jsonobj.Float), as are the report's differences.
 type boundSide struct {
-	NatsPerToken float64 `json:"nats_per_token"`
-	StdErr       float64 `json:"stderr"`
-	Perplexity   float64 `json:"perplexity"`
-	Windows      int     `json:"windows"`
-	Tokens       int     `json:"tokens"`
-	Seconds      float64 `json:"seconds"`
+	NatsPerToken jsonobj.Float `json:"nats_per_token"`
+	StdErr       jsonobj.Float `json:"stderr"`
+	Perplexity   jsonobj.Float `json:"perplexity"`
+	Windows      int           `json:"windows"`
+	Tokens       int           `json:"tokens"`
+	Seconds      float64       `json:"seconds"`
 }
 
 type pplRow struct {
@@ -95,9 +100,9 @@ type qualityReport struct {
 		Variant  boundSide `json:"variant"`
 		// RelDiff is (variant − baseline) / baseline in nats/token;
 		// DiffStdErr the standard error of the per-window difference.
-		RelDiff    float64 `json:"rel_diff"`
-		DiffStdErr float64 `json:"diff_stderr"`
-		Within     bool    `json:"within"`
+		RelDiff    jsonobj.Float `json:"rel_diff"`
+		DiffStdErr jsonobj.Float `json:"diff_stderr"`
+		Within     bool          `json:"within"`
 	} `json:"bound"`
 	GenPPL       []pplRow `json:"gen_ppl"`
 	WithinLimits bool     `json:"within_limits"`
@@ -186,7 +191,7 @@ func benchQuality(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		side := boundSide{NatsPerToken: res.NatsPerToken, StdErr: res.StdErr, Perplexity: res.Perplexity,
+		side := boundSide{NatsPerToken: jsonobj.Float(res.NatsPerToken), StdErr: jsonobj.Float(res.StdErr), Perplexity: jsonobj.Float(res.Perplexity),
 			Windows: len(res.Windows), Tokens: res.Tokens, Seconds: time.Since(start).Seconds()}
 		if i == 0 {
 			rep.Bound.Baseline = side
@@ -196,8 +201,8 @@ func benchQuality(c *cli.Context) error {
 		wins[i] = res.Windows
 	}
 	rep.Bound.RelDiff = rep.Bound.Variant.NatsPerToken/rep.Bound.Baseline.NatsPerToken - 1
-	rep.Bound.DiffStdErr = pairedStdErr(wins[0], wins[1]) / rep.Bound.Baseline.NatsPerToken
-	rep.Bound.Within = math.Abs(rep.Bound.RelDiff) <= boundLimit
+	rep.Bound.DiffStdErr = jsonobj.Float(pairedStdErr(wins[0], wins[1])) / rep.Bound.Baseline.NatsPerToken
+	rep.Bound.Within = math.Abs(float64(rep.Bound.RelDiff)) <= boundLimit
 
 	rep.WithinLimits = rep.Bound.Within
 	for _, n := range steps {
@@ -248,7 +253,10 @@ func benchQuality(c *cli.Context) error {
 		fmt.Fprintf(stderr, "sedd-bench quality: recorded in %s\n", filepath.Join(dir, "sedd.json"))
 	}
 	if out := c.String("out"); out != "" {
-		raw, _ := json.MarshalIndent(rep, "", "  ")
+		raw, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("writing the report as JSON: %w", err)
+		}
 		if err := os.WriteFile(out, append(raw, '\n'), 0o644); err != nil {
 			return err
 		}
@@ -343,7 +351,10 @@ func recordQuality(dir, variant string, rep *qualityReport) error {
 	if err := json.Unmarshal(doc.get("variants"), &vs); err != nil {
 		return fmt.Errorf("%s: variants: %w", path, err)
 	}
-	detail, _ := json.Marshal(rep)
+	detail, err := json.Marshal(rep)
+	if err != nil {
+		return fmt.Errorf("the report as JSON: %w", err)
+	}
 	q, _ := json.Marshal(map[string]any{"within_limits": rep.WithinLimits, "limits": rep.Limits, "summary": rep.Summary,
 		"detail": json.RawMessage(detail)})
 	found := false

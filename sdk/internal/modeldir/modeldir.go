@@ -18,10 +18,10 @@ import (
 
 // Limits on the files of a model directory, checked before a file is read.
 const (
-	MaxManifest  = 1 << 20   // sedd.json
-	MaxTokenizer = 256 << 20 // tokenizer.json (GPT-2's is 1.4 MB)
-	MaxGolden    = 64 << 20  // golden.json
-	MaxGoldenBin = 4 << 30   // golden.bin (sedd-small's is about 0.5 GB)
+	MaxManifest  = 1 << 20  // sedd.json
+	MaxTokenizer = 64 << 20 // tokenizer.json (GPT-2's is 1.4 MB; the largest published ones about 35 MB)
+	MaxGolden    = 64 << 20 // golden.json
+	MaxGoldenBin = 4 << 30  // golden.bin (sedd-small's is about 0.5 GB)
 )
 
 // Errors, matched with errors.Is.

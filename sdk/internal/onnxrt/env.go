@@ -60,7 +60,13 @@ func Acquire(libraryPath string) (*Env, error) {
 	}
 	disableTelemetry()
 	ort.SetSharedLibraryPath(lib.Path)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+	// ONNX Runtime's default logger writes to stderr, and onnxruntime_go
+	// (v1.27) offers no way to pass a logging callback: only fatal
+	// messages, which end the process anyway, are left to it. Every error
+	// it would have logged is also the message of the status it returns,
+	// which reaches the caller as the error (and the SDK's logger where the
+	// SDK logs it), so stderr holds nothing of ONNX Runtime's own.
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		return nil, &LibraryError{Err: ErrLibraryLoad, Path: lib.Path, Cause: err}
 	}
 	// Belt and braces: the environment variable above is what keeps
@@ -89,22 +95,22 @@ func checkLibrary(path string) error {
 	return nil
 }
 
-// EnvDisableTelemetry is ONNX Runtime's switch for its telemetry. Unless the
-// process sets it already, the SDK sets it to 1 before creating the
-// environment: with telemetry on, ONNX Runtime 1.30's Linux build reads the
+// EnvDisableTelemetry is ONNX Runtime's switch for its telemetry. The SDK
+// sets it to 1 for the process before creating the environment, whatever it
+// was set to: with telemetry on, ONNX Runtime 1.30's Linux build reads the
 // process's command line when the environment is created, recursing once per
 // piece of it, so that a command line of about 28.5 KB or more overflows the
 // stack and kills the process with SIGSEGV (reproduced in C against the same
 // library: testdata/envrepro); it also writes an empty mat-debug-PID.log into
 // the temporary directory per process, grows an event database under the
 // user's cache directory and looks up a telemetry host. A library must not
-// do any of that by default.
+// do any of that, and a user's ORT_DISABLE_TELEMETRY=0 is overridden rather
+// than obeyed into a crash (docs/ERRORS.md).
 const EnvDisableTelemetry = "ORT_DISABLE_TELEMETRY"
 
-// disableTelemetry sets EnvDisableTelemetry=1 for the process, unless it is
-// set already (a caller who sets it to 0 keeps ONNX Runtime's default).
+// disableTelemetry sets EnvDisableTelemetry=1 for the process.
 func disableTelemetry() {
-	if _, set := os.LookupEnv(EnvDisableTelemetry); !set {
+	if os.Getenv(EnvDisableTelemetry) != "1" {
 		os.Setenv(EnvDisableTelemetry, "1")
 	}
 }

@@ -113,17 +113,31 @@ func TestEnvironmentWithHugeCommandLine(t *testing.T) {
 		}
 		return
 	}
-	tmp, home := t.TempDir(), t.TempDir()
-	pad := strings.Repeat("x", 100<<10)
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestEnvironmentWithHugeCommandLine$", "-test.count=1", pad)
-	cmd.Env = append(os.Environ(), "SEDD_ENV_CHILD=1", "TMPDIR="+tmp, "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, "cache"),
-		EnvLibraryPath+"="+lib.Path, "SEDD_PADDING="+pad)
-	cmd.Env = without(cmd.Env, EnvDisableTelemetry)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child with a 100 KB command line: %v\n%s", err, out)
+	// Unset, and set to 0 by the user: the SDK turns telemetry off either
+	// way (a library has no business sending it, and with it on the
+	// environment dies of SIGSEGV).
+	for _, telemetry := range []string{"", "0", "false"} {
+		tmp, home := t.TempDir(), t.TempDir()
+		pad := strings.Repeat("x", 100<<10)
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestEnvironmentWithHugeCommandLine$", "-test.count=1", pad)
+		cmd.Env = append(os.Environ(), "SEDD_ENV_CHILD=1", "TMPDIR="+tmp, "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, "cache"),
+			EnvLibraryPath+"="+lib.Path, "SEDD_PADDING="+pad)
+		cmd.Env = without(cmd.Env, EnvDisableTelemetry)
+		if telemetry != "" {
+			cmd.Env = append(cmd.Env, EnvDisableTelemetry+"="+telemetry)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child with a 100 KB command line and %s=%q: %v\n%s", EnvDisableTelemetry, telemetry, err, out)
+		}
+		leftBehind(t, tmp, home)
 	}
-	for _, d := range []string{tmp, home} {
+}
+
+// leftBehind fails t for every file under the directories.
+func leftBehind(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
 		var left []string
 		filepath.Walk(d, func(p string, info os.FileInfo, err error) error {
 			if err == nil && p != d {

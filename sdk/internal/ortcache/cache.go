@@ -17,6 +17,10 @@
 // that does not match (truncated, overwritten, bit rot) or was written for
 // something else is deleted and built again. Building an entry deletes the
 // entries of the same source built for another runtime or CPU (stale ones).
+// Files of an entry that are not regular files (a FIFO, a device, a link)
+// are refused before they are opened. A session loads a private copy of an
+// entry (Pin), not the entry itself, so that no other process truncating the
+// cached weights can reach the session's mapping of them (SIGBUS).
 package ortcache
 
 import (
@@ -152,20 +156,17 @@ type fileCheck struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// check computes name's size and CRC-32C.
+// check computes name's size and CRC-32C. Only a regular file is read: a
+// FIFO, device, directory or symbolic link in its place is refused before it
+// is opened, and it is opened without blocking and without following links
+// (so that a FIFO put there in between cannot hang the process either) and
+// checked again on the open file.
 func check(dir, name string) (fileCheck, error) {
-	f, err := os.Open(filepath.Join(dir, name))
+	f, err := openRegular(filepath.Join(dir, name))
 	if err != nil {
 		return fileCheck{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fileCheck{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return fileCheck{}, fmt.Errorf("%s is not a regular file", name)
-	}
 	h := crc32.New(castagnoli)
 	n, err := io.Copy(h, f)
 	if err != nil {
@@ -314,14 +315,45 @@ func (c Cache) Remove(k Key) error {
 
 // readSmall reads a regular file of at most maxEntryJSON bytes.
 func readSmall(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxEntryJSON+1))
+	if err == nil && len(raw) > maxEntryJSON {
+		err = fmt.Errorf("not a regular file of at most %d bytes", maxEntryJSON)
+	}
+	return raw, err
+}
+
+// errNotRegular is the error of a cache file that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens path for reading when it is a regular file: it is
+// looked at (without following a symbolic link) before it is opened, opened
+// without blocking (a FIFO opened for reading would wait for a writer
+// forever) and without following a link, and the open file is checked again.
+func openRegular(path string) (*os.File, error) {
 	st, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || st.Size() > maxEntryJSON {
-		return nil, fmt.Errorf("not a regular file of at most %d bytes", maxEntryJSON)
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w (%s)", errNotRegular, st.Mode().Type())
 	}
-	return os.ReadFile(path)
+	f, err := openNoBlock(path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%w (%s)", errNotRegular, st.Mode().Type())
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // remove deletes dir, an entry or a build directory under the root.
@@ -409,8 +441,9 @@ func (b *Build) Commit() (string, error) {
 	return filepath.Join(final, GraphFile), nil
 }
 
-// removeStale deletes the other entries of k's source, and build
-// directories of it older than a day (left by a process that died).
+// removeStale deletes the other entries of k's source, and its build
+// directories and any private copies (Pin) older than a day (left by a
+// process that died).
 func (c Cache) removeStale(k Key) {
 	keep := k.dirName()
 	prefix := k.SourceSHA256[:16] + "-"
@@ -424,7 +457,7 @@ func (c Cache) removeStale(k Key) {
 		case name == keep:
 		case strings.HasPrefix(name, prefix):
 			_ = c.remove(filepath.Join(c.Root, name))
-		case strings.HasPrefix(name, ".build-"+prefix):
+		case strings.HasPrefix(name, ".build-"+prefix), strings.HasPrefix(name, pinPrefix):
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
 				_ = c.remove(filepath.Join(c.Root, name))
 			}

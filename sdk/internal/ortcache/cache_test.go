@@ -103,13 +103,35 @@ func TestCorruptEntriesAreDeletedNotUsed(t *testing.T) {
 			os.Remove(filepath.Join(dir, DataFile))
 			os.Mkdir(filepath.Join(dir, DataFile), 0o700)
 		}, "not a regular file"},
+		// A FIFO opened for reading waits for a writer: it must be refused
+		// before it is opened, not hang the process.
+		{"graph replaced by a FIFO", func(t *testing.T, dir string) { fifo(t, filepath.Join(dir, GraphFile)) }, "not a regular file"},
+		{"data replaced by a FIFO", func(t *testing.T, dir string) { fifo(t, filepath.Join(dir, DataFile)) }, "not a regular file"},
+		{"entry.json replaced by a FIFO", func(t *testing.T, dir string) { fifo(t, filepath.Join(dir, EntryFile)) }, "unreadable entry.json"},
+		{"data replaced by a link to /dev/zero", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, DataFile))
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, DataFile)); err != nil {
+				t.Skip("no symbolic links here:", err)
+			}
+		}, "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Cache{Root: t.TempDir()}
 			p := build(t, c, key, "graph bytes", "the weights, many bytes of them")
 			tt.corrupt(t, filepath.Dir(p))
-			g, problem, err := c.Lookup(key)
+			var g, problem string
+			var err error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				g, problem, err = c.Lookup(key)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Lookup hangs")
+			}
 			if err != nil || g != "" || !strings.Contains(problem, tt.want) {
 				t.Fatalf("Lookup = %q, %q, %v; want no graph and a problem containing %q", g, problem, err, tt.want)
 			}
@@ -297,5 +319,15 @@ func TestTrustedSources(t *testing.T) {
 	}
 	if c.Trusted(key, filepath.Join(t.TempDir(), "missing")) {
 		t.Error("a missing file is trusted")
+	}
+}
+
+// fifo replaces path with a named pipe, or skips the test where there are
+// none.
+func fifo(t *testing.T, path string) {
+	t.Helper()
+	os.Remove(path)
+	if err := mkfifo(path); err != nil {
+		t.Skip("cannot make a FIFO here:", err)
 	}
 }
