@@ -78,11 +78,11 @@ step "fresh tiny exports, verified through ONNX Runtime"
 "$fresh/sedd" verify "$fresh/uniform"
 "$fresh/sedd" verify "$fresh/absorb-ti"
 
-# The CUDA check for a GPU machine (scripts/gpu-check.sh), end to end here: bundle,
+# The CUDA check for a GPU machine (scripts/gpu/gpu-check.sh), end to end here: bundle,
 # parts, checksums, the device side's calls and checks, with the CPU library standing
 # in for ONNX Runtime's CUDA build.
-step "GPU check with the CPU standing in (scripts/gpu-check.sh selftest)"
-scripts/gpu-check.sh selftest
+step "GPU check with the CPU standing in (scripts/gpu/gpu-check.sh selftest)"
+scripts/gpu/gpu-check.sh selftest
 
 step "go test -race"
 for mod in "${modules[@]}"; do

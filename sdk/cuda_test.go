@@ -18,7 +18,7 @@ import (
 // The tests of this file run the SDK on an accelerator. They are skipped
 // unless SEDD_TEST_DEVICE names the device ("cuda:0"), and need a CUDA build
 // of ONNX Runtime in ONNXRUNTIME_SHARED_LIBRARY_PATH with its CUDA and cuDNN
-// libraries on the loader path (scripts/gpu-check.sh prepares and runs them
+// libraries on the loader path (scripts/gpu/gpu-check.sh prepares and runs them
 // on a GPU machine). SEDD_TEST_CPU_FALLBACK=1 lets the device fall back to
 // the CPU, so that the same tests run on a machine without a GPU, where they
 // check themselves rather than CUDA.

@@ -2,10 +2,10 @@
 # Proves the CUDA execution provider end to end on a GPU machine that can only
 # be reached by calls that each carry a limited number of bytes (64 MiB with
 # the working tree) and that runs no registry client: everything it needs
-# travels in the calls, in checked parts, and scripts/gpu-check-remote.sh
+# travels in the calls, in checked parts, and scripts/gpu/gpu-check-remote.sh
 # runs the checks there.
 #
-#   scripts/gpu-check.sh prepare [--stand-in] [--sm LIST] [--part-mib N] [--out DIR]
+#   scripts/gpu/gpu-check.sh prepare [--stand-in] [--sm LIST] [--part-mib N] [--out DIR]
 #       Builds the bundle (ONNX Runtime's CUDA build: core library, shared
 #       provider and CUDA provider of one version; sedd, sedd-bench and the
 #       SDK's test binary built here without the embedded models), compresses
@@ -16,14 +16,14 @@
 #       in the place of the CUDA build (cuda:0 then falls back to the CPU) and a
 #       tiny model in the place of sedd-small: the whole procedure, checked on
 #       any machine. --sm 90 blanks the CUDA provider's machine code for every
-#       GPU but sm_90 (an H200; scripts/fatbin-prune.py): 3 calls instead of 8,
+#       GPU but sm_90 (an H200; scripts/gpu/fatbin-prune.py): 3 calls instead of 8,
 #       but a library that runs on that GPU generation only.
-#   scripts/gpu-check.sh simulate [--out DIR]
+#   scripts/gpu/gpu-check.sh simulate [--out DIR]
 #       Runs the planned calls here, each in a fresh copy of the working tree
 #       with its carried folder, the stage kept between them as a warm machine
 #       keeps it, then a call on a cold machine (which must refuse) and the
 #       rerun call. Meant for a --stand-in bundle.
-#   scripts/gpu-check.sh selftest
+#   scripts/gpu/gpu-check.sh selftest
 #       prepare --stand-in with small parts, then simulate: what scripts/test.sh runs.
 #
 # The CUDA build comes from the npm registry: the CUDA provider of ONNX Runtime
@@ -37,7 +37,7 @@
 # with this machine's CUDA libraries from .venv/ and empty stand-ins for the
 # GPU driver.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 ORT_GPU_NPM_VERSION="${ORT_GPU_NPM_VERSION:-0.4.9}" # of the provider package
@@ -208,7 +208,7 @@ prepare() {
   if [[ $kind == cuda ]]; then
     cuda_libs "$out/build/lib"
     if [[ -n "$sm" ]]; then
-      python3 scripts/fatbin-prune.py "$out/build/lib/libonnxruntime_providers_cuda.so" "$out/build/pruned.so" --keep "$sm" >&2
+      python3 scripts/gpu/fatbin-prune.py "$out/build/lib/libonnxruntime_providers_cuda.so" "$out/build/pruned.so" --keep "$sm" >&2
       mv "$out/build/pruned.so" "$out/build/lib/libonnxruntime_providers_cuda.so"
       kind_note=", CUDA provider pruned to sm_${sm//,/ sm_}"
     fi
@@ -285,9 +285,9 @@ prepare() {
     fi
     local rel_dir="${dir#"$root/"}" timeout=120
     [[ $k == "$n" ]] && timeout=600
-    printf '%s\t%s\t%s\n' "bash scripts/gpu-check-remote.sh receive $rel_dir" "$rel_dir" "$timeout" >>"$out/calls.tsv"
+    printf '%s\t%s\t%s\n' "bash scripts/gpu/gpu-check-remote.sh receive $rel_dir" "$rel_dir" "$timeout" >>"$out/calls.tsv"
   done
-  printf '%s\t%s\t%s\n' "bash scripts/gpu-check-remote.sh run" - 600 >>"$out/calls.tsv" # - : nothing carried
+  printf '%s\t%s\t%s\n' "bash scripts/gpu/gpu-check-remote.sh run" - 600 >>"$out/calls.tsv" # - : nothing carried
   write_plan "$kind" "$shape" "$n" "$tree" "$part" "$size"
   say "bundle: $(awk '{printf "%s %s, ", $3, $2}' "$out/bundle/MANIFEST")"
   say "$n parts of at most $((part >> 20)) MiB ($((size >> 20)) MiB in all) beside a working tree of $((tree >> 20)) MiB; plan: $out/PLAN.md"
@@ -298,7 +298,7 @@ write_plan() {
   {
     echo "# GPU check: the device calls, in order ($kind bundle)"
     echo
-    echo "Made by \`scripts/gpu-check.sh prepare$([[ $kind == stand-in ]] && echo ' --stand-in')${sm:+ --sm $sm}\` at $(git rev-parse --short HEAD)."
+    echo "Made by \`scripts/gpu/gpu-check.sh prepare$([[ $kind == stand-in ]] && echo ' --stand-in')${sm:+ --sm $sm}\` at $(git rev-parse --short HEAD)."
     echo "$n parts of at most $((part >> 20)) MiB ($((size >> 20)) MiB in all); each call also sends the working tree"
     echo "($((tree >> 20)) MiB now: prepare again if it grows, or the calls exceed 64 MiB). Prepare in the"
     echo "checkout that the device calls send, and change nothing in its tree until the calls are done."
@@ -357,7 +357,7 @@ copy_tree() {
 }
 
 simulate() {
-  [[ -f "$out/calls.tsv" ]] || die "no plan in $out: run scripts/gpu-check.sh prepare --stand-in first"
+  [[ -f "$out/calls.tsv" ]] || die "no plan in $out: run scripts/gpu/gpu-check.sh prepare --stand-in first"
   grep -q '^kind=stand-in$' "$out/call-01/call.conf" ||
     say "warning: simulating a CUDA bundle here: the checks that need a GPU will fail"
   local sim
@@ -431,7 +431,7 @@ case "$cmd" in
 prepare) prepare ;;
 simulate) simulate ;;
 selftest)
-  python3 scripts/fatbin-prune.py --self-test >&2
+  python3 scripts/gpu/fatbin-prune.py --self-test >&2
   stand_in=1
   [[ -n "$part_mib" ]] || part_mib=4
   prepare

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Blank the GPU machine code a CUDA library carries for other GPUs than the ones kept.
 
-  scripts/fatbin-prune.py IN OUT --keep 90[,89...]
-  scripts/fatbin-prune.py --self-test
+  scripts/gpu/fatbin-prune.py IN OUT --keep 90[,89...]
+  scripts/gpu/fatbin-prune.py --self-test
 
 A CUDA shared library such as ONNX Runtime's libonnxruntime_providers_cuda.so
 holds its kernels as fat binaries: for each group of kernels, one compiled

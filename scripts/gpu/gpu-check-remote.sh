@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# The GPU machine's half of scripts/gpu-check.sh: it receives the bundle that
+# The GPU machine's half of scripts/gpu/gpu-check.sh: it receives the bundle that
 # gpu-check.sh prepare made, part by part over consecutive calls, and runs the
 # CUDA checks once the last part is in. It runs in the repository root of a
 # copy of the working tree; what it keeps between calls lives in the stage
 # directory outside that copy, and what it reports goes under $OUT.
 #
-#   scripts/gpu-check-remote.sh receive out/gpu-check/call-NN   # one planned call; the last one runs the checks
-#   scripts/gpu-check-remote.sh run                             # the checks again, on the parts already received
-#   scripts/gpu-check-remote.sh unpack                          # reassemble and check the bundle, run nothing
+#   scripts/gpu/gpu-check-remote.sh receive out/gpu-check/call-NN   # one planned call; the last one runs the checks
+#   scripts/gpu/gpu-check-remote.sh run                             # the checks again, on the parts already received
+#   scripts/gpu/gpu-check-remote.sh unpack                          # reassemble and check the bundle, run nothing
 #
 # Environment: OUT (where the summary goes; default /tmp/sedd-gpu-check-out),
 # SEDD_GPU_STAGE (default /tmp/sedd-gpu-check), SEDD_GPU_PYTHON (the Python
 # with PyTorch and onnx that exports the timing model; default python3).
 set -uo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root" || exit 1
 stage="${SEDD_GPU_STAGE:-/tmp/sedd-gpu-check}"
 out="${OUT:-${TMPDIR:-/tmp}/sedd-gpu-check-out}"
@@ -111,7 +111,7 @@ start_export() {
 
 receive() {
   local dir="$1" token first n have missing name
-  [[ -f "$dir/call.conf" && -f "$dir/parts.sha256" ]] || die "$dir holds no call.conf and parts.sha256: carry a folder that scripts/gpu-check.sh prepare wrote" 2
+  [[ -f "$dir/call.conf" && -f "$dir/parts.sha256" ]] || die "$dir holds no call.conf and parts.sha256: carry a folder that scripts/gpu/gpu-check.sh prepare wrote" 2
   token="$(conf token "$dir/call.conf")"
   if [[ -f "$stage/call.conf" && "$(conf token "$stage/call.conf")" != "$token" ]]; then
     say "the stage holds another bundle (token $(conf token "$stage/call.conf")); starting afresh"
