@@ -144,7 +144,7 @@ func (m *Model) scorer() (callScorer, error) {
 	}
 	sc, err := m.scorers.Get(m.sess.NewScorer)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
 	return &ownScorer{m: m, sc: sc}, nil
 }

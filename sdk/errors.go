@@ -4,17 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"unicode"
 
-	"github.com/sedd-go/sedd/sdk/diffusion"
-	"github.com/sedd-go/sedd/sdk/internal/golden"
-	"github.com/sedd-go/sedd/sdk/internal/likelihood"
-	"github.com/sedd-go/sedd/sdk/internal/manifest"
-	"github.com/sedd-go/sedd/sdk/internal/modeldir"
-	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
-	"github.com/sedd-go/sedd/sdk/tokenizer"
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // The errors a caller can act on. Every error the SDK returns either matches
@@ -27,26 +20,26 @@ var (
 	// invalid field, a prompt or template that does not fit in the sequence
 	// length, a malformed infill template, text that is not valid UTF-8.
 	// Fix the request; retrying it unchanged fails again.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = kind.ErrBadRequest
 	// ErrBadModel marks a model directory that cannot be used, or a network
 	// that misbehaves: a missing or special file, a file over its size
 	// limit, a manifest, tokenizer or ONNX file that is malformed, truncated
 	// or does not match sedd.json (size, sha256, vocabulary, graph), golden
 	// outputs that the network no longer reproduces (Verify), or a network
 	// that returns NaN or infinite scores. Export the model again.
-	ErrBadModel = errors.New("bad model")
+	ErrBadModel = kind.ErrBadModel
 	// ErrRuntimeUnavailable marks an ONNX Runtime shared library that cannot
 	// be found or loaded, or a second, different library asked for in a
 	// process that already runs one. Install ONNX Runtime, or point
 	// WithLibraryPath or ONNXRUNTIME_SHARED_LIBRARY_PATH at it.
-	ErrRuntimeUnavailable = errors.New("ONNX Runtime unavailable")
+	ErrRuntimeUnavailable = kind.ErrRuntimeUnavailable
 	// ErrCUDAUnavailable marks a CUDA device that was asked for but cannot be
 	// used (usually a CPU-only build of ONNX Runtime). Run on the CPU, or
 	// pass WithCPUFallback.
-	ErrCUDAUnavailable = errors.New("CUDA unavailable")
+	ErrCUDAUnavailable = kind.ErrCUDAUnavailable
 	// ErrClosed is returned by the methods of a Model after Close, and by
 	// calls that Close stopped.
-	ErrClosed = errors.New("model is closed")
+	ErrClosed = kind.ErrClosed
 )
 
 // FieldError is the ErrBadRequest of a request field with a value out of its
@@ -94,65 +87,25 @@ func fieldError(field, format string, a ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, a...)}
 }
 
-// kindError gives an error one of the kinds above without changing its
-// message.
-type kindError struct{ kind, err error }
+// withKind returns err marked with kind (unless it already has a kind).
+// Errors get their kind where they are born: a package's sentinels are made
+// with kind.New, and an error made here is wrapped with its kind at once.
+func withKind(k, err error) error { return kind.Wrap(k, err) }
 
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-// withKind returns err marked with kind (unless it already is).
-func withKind(kind, err error) error {
-	if err == nil || errors.Is(err, kind) {
-		return err
-	}
-	return &kindError{kind: kind, err: err}
+// hasKind reports whether err matches one of the SDK's errors or the
+// context's.
+func hasKind(err error) bool {
+	return kind.Of(err) != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// isKinded reports whether err already matches one of the SDK's errors or
-// the context's.
-func isKinded(err error) bool {
-	for _, k := range []error{ErrBadRequest, ErrBadModel, ErrRuntimeUnavailable, ErrCUDAUnavailable, ErrClosed,
-		context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, k) {
-			return true
-		}
-	}
-	return false
-}
+// observed, when the tests set it, sees every error a public function or
+// method of the package returns (observe), so that a test can check that
+// each has exactly one kind.
+var observed func(error)
 
-// classify gives an error of the internal packages its kind: what the
-// library, the device, the request or the model is to blame for. Errors of
-// no known kind (ONNX Runtime failing a forward pass, say, for lack of
-// memory) are returned as they are.
-func classify(err error) error {
-	switch {
-	case err == nil, isKinded(err):
-		return err
-	case errors.Is(err, onnxrt.ErrLibraryNotFound), errors.Is(err, onnxrt.ErrLibraryLoad),
-		errors.Is(err, onnxrt.ErrLibraryConflict):
-		return withKind(ErrRuntimeUnavailable, err)
-	case errors.Is(err, onnxrt.ErrCUDAUnavailable):
-		return withKind(ErrCUDAUnavailable, err)
-	case errors.Is(err, onnxrt.ErrClosed):
-		return withKind(ErrClosed, err)
-	case errors.Is(err, onnxrt.ErrInput), errors.Is(err, diffusion.ErrInvalidConfig),
-		errors.Is(err, likelihood.ErrInvalidConfig), errors.Is(err, likelihood.ErrBadToken),
-		errors.Is(err, tokenizer.ErrInvalidUTF8), errors.Is(err, tokenizer.ErrUnknownID):
-		return withKind(ErrBadRequest, err)
+// observe passes *err to observed.
+func observe(err *error) {
+	if *err != nil && observed != nil {
+		observed(*err)
 	}
-	for _, bad := range []error{
-		onnxrt.ErrNotONNX, onnxrt.ErrEmptyNodeInput, onnxrt.ErrGraphMismatch, onnxrt.ErrModelLoad,
-		diffusion.ErrNonFinite, diffusion.ErrScoreShape,
-		manifest.ErrSyntax, manifest.ErrFormat, manifest.ErrKind, manifest.ErrGraph, manifest.ErrNoise,
-		manifest.ErrMissing, manifest.ErrInvalid, manifest.ErrMismatch,
-		tokenizer.ErrFormat, golden.ErrFormat, golden.ErrCorrupt, golden.ErrShape,
-		modeldir.ErrNotRegular, modeldir.ErrTooLarge, modeldir.ErrChecksum, modeldir.ErrSize,
-		fs.ErrNotExist, fs.ErrPermission,
-	} {
-		if errors.Is(err, bad) {
-			return withKind(ErrBadModel, err)
-		}
-	}
-	return err
 }

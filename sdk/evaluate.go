@@ -87,7 +87,8 @@ type EvaluateResult struct {
 // under the model with the score-entropy estimator of SEDD.md. Errors:
 // ErrBadRequest for invalid fields, no text or no window left to score,
 // ErrBadModel for NaN or infinite scores, ErrClosed, and ctx's.
-func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (*EvaluateResult, error) {
+func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (_ *EvaluateResult, err error) {
+	defer observe(&err)
 	cfg, windows, err := m.evalConfig(req)
 	if err != nil {
 		return nil, err
@@ -119,7 +120,7 @@ func (m *Model) Evaluate(ctx context.Context, req EvaluateRequest) (*EvaluateRes
 		return nil, &CallbackPanic{Value: panicked}
 	}
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
 	out := &EvaluateResult{Bound: Bound(res.Bound), Windows: make([]Bound, len(res.Sequences))}
 	for i, b := range res.Sequences {
@@ -209,7 +210,7 @@ func (m *Model) evalConfig(req EvaluateRequest) (likelihood.Config, [][]int64, e
 	}
 	windows, err := likelihood.Windows(likelihood.JoinDocuments(docs, eos), length, last)
 	if err != nil {
-		return likelihood.Config{}, nil, classify(err)
+		return likelihood.Config{}, nil, err
 	}
 	if len(windows) == 0 {
 		return bad("the text is shorter than one window of %d tokens, and short windows are dropped; keep them or lower the length", length)

@@ -63,7 +63,8 @@ type Model struct {
 // file within its size limit; nothing is read before that is checked. Errors
 // match ErrBadModel (with the file and the field at fault),
 // ErrRuntimeUnavailable, ErrCUDAUnavailable or ErrBadRequest (a bad option).
-func Open(dir string, opts ...Option) (*Model, error) {
+func Open(dir string, opts ...Option) (_ *Model, err error) {
+	defer observe(&err)
 	o, err := resolve(opts)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,8 @@ func Open(dir string, opts ...Option) (*Model, error) {
 // in messages and in Info which model it is. It checks what Open checks. The
 // network is read into memory and handed to ONNX Runtime from there, so a
 // model whose weights live in external data files (over 2 GB) needs Open.
-func OpenFS(fsys fs.FS, name string, opts ...Option) (*Model, error) {
+func OpenFS(fsys fs.FS, name string, opts ...Option) (_ *Model, err error) {
+	defer observe(&err)
 	o, err := resolve(opts)
 	if err != nil {
 		return nil, err
@@ -167,8 +169,7 @@ func network(d modeldir.Dir, f manifest.ONNX) (onnxrt.Source, error) {
 // classifyOpen gives an error of Open its kind: the library or the device
 // when they are at fault, else the model.
 func classifyOpen(err error) error {
-	err = classify(err)
-	if isKinded(err) {
+	if hasKind(err) {
 		return err
 	}
 	return withKind(ErrBadModel, err)
@@ -180,7 +181,8 @@ func classifyOpen(err error) error {
 // last of them to return releases the session (Close itself does when none
 // is in flight). So Close may be called from anywhere, a callback of the
 // Model included, and never deadlocks. Close is idempotent.
-func (m *Model) Close() error {
+func (m *Model) Close() (err error) {
+	defer observe(&err)
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -461,7 +463,8 @@ func exporterText(raw json.RawMessage) string {
 // Tokenize returns the token ids of text under the model's tokenizer, as
 // Sample and Evaluate tokenize prompts and documents (no end-of-text token is
 // added). It fails with ErrBadRequest for text that is not valid UTF-8.
-func (m *Model) Tokenize(text string) ([]int64, error) {
+func (m *Model) Tokenize(text string) (_ []int64, err error) {
+	defer observe(&err)
 	return m.encode("text", text)
 }
 

@@ -189,7 +189,8 @@ type Step struct {
 // stops the run within one forward pass and leaves the Model usable.
 // Errors: ErrBadRequest (checked before anything runs), ErrBadModel (the
 // network returned NaN or infinite scores), ErrClosed, and ctx's.
-func (m *Model) Sample(ctx context.Context, req SampleRequest) (*SampleResult, error) {
+func (m *Model) Sample(ctx context.Context, req SampleRequest) (_ *SampleResult, err error) {
+	defer observe(&err)
 	r, err := m.resolve(req)
 	if err != nil {
 		return nil, err
@@ -212,7 +213,11 @@ func (m *Model) Sample(ctx context.Context, req SampleRequest) (*SampleResult, e
 // The loop body runs on the calling goroutine, inside the run; it may call
 // other methods of the Model, Close included.
 func (m *Model) Stream(ctx context.Context, req SampleRequest) iter.Seq2[Step, error] {
-	return func(yield func(Step, error) bool) {
+	return func(yieldStep func(Step, error) bool) {
+		yield := func(s Step, err error) bool {
+			observe(&err)
+			return yieldStep(s, err)
+		}
 		r, err := m.resolve(req)
 		if err != nil {
 			yield(Step{}, err)
@@ -665,7 +670,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 	}
 	sampler, err := diffusion.NewSampler(cfg)
 	if err != nil {
-		return nil, Step{}, classify(err)
+		return nil, Step{}, err
 	}
 	sc, err := m.scorer()
 	if err != nil {
@@ -678,7 +683,7 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 		if se := (*diffusion.ScoreError)(nil); errors.As(err, &se) {
 			err = fmt.Errorf("%w (the network's output cannot be sampled from; check the export with Verify, or sedd verify)", err)
 		}
-		return nil, Step{}, classify(err)
+		return nil, Step{}, err
 	}
 	res := &SampleResult{
 		Steps: cfg.Steps, NetworkCalls: counted.calls, NetworkRows: counted.rows, Sampler: r.sampler, Denoise: cfg.Denoise,

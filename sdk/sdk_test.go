@@ -3,7 +3,6 @@ package sdk_test
 import (
 	"context"
 	"errors"
-	"github.com/sedd-go/sedd/internal/testlib"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,10 +14,6 @@ import (
 	"github.com/sedd-go/sedd/sdk/internal/manifest"
 	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 )
-
-// TestMain points the tests at the project's own ONNX Runtime install when
-// ONNXRUNTIME_SHARED_LIBRARY_PATH is unset.
-func TestMain(m *testing.M) { testlib.Main(m) }
 
 const (
 	tinyAbsorb  = "testdata/tiny-absorb"

@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"runtime/debug"
@@ -158,7 +159,7 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 		if err == nil {
 			return s, cacheHit, nil
 		}
-		if isKinded(classify(err)) {
+		if hasKind(err) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			return nil, "", err // the library or the device, not the entry
 		}
 		log.Warn("ONNX Runtime refused a cached optimized graph; building it again", "graph", graph, "error", err.Error())
@@ -182,7 +183,7 @@ func openNetwork(d modeldir.Dir, man *manifest.Manifest, ch graphChoice, o confi
 	s, err := openReleasing(src, man.N(), append(slices.Clip(rt), onnxrt.WithSaveOptimized(b.GraphPath()))...)
 	if err != nil {
 		b.Abort()
-		if c := classify(err); errors.Is(c, ErrRuntimeUnavailable) || errors.Is(c, ErrCUDAUnavailable) {
+		if errors.Is(err, ErrRuntimeUnavailable) || errors.Is(err, ErrCUDAUnavailable) {
 			return nil, "", err
 		}
 		// ONNX Runtime fails the whole session when it cannot write the

@@ -50,7 +50,8 @@ type VerifyReport struct {
 // stored at export) through ONNX Runtime and compares. The report is returned
 // even when a case fails; the error then matches ErrBadModel. Missing or
 // corrupt golden files are ErrBadModel too.
-func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, error) {
+func (m *Model) Verify(ctx context.Context, req VerifyRequest) (_ *VerifyReport, err error) {
+	defer observe(&err)
 	requested := req.Tolerance
 	if requested == 0 {
 		requested = m.choice.tolerance // a variant's own; 0 for model.onnx (the manifest's)
@@ -80,7 +81,7 @@ func (m *Model) Verify(ctx context.Context, req VerifyRequest) (*VerifyReport, e
 		}
 		out, err := counted.Score(ctx, c.Indices, c.Sigma, c.Batch, c.Length)
 		if err != nil {
-			return nil, classify(fmt.Errorf("golden case %s: %w", c.Name, err))
+			return nil, fmt.Errorf("golden case %s: %w", c.Name, err)
 		}
 		res, err := golden.Check(c, out.LogScore, out.LSE)
 		if err != nil {

@@ -53,7 +53,11 @@ func Setup() {
 // Main is TestMain for packages whose tests run models: Setup, then the
 // tests, with the optimized-graph cache in a temporary directory of their
 // own (SEDD_CACHE_DIR), never the user's.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it returns the tests' exit code, for a
+// TestMain with checks of its own after the tests.
+func Run(m *testing.M) int {
 	Setup()
 	dir, err := os.MkdirTemp("", "sedd-test-cache-")
 	if err != nil {
@@ -62,7 +66,7 @@ func Main(m *testing.M) {
 	os.Setenv("SEDD_CACHE_DIR", dir)
 	code := m.Run()
 	os.RemoveAll(dir)
-	os.Exit(code)
+	return code
 }
 
 // CopyDir copies the regular files of directory src (a model, say) into a new

@@ -3,20 +3,22 @@ package diffusion
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of them, so callers
 // can test with errors.Is; a *ScoreError adds where a bad score appeared.
 var (
 	// ErrInvalidConfig marks an invalid Config, Graph, Noise, Span or argument.
-	ErrInvalidConfig = errors.New("diffusion: invalid configuration")
+	ErrInvalidConfig = kind.New(kind.ErrBadRequest, "diffusion: invalid configuration")
 	// ErrNonFinite marks a NaN or +Inf in a log score or its log-sum-exp (a
 	// -Inf log score is allowed: it means probability 0), or a position whose
 	// next-state weights are all zero.
-	ErrNonFinite = errors.New("diffusion: non-finite score")
+	ErrNonFinite = kind.New(kind.ErrBadModel, "diffusion: non-finite score")
 	// ErrScoreShape marks Scores whose Batch, Length, N or slice lengths do not
 	// match the request.
-	ErrScoreShape = errors.New("diffusion: score has the wrong shape")
+	ErrScoreShape = kind.New(kind.ErrBadModel, "diffusion: score has the wrong shape")
 )
 
 // ScoreError reports a bad score returned by a ScoreFunc during sampling.

@@ -25,6 +25,7 @@ import (
 	"github.com/sedd-go/sedd/sdk"
 	"github.com/sedd-go/sedd/sdk/internal/config"
 	"github.com/sedd-go/sedd/sdk/internal/golden"
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 	"github.com/sedd-go/sedd/sdk/internal/manifest"
 	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
@@ -64,9 +65,9 @@ func Open(dir string, opts ...sdk.Option) (*Evaluator, error) {
 	st, err := os.Stat(dir)
 	switch {
 	case err != nil:
-		return nil, kind(sdk.ErrBadModel, fmt.Errorf("open evaluator %s: %w", dir, err))
+		return nil, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("open evaluator %s: %w", dir, err))
 	case !st.IsDir():
-		return nil, kind(sdk.ErrBadModel, fmt.Errorf("open evaluator %s: not a directory", dir))
+		return nil, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("open evaluator %s: not a directory", dir))
 	}
 	return open(modeldir.OnDisk(dir), opts)
 }
@@ -170,26 +171,10 @@ func (e *Evaluator) CheckCompatible(info sdk.Info) error {
 	return nil
 }
 
-// kind marks err with sdk's error kind k, keeping its message.
-func kind(k, err error) error { return &kindError{kind: k, err: err} }
-
-type kindError struct{ kind, err error }
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-// classifyOpen gives an error of Open its kind, as sdk.Open does.
-func classifyOpen(err error) error {
-	switch {
-	case errors.Is(err, sdk.ErrBadRequest), errors.Is(err, sdk.ErrBadModel):
-		return err
-	case errors.Is(err, onnxrt.ErrLibraryNotFound), errors.Is(err, onnxrt.ErrLibraryLoad), errors.Is(err, onnxrt.ErrLibraryConflict):
-		return kind(sdk.ErrRuntimeUnavailable, err)
-	case errors.Is(err, onnxrt.ErrCUDAUnavailable):
-		return kind(sdk.ErrCUDAUnavailable, err)
-	}
-	return kind(sdk.ErrBadModel, err)
-}
+// classifyOpen gives an error of Open its kind: the errors of the packages
+// below carry theirs from where they were born (the library, the device, a
+// bad option), and anything else is the model's.
+func classifyOpen(err error) error { return kind.Wrap(sdk.ErrBadModel, err) }
 
 // ScoreRequest describes one Evaluator.Score call.
 type ScoreRequest struct {
@@ -465,7 +450,7 @@ func (e *Evaluator) Verify(ctx context.Context, req sdk.VerifyRequest) (*VerifyR
 	defer e.mu.RUnlock()
 	cases, err := golden.Read(e.dir, name, e.man.Verify, golden.ParseLogits)
 	if err != nil {
-		return nil, kind(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: %w", e.dir, err))
+		return nil, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: %w", e.dir, err))
 	}
 	runner, err := e.runner()
 	if err != nil {
@@ -475,7 +460,7 @@ func (e *Evaluator) Verify(ctx context.Context, req sdk.VerifyRequest) (*VerifyR
 	rep := &VerifyReport{Tolerance: tol, OK: true}
 	for _, c := range cases {
 		if c.Vocab != e.man.VocabSize {
-			return nil, kind(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: case %s has %d logits per position, the evaluator %d", e.dir, c.Name, c.Vocab, e.man.VocabSize))
+			return nil, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: case %s has %d logits per position, the evaluator %d", e.dir, c.Name, c.Vocab, e.man.VocabSize))
 		}
 		got, err := runner.Logits(ctx, c.InputIDs, c.Batch, c.Length)
 		if err != nil {
@@ -483,7 +468,7 @@ func (e *Evaluator) Verify(ctx context.Context, req sdk.VerifyRequest) (*VerifyR
 		}
 		d, err := golden.Compare(got, c.Logits)
 		if err != nil {
-			return nil, kind(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: case %s: %w", e.dir, c.Name, err))
+			return nil, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: case %s: %w", e.dir, c.Name, err))
 		}
 		vc := VerifyCase{Name: c.Name, Batch: c.Batch, Length: c.Length, MaxAbs: d.MaxAbs, Rel: d.Rel(), OK: d.Within(tol)}
 		rep.MaxRel = max(rep.MaxRel, vc.Rel)
@@ -491,7 +476,7 @@ func (e *Evaluator) Verify(ctx context.Context, req sdk.VerifyRequest) (*VerifyR
 		rep.Cases = append(rep.Cases, vc)
 	}
 	if !rep.OK {
-		return rep, kind(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: max relative error %.3g exceeds %.3g", e.dir, rep.MaxRel, tol))
+		return rep, kind.Wrap(sdk.ErrBadModel, fmt.Errorf("verify evaluator %s: max relative error %.3g exceeds %.3g", e.dir, rep.MaxRel, tol))
 	}
 	return rep, nil
 }

@@ -30,16 +30,18 @@ import (
 
 	sugarme "github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Sentinel errors, matched with errors.Is.
 var (
 	// ErrFormat marks a tokenizer.json this package cannot use.
-	ErrFormat = errors.New("unsupported tokenizer file")
+	ErrFormat = kind.New(kind.ErrBadModel, "unsupported tokenizer file")
 	// ErrUnknownID marks a token id outside the vocabulary.
-	ErrUnknownID = errors.New("token id outside the vocabulary")
+	ErrUnknownID = kind.New(kind.ErrBadRequest, "token id outside the vocabulary")
 	// ErrInvalidUTF8 marks text given to Encode that is not valid UTF-8.
-	ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
+	ErrInvalidUTF8 = kind.New(kind.ErrBadRequest, "text is not valid UTF-8")
 )
 
 // maxVocabSize bounds the token ids Load accepts. The largest vocabularies in

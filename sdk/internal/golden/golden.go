@@ -9,13 +9,14 @@ package golden
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
 
 	"github.com/sedd-go/sedd/sdk/internal/manifest"
 	"github.com/sedd-go/sedd/sdk/internal/modeldir"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Format is the golden.json format version this package reads.
@@ -28,12 +29,12 @@ const Tolerance = 1e-4
 // Sentinel errors, matched with errors.Is.
 var (
 	// ErrFormat marks a golden.json of an unknown format version.
-	ErrFormat = errors.New("unsupported golden format")
+	ErrFormat = kind.New(kind.ErrBadModel, "unsupported golden format")
 	// ErrCorrupt marks a golden file whose cases, offsets or counts are
 	// inconsistent with each other or with the data file.
-	ErrCorrupt = errors.New("corrupt golden file")
+	ErrCorrupt = kind.New(kind.ErrBadModel, "corrupt golden file")
 	// ErrShape marks outputs given to Check whose sizes do not match the case.
-	ErrShape = errors.New("output shape does not match the golden case")
+	ErrShape = kind.New(kind.ErrBadModel, "output shape does not match the golden case")
 )
 
 // Case is one PyTorch input/output pair.

@@ -1,8 +1,9 @@
 package likelihood
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Sentinel errors, matched with errors.Is. A *ScoreError also matches the
@@ -14,11 +15,11 @@ var (
 	// (sequence, timestep) pairs, an odd Timesteps with Antithetic
 	// sampling, MinTime outside (0, 1), a negative BatchSize, an unknown Sampling,
 	// or no sequences or an empty sequence.
-	ErrInvalidConfig = errors.New("likelihood: invalid configuration")
+	ErrInvalidConfig = kind.New(kind.ErrBadRequest, "likelihood: invalid configuration")
 	// ErrBadToken marks a clean token outside the graph's data tokens: [0,
 	// Tokens) for the absorbing graph (the mask is not a data token), [0, N)
 	// for the uniform graph.
-	ErrBadToken = errors.New("likelihood: token out of range")
+	ErrBadToken = kind.New(kind.ErrBadRequest, "likelihood: token out of range")
 )
 
 // TokenError reports a clean token that the graph cannot hold. It wraps

@@ -1,8 +1,9 @@
 package manifest
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Sentinel errors. Every error returned by Parse, ParseEvaluator, Load and
@@ -11,26 +12,26 @@ import (
 var (
 	// ErrSyntax marks a manifest that is not valid JSON or whose fields have
 	// the wrong JSON types.
-	ErrSyntax = errors.New("malformed manifest")
+	ErrSyntax = kind.New(kind.ErrBadModel, "malformed manifest")
 	// ErrFormat marks a manifest whose "format" version this SDK does not know.
 	// Such a manifest is refused, never guessed at.
-	ErrFormat = errors.New("unsupported manifest format")
+	ErrFormat = kind.New(kind.ErrBadModel, "unsupported manifest format")
 	// ErrKind marks a manifest of another kind than the one asked for: a
 	// causal-lm evaluator manifest given to Parse, or a score-model manifest
 	// given to ParseEvaluator.
-	ErrKind = errors.New("wrong manifest kind")
+	ErrKind = kind.New(kind.ErrBadModel, "wrong manifest kind")
 	// ErrGraph marks an unknown diffusion graph (known: absorb, uniform).
-	ErrGraph = errors.New("unknown graph")
+	ErrGraph = kind.New(kind.ErrBadModel, "unknown graph")
 	// ErrNoise marks an unknown noise schedule (known: loglinear, geometric)
 	// or invalid schedule parameters.
-	ErrNoise = errors.New("bad noise schedule")
+	ErrNoise = kind.New(kind.ErrBadModel, "bad noise schedule")
 	// ErrMissing marks a required field that is absent.
-	ErrMissing = errors.New("missing required field")
+	ErrMissing = kind.New(kind.ErrBadModel, "missing required field")
 	// ErrInvalid marks a field whose value is out of range or malformed.
-	ErrInvalid = errors.New("invalid field")
+	ErrInvalid = kind.New(kind.ErrBadModel, "invalid field")
 	// ErrMismatch marks fields that contradict each other, such as a tokenizer
 	// vocabulary size that differs from "tokens".
-	ErrMismatch = errors.New("inconsistent fields")
+	ErrMismatch = kind.New(kind.ErrBadModel, "inconsistent fields")
 )
 
 // FieldError reports a problem with one field of a manifest. Field is the

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Limits on the files of a model directory, checked before a file is read.
@@ -28,13 +30,13 @@ const (
 var (
 	// ErrNotRegular marks a file that is a directory, a FIFO, a device or
 	// another special file.
-	ErrNotRegular = errors.New("not a regular file")
+	ErrNotRegular = kind.New(kind.ErrBadModel, "not a regular file")
 	// ErrTooLarge marks a file larger than its limit.
-	ErrTooLarge = errors.New("file too large")
+	ErrTooLarge = kind.New(kind.ErrBadModel, "file too large")
 	// ErrChecksum marks a file whose sha256 differs from the recorded one.
-	ErrChecksum = errors.New("checksum mismatch")
+	ErrChecksum = kind.New(kind.ErrBadModel, "checksum mismatch")
 	// ErrSize marks a file whose size differs from the recorded one.
-	ErrSize = errors.New("size mismatch")
+	ErrSize = kind.New(kind.ErrBadModel, "size mismatch")
 )
 
 // Dir is a model directory: a directory on disk, or an fs.FS.

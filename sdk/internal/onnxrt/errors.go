@@ -1,9 +1,10 @@
 package onnxrt
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sedd-go/sedd/sdk/internal/kind"
 )
 
 // Sentinel errors, matched with errors.Is. Errors of this package wrap them,
@@ -11,34 +12,39 @@ import (
 var (
 	// ErrLibraryNotFound means no ONNX Runtime shared library was found. The
 	// wrapping *LibraryError lists the places searched and how to install one.
-	ErrLibraryNotFound = errors.New("ONNX Runtime shared library not found")
+	ErrLibraryNotFound = kind.New(kind.ErrRuntimeUnavailable, "ONNX Runtime shared library not found")
 	// ErrLibraryLoad means a file was found but could not be loaded as the
 	// ONNX Runtime shared library.
-	ErrLibraryLoad = errors.New("cannot load the ONNX Runtime shared library")
+	ErrLibraryLoad = kind.New(kind.ErrRuntimeUnavailable, "cannot load the ONNX Runtime shared library")
 	// ErrLibraryConflict means an explicit library path was requested while
 	// the process-wide environment already runs another library.
-	ErrLibraryConflict = errors.New("another ONNX Runtime library is already loaded")
+	ErrLibraryConflict = kind.New(kind.ErrRuntimeUnavailable, "another ONNX Runtime library is already loaded")
 	// ErrCUDAUnavailable means the CUDA execution provider could not be set up,
 	// usually because the library is a CPU-only build.
-	ErrCUDAUnavailable = errors.New("CUDA execution provider unavailable")
+	ErrCUDAUnavailable = kind.New(kind.ErrCUDAUnavailable, "CUDA execution provider unavailable")
 	// ErrNotONNX means a model file is not a readable ONNX model (truncated,
 	// empty, or another kind of file).
-	ErrNotONNX = errors.New("not a valid ONNX model file")
+	ErrNotONNX = kind.New(kind.ErrBadModel, "not a valid ONNX model file")
 	// ErrEmptyNodeInput means the model has an empty-string node input that
 	// crashes ONNX Runtime during session creation.
-	ErrEmptyNodeInput = errors.New("ONNX graph has an empty node input")
+	ErrEmptyNodeInput = kind.New(kind.ErrBadModel, "ONNX graph has an empty node input")
 	// ErrGraphMismatch means the model's inputs or outputs do not match the
 	// score-network contract or the manifest.
-	ErrGraphMismatch = errors.New("ONNX graph does not match the contract")
+	ErrGraphMismatch = kind.New(kind.ErrBadModel, "ONNX graph does not match the contract")
 	// ErrModelLoad means ONNX Runtime refused a model file that passed the
 	// checks of ScanONNX (an unknown operator, an opset newer than the
 	// library, an inconsistent graph).
-	ErrModelLoad = errors.New("ONNX Runtime cannot load the model")
+	ErrModelLoad = kind.New(kind.ErrBadModel, "ONNX Runtime cannot load the model")
+	// ErrForward means ONNX Runtime failed a forward pass on inputs the
+	// contract allows: a graph whose shapes or operators do not compute what
+	// its contract says (out of memory, the other cause, the SDK's memory
+	// estimate refuses before it runs). Its message is ONNX Runtime's.
+	ErrForward = kind.New(kind.ErrBadModel, "ONNX Runtime failed a forward pass")
 	// ErrInput marks invalid arguments to Score: sizes, token ids outside
 	// [0, N), σ not finite and positive.
-	ErrInput = errors.New("invalid score input")
+	ErrInput = kind.New(kind.ErrBadRequest, "invalid score input")
 	// ErrClosed is returned after Close.
-	ErrClosed = errors.New("closed")
+	ErrClosed = kind.New(kind.ErrClosed, "closed")
 )
 
 // installHelp tells a user how to get the library.

@@ -104,7 +104,7 @@ func (r *runner) forward(ctx context.Context) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
-		return fmt.Errorf("runtime: forward pass: %w", err)
+		return fmt.Errorf("runtime: %w: %w", ErrForward, err)
 	}
 	return nil
 }
