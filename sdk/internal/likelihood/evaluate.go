@@ -186,7 +186,7 @@ func (e *evaluator) run(ctx context.Context, score diffusion.ScoreFunc) error {
 	// the positions the bound reads, when score can compute some only: on
 	// the absorbing graph the masked positions of each draw
 	rs, _ := score.(diffusion.RowScoreFunc)
-	absorb, isAbsorb := e.cfg.Graph.(diffusion.Absorbing)
+	absorb, isAbsorb := e.cfg.Graph.(interface{ Mask() int64 }) // Absorbing or *Absorbing
 	if !isAbsorb {
 		rs = nil
 	}
