@@ -133,6 +133,8 @@ type callScorer interface {
 	// score is diffusion.ScoreFunc's Score; it also returns the time of the
 	// forward pass that computed the rows.
 	score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, time.Duration, error)
+	// scoreRows is diffusion.RowScoreFunc's ScoreRows, with the time.
+	scoreRows(ctx context.Context, x []int64, sigma []float32, batch, length int, rows []int32) (diffusion.Scores, time.Duration, error)
 	// release gives the scorer back; it is not used afterwards.
 	release()
 }
@@ -158,6 +160,16 @@ type ownScorer struct {
 func (o *ownScorer) score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, time.Duration, error) {
 	start := time.Now()
 	s, err := o.sc.Score(ctx, x, sigma, batch, length)
+	d := time.Since(start)
+	if err == nil {
+		o.m.passes.count(batch, 1, d)
+	}
+	return s, d, err
+}
+
+func (o *ownScorer) scoreRows(ctx context.Context, x []int64, sigma []float32, batch, length int, rows []int32) (diffusion.Scores, time.Duration, error) {
+	start := time.Now()
+	s, err := o.sc.ScoreRows(ctx, x, sigma, batch, length, rows)
 	d := time.Since(start)
 	if err == nil {
 		o.m.passes.count(batch, 1, d)
@@ -312,6 +324,12 @@ func (c *batchClient) release() {
 	c.copyBuffers = copyBuffers{}
 	b.mu.Unlock()
 	b.signal()
+}
+
+// scoreRows computes every position: a shared pass serves calls that ask
+// for different rows, and each call copies its rows of the output anyway.
+func (c *batchClient) scoreRows(ctx context.Context, x []int64, sigma []float32, batch, length int, _ []int32) (diffusion.Scores, time.Duration, error) {
+	return c.score(ctx, x, sigma, batch, length)
 }
 
 func (c *batchClient) score(ctx context.Context, x []int64, sigma []float32, batch, length int) (diffusion.Scores, time.Duration, error) {

@@ -622,6 +622,20 @@ func (t *scoreCounter) Score(ctx context.Context, x []int64, sigma []float32, ba
 	return s, err
 }
 
+// ScoreRows is Score with the output head asked for the given positions only
+// (diffusion.RowScoreFunc); the Model's network computes them alone when its
+// graph takes the rows input.
+func (t *scoreCounter) ScoreRows(ctx context.Context, x []int64, sigma []float32, batch, length int, rows []int32) (diffusion.Scores, error) {
+	if t.m.closed.Load() {
+		return diffusion.Scores{}, ErrClosed
+	}
+	s, d, err := t.sc.scoreRows(ctx, x, sigma, batch, length, rows)
+	t.elapsed += d
+	t.calls++
+	t.rows += batch
+	return s, err
+}
+
 // run samples r; onStep, when not nil, sees every step.
 func (m *Model) run(ctx context.Context, r *resolved, onStep func(Step) bool) (*SampleResult, error) {
 	res, _, err := m.stream(ctx, r, onStep)

@@ -85,9 +85,13 @@ func verifyCommand() *cli.Command {
 				}
 				fmt.Fprintf(stdout, "%s (%s)\n", rep.Variant, rep.File)
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "case\tbatch×length\tlog_score err\tlse err\tnonzero at input\t")
+				fmt.Fprintln(tw, "case\tbatch×length\thead rows\tlog_score err\tlse err\tnonzero at input\t")
 				for _, k := range rep.Cases {
-					fmt.Fprintf(tw, "%s\t%d×%d\t%.3g\t%.3g\t%d\t%s\n", k.Name, k.Batch, k.Length,
+					rows := "all"
+					if k.Rows > 0 {
+						rows = fmt.Sprintf("all, %d", k.Rows)
+					}
+					fmt.Fprintf(tw, "%s\t%d×%d\t%s\t%.3g\t%.3g\t%d\t%s\n", k.Name, k.Batch, k.Length, rows,
 						k.RelLogScore, k.RelLSE, k.NonZeroAtInput, okWord(k.OK))
 				}
 				tw.Flush()

@@ -216,16 +216,41 @@ class SEDD(nn.Module):
         if self.time_independent and not self.scale_by_sigma:
             raise ValueError("model.time_independent needs scale_by_sigma (and so the absorb graph)")
 
-    def forward(self, indices, sigma):
+    def trunk(self, indices, sigma):
+        """The hidden states [batch, length, hidden] before the output layer, and the
+        conditioning c [batch, cond]: everything but the output head."""
         x = self.vocab_embed(indices)
         c = F.silu(self.sigma_map(torch.zeros_like(sigma) if self.time_independent else sigma))
         cos, sin = self.rotary_emb(x)
         for block in self.blocks:
             x = block(x, cos, sin, c)
+        return x, c
+
+    def forward(self, indices, sigma):
+        x, c = self.trunk(indices, sigma)
         x = self.output_layer(x, c)
         if self.scale_by_sigma:
             x = x - log_expm1_sigma(sigma).to(x.dtype)[:, None, None] - math.log(x.shape[-1] - 1)
         return torch.scatter(x, -1, indices[..., None], torch.zeros_like(x[..., :1]))
+
+    def forward_rows(self, indices, sigma, rows):
+        """forward(indices, sigma) at the flat positions rows (int64 [R], b * length + i) only:
+        [R, N], row k equal to forward(...)[rows[k] // length, rows[k] % length]. The output
+        head (final layer norm, projection to N states, scale_by_sigma, the zero at the input
+        token) runs on those R rows only; the trunk still runs on every position, which
+        attention needs."""
+        x, c = self.trunk(indices, sigma)
+        b, length, d = x.shape
+        batch_of = torch.div(rows, length, rounding_mode="floor")
+        h = x.reshape(b * length, d).index_select(0, rows)[None]  # [1, R, d]
+        shift, scale = self.output_layer.adaLN_modulation(c).chunk(2, dim=1)  # [batch, d] each
+        shift, scale = shift.index_select(0, batch_of)[None], scale.index_select(0, batch_of)[None]
+        out = self.output_layer.linear(modulate(self.output_layer.norm_final(h), shift, scale))[0]  # [R, N]
+        if self.scale_by_sigma:
+            term = log_expm1_sigma(sigma).to(out.dtype).index_select(0, batch_of)
+            out = out - term[:, None] - math.log(out.shape[-1] - 1)
+        tok = indices.reshape(b * length).index_select(0, rows)
+        return torch.scatter(out, -1, tok[:, None], torch.zeros_like(out[:, :1])), tok
 
 
 class ScoreWithLSE(nn.Module):
@@ -238,7 +263,25 @@ class ScoreWithLSE(nn.Module):
 
     def forward(self, indices, sigma):
         s = self.sedd(indices, sigma)
-        masked = torch.scatter(s, -1, indices[..., None], torch.full_like(s[..., :1], float("-inf")))
-        m = masked.max(dim=-1, keepdim=True).values
-        lse = m.squeeze(-1) + torch.log(torch.exp(masked - m).sum(dim=-1))
-        return s, lse
+        return s, log_sum_exp_off(s, indices)
+
+
+class ScoreRowsWithLSE(nn.Module):
+    """What model.onnx computes since the rows input (ONNX-CONTRACT.md): (log_score [R, N],
+    log_score_lse [R]) at the flat positions rows (int64 [R], b * length + i) of indices
+    [batch, length]; rows = 0 .. batch*length-1 gives ScoreWithLSE's outputs, flattened."""
+
+    def __init__(self, sedd):
+        super().__init__()
+        self.sedd = sedd
+
+    def forward(self, indices, sigma, rows):
+        s, tok = self.sedd.forward_rows(indices, sigma, rows)
+        return s, log_sum_exp_off(s, tok)
+
+
+def log_sum_exp_off(s, indices):
+    """log Σ_{j != indices} exp(s[..., j]) over the last axis of s, indices of s's shape less it."""
+    masked = torch.scatter(s, -1, indices[..., None], torch.full_like(s[..., :1], float("-inf")))
+    m = masked.max(dim=-1, keepdim=True).values
+    return m.squeeze(-1) + torch.log(torch.exp(masked - m).sum(dim=-1))

@@ -1,8 +1,9 @@
 """torch.onnx export of ScoreWithLSE.
 
-model.onnx (see docs/ONNX-CONTRACT.md): inputs indices int64 [batch, length] and sigma float32
-[batch]; outputs log_score float32 [batch, length, N] and log_score_lse float32 [batch, length];
-batch and length are dynamic; opset 18.
+model.onnx (see docs/ONNX-CONTRACT.md): inputs indices int64 [batch, length], sigma float32
+[batch] and rows int64 [rows] (flat positions b * length + i whose output is wanted); outputs
+log_score float32 [rows, N] and log_score_lse float32 [rows]; batch, length and rows are dynamic;
+opset 18. The output head runs on the requested rows only (ScoreRowsWithLSE).
 
 The graph comes from torch.onnx's torch.export-based ("dynamo") exporter, the default of current
 PyTorch; the TorchScript-based one is deprecated since PyTorch 2.9. Both were measured on the
@@ -31,10 +32,10 @@ import torch
 from onnx import numpy_helper
 
 from .hashes import file_sha256
-from .model import ScoreWithLSE
+from .model import ScoreRowsWithLSE
 
 OPSET = 18
-INPUTS = ("indices", "sigma")
+INPUTS = ("indices", "sigma", "rows")
 OUTPUTS = ("log_score", "log_score_lse")
 # Protobuf cannot serialise a model of 2 GiB or more in one piece.
 PROTOBUF_LIMIT = 2 * 1024**3
@@ -49,7 +50,9 @@ def _example(sedd, length=8):
     gen = torch.Generator().manual_seed(0)
     indices = torch.randint(0, n, (2, length), generator=gen, dtype=torch.int64)
     sigma = torch.tensor([0.5, 2.0], dtype=torch.float32)
-    return indices, sigma
+    # neither 0 nor 1 rows (torch.export would specialise the axis), nor every row
+    rows = torch.tensor([1, length + 3, 2 * length - 1], dtype=torch.int64)
+    return indices, sigma, rows
 
 
 @contextlib.contextmanager
@@ -145,13 +148,13 @@ def _empty_inputs(graph):
 
 
 def export_onnx(sedd, out_dir, opset=OPSET, file_name="model.onnx"):
-    """Exports ScoreWithLSE(sedd) to out_dir/file_name and returns a dict for sedd.json's onnx
+    """Exports ScoreRowsWithLSE(sedd) to out_dir/file_name and returns a dict for sedd.json's onnx
     field: file, opset, sha256, size, external_data (list of file names), inputs, outputs,
     nodes (how many the graph has)."""
-    module = ScoreWithLSE(sedd.float().eval()).eval()
+    module = ScoreRowsWithLSE(sedd.float().eval()).eval()
     path = os.path.join(out_dir, file_name)
     axes = {0: "batch", 1: "length"}
-    proto = torch_export(module, _example(sedd), INPUTS, OUTPUTS, {"indices": axes, "sigma": {0: "batch"}}, opset)
+    proto = torch_export(module, _example(sedd), INPUTS, OUTPUTS, {"indices": axes, "sigma": {0: "batch"}, "rows": {0: "rows"}}, opset)
     # ONNX Runtime 1.24-1.30 crash while creating a session for a LayerNormalization with an
     # empty-string input (torch 1.13 wrote those); refuse to write such a graph.
     empty = _empty_inputs(proto.graph)

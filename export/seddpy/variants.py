@@ -212,7 +212,9 @@ def int8_tolerance(max_rel_err):
     or swapped int8 file is off by orders of magnitude more."""
     t = max(TOLERANCE, INT8_MARGIN * max_rel_err)
     digits = math.floor(math.log10(t))
-    return math.ceil(t / 10**digits) * 10**digits
+    # through its decimal text, so that sedd.json holds 0.3 rather than 3 * 0.1 =
+    # 0.30000000000000004 (the nearest double to one significant digit)
+    return float(f"{math.ceil(t / 10**digits)}e{digits}")
 
 
 def describe_tolerance(kind, max_rel_err, tolerance):

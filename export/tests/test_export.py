@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from seddpy import checkpoints, golden, manifest, onnx_export, onnx_weights, ortcheck, tokenizers
-from seddpy.model import SEDD, ScoreWithLSE
+from seddpy.model import SEDD, ScoreRowsWithLSE, ScoreWithLSE
 
 EXPORT_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export.py")
 REPO = os.path.dirname(os.path.dirname(EXPORT_PY))
@@ -48,8 +48,8 @@ def test_onnx_graph(exported, graph):
     f32, i64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     ins = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in proto.graph.input]
     outs = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in proto.graph.output]
-    assert ins == [("indices", i64, ["batch", "length"]), ("sigma", f32, ["batch"])]
-    assert outs == [("log_score", f32, ["batch", "length", n_out(graph)]), ("log_score_lse", f32, ["batch", "length"])]
+    assert ins == [("indices", i64, ["batch", "length"]), ("sigma", f32, ["batch"]), ("rows", i64, ["rows"])]
+    assert outs == [("log_score", f32, ["rows", n_out(graph)]), ("log_score_lse", f32, ["rows"])]
     # No exporter metadata: it holds stack traces with this checkout's paths.
     assert all(len(n.metadata_props) == 0 for n in proto.graph.node)
     with open(path, "rb") as f:
@@ -94,6 +94,31 @@ def test_onnx_runtime_agrees_with_pytorch(exported, graph):
     assert doc["verify"]["max_abs_err"] == pytest.approx(report["max_abs_err"], rel=0.5, abs=1e-6)
 
 
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_rows_input(exported, graph):
+    """The output head on some rows only: the rows of the full output, in any order and with
+    repeats, for rows of every sequence of the batch; and ortcheck.compare checks that path too."""
+    d, _, loaded = exported[graph]
+    _, cases = golden.read_golden(d)
+    sess = ortcheck.session(os.path.join(d, "model.onnx"), threads=1)
+    assert ortcheck.has_rows(sess)
+    c = cases[-2]
+    b, length = c["indices"].shape
+    full = ortcheck.run(sess, c["indices"], c["sigma"])
+    n = full["log_score"].shape[-1]
+    for rows in ([0], [b * length - 1], [5, 2, 2, b * length - 1], list(range(0, b * length, 2))):
+        part = ortcheck.run(sess, c["indices"], c["sigma"], np.array(rows))
+        assert part["log_score"].shape == (len(rows), n) and part["log_score_lse"].shape == (len(rows),)
+        np.testing.assert_allclose(part["log_score"], full["log_score"].reshape(-1, n)[rows], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(part["log_score_lse"], full["log_score_lse"].reshape(-1)[rows], rtol=0, atol=1e-5)
+    # and PyTorch's own rows path is the full forward at those rows
+    rows = torch.tensor([3, 1, b * length - 1])
+    with torch.no_grad():
+        s, lse = ScoreRowsWithLSE(loaded.model)(torch.from_numpy(c["indices"]), torch.from_numpy(c["sigma"]), rows)
+    assert torch.allclose(s, torch.from_numpy(c["log_score"]).reshape(-1, n)[rows], atol=1e-5)
+    assert torch.allclose(lse, torch.from_numpy(c["log_score_lse"]).reshape(-1)[rows], atol=1e-5)
+
+
 def test_onnx_runtime_check_catches_a_wrong_golden(exported):
     d, _, _ = exported["absorb"]
     _, cases = golden.read_golden(d)
@@ -126,7 +151,7 @@ def test_manifest(exported, graph):
         assert doc["onnx"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
     assert doc["onnx"]["size"] == os.path.getsize(onnx_path)
     assert doc["onnx"]["opset"] == 18 and doc["onnx"]["external_data"] == []
-    assert doc["onnx"]["inputs"] == ["indices", "sigma"] and doc["onnx"]["outputs"] == ["log_score", "log_score_lse"]
+    assert doc["onnx"]["inputs"] == ["indices", "sigma", "rows"] and doc["onnx"]["outputs"] == ["log_score", "log_score_lse"]
     assert doc["source"]["kind"] == "random-init" and doc["source"]["seed"] == (1 if graph == "absorb" else 2)
     assert {k: v for k, v in doc["verify"].items() if k != "max_abs_err"} == {
         "golden": "golden.json", "data": "golden.bin", "tolerance": 1e-4,

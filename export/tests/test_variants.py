@@ -109,6 +109,9 @@ def test_int8_tolerance_rule():
     assert variants.int8_tolerance(0.00064) == pytest.approx(0.003)
     assert variants.int8_tolerance(1e-7) == TOLERANCE
     assert variants.int8_tolerance(0.0251) == pytest.approx(0.2)  # 0.1004 rounds up to 0.2
+    # one significant digit, written as such in sedd.json (3 * 0.1 is 0.30000000000000004)
+    for err, text in [(0.075, "0.3"), (0.0251, "0.2"), (0.0017, "0.007"), (0.21, "0.9"), (0.3, "2.0")]:
+        assert repr(variants.int8_tolerance(err)) == text
 
 
 def test_a_variant_past_its_tolerance_fails_the_build(exported, tmp_path, monkeypatch):

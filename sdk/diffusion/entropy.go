@@ -12,7 +12,9 @@ import (
 // Graph.ScoreEntropy). If dst is not nil it receives the Length per-position
 // values. The loss of the reference (losses.py) for one draw is σ'(t) times
 // the result. It costs O(Length) on the absorbing graph (it needs only
-// sc.LSE there) and O(Length·N) on the uniform graph. Errors wrap
+// sc.LSE there) and O(Length·N) on the uniform graph. sc may hold some
+// positions only (Scores.Rows) if it holds those the entropy reads: on the
+// absorbing graph the masked positions of xt. Errors wrap
 // ErrInvalidConfig (bad arguments), ErrScoreShape or ErrNonFinite.
 func SequenceScoreEntropy(dst []float64, g Graph, x0, xt []int64, sigma float64, sc Scores, b int) (float64, error) {
 	if g == nil {
@@ -23,7 +25,7 @@ func SequenceScoreEntropy(dst []float64, g Graph, x0, xt []int64, sigma float64,
 	}
 	sp := g.spec()
 	L := sc.Length
-	if err := sc.check(sc.Batch, L, sp.n); err != nil {
+	if err := sc.checkRows(sc.Batch, L, sp.n, sc.Rows); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrScoreShape, err)
 	}
 	if b < 0 || b >= sc.Batch || len(x0) != L || len(xt) != L || (dst != nil && len(dst) != L) {
@@ -43,7 +45,11 @@ func SequenceScoreEntropy(dst []float64, g Graph, x0, xt []int64, sigma float64,
 		}
 		var ent float64
 		if !sp.absorb || xt[i] == sp.mask {
-			lse := float64(sc.LSE[b*L+i])
+			k := sc.Slot(b, i)
+			if k < 0 {
+				return 0, fmt.Errorf("%w: no output at row %d, position %d (a position the bound reads)", ErrScoreShape, b, i)
+			}
+			lse := float64(sc.LSE[k])
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return 0, fmt.Errorf("%w: log-sum-exp at row %d, position %d = %v", ErrNonFinite, b, i, lse)
 			}

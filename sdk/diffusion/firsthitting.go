@@ -26,7 +26,8 @@ import (
 // networks were not trained below it (an ideal network's output does not depend
 // on it). Each row draws, in this order and from its own stream: the uniform of
 // its next time (before the network call), the index of the position among its
-// masked ones, and the uniform of the token.
+// masked ones, and the uniform of the token. The position is drawn before the
+// call too, so that a RowScoreFunc is asked for that one position of each row.
 func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
 	B, L := s.cfg.Batch, s.w
 	free := 0
@@ -50,28 +51,35 @@ func (s *Sampler) runFirstHitting(ctx context.Context, score ScoreFunc) error {
 			return fmt.Errorf("diffusion: before step %d: %w", idx, err)
 		}
 		masked := free - k
+		s.want = s.want[:0]
 		for b, r := range s.rngs {
 			u := 1 - r.Float64() // in (0, 1]
 			s.p[b] *= math.Pow(u, 1/float64(masked))
 			s.sigma[b] = float32(max(-math.Log1p(-s.p[b]), floor))
+			s.picks[b] = r.IntN(masked)
+			s.want = append(s.want, int32(b*L)+s.pending[b*L+s.picks[b]])
 		}
-		sc, err := score.Score(ctx, s.x, s.sigma, B, L)
+		sc, err := s.score(ctx, score, B, L, true)
 		if err != nil {
 			return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
 		}
-		if err := sc.check(B, L, s.g.n); err != nil {
+		if err := sc.checkRows(B, L, s.g.n, s.want); err != nil {
 			return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
 		}
 		for b, r := range s.rngs {
 			pend := s.pending[b*L : b*L+masked]
-			pick := r.IntN(masked)
+			pick := s.picks[b]
 			i := int(pend[pick])
 			pend[pick] = pend[masked-1]
-			lse := float64(sc.LSE[b*L+i])
+			k := sc.Slot(b, i)
+			if k < 0 {
+				return &ScoreError{Step: idx, Row: b, Position: i, Detail: "the output of the position to unmask is missing", Err: ErrScoreShape}
+			}
+			lse := float64(sc.LSE[k])
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
 			}
-			tok, fault, ok := drawUnmask(s.unmask, r, sc.Row(b, i)[:s.g.mask], lse, s.cum)
+			tok, fault, ok := drawUnmask(s.unmask, r, sc.LogScore[k*s.g.n:k*s.g.n+int(s.g.mask)], lse, s.cum)
 			if !ok {
 				return unmaskFault(idx, b, i, fault)
 			}

@@ -172,6 +172,13 @@ type Sampler struct {
 	subX     []int64
 	subSigma []float32
 	subRows  []int
+
+	// want lists the flat positions b*w + i a call asks a RowScoreFunc for
+	// (the masked free positions; with FirstHitting the one each row
+	// unmasks), picks the index among its pending positions each row
+	// unmasks (FirstHitting).
+	want  []int32
+	picks []int
 }
 
 // checkUnmask validates Temperature, TopK and TopP.
@@ -276,9 +283,13 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if g.absorb {
 		s.unmask = newUnmaskFilter(cfg.Temperature, cfg.TopK, cfg.TopP, int(g.mask))
 	}
+	if g.absorb {
+		s.want = make([]int32, 0, cfg.Batch*w)
+	}
 	if fh {
 		s.pending = make([]int32, cfg.Batch*w)
 		s.p = make([]float64, cfg.Batch)
+		s.picks = make([]int, cfg.Batch)
 	} else {
 		s.grid = linspace(1, cfg.EndTime, cfg.Steps+1)
 		s.dt = (1 - cfg.EndTime) / float64(cfg.Steps)
@@ -535,11 +546,11 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 	switch {
 	case !s.cfg.TimeIndependent || !s.cached || len(moved) == B:
 		var err error
-		sc, err = score.Score(ctx, s.x, s.sigma, B, L)
+		sc, err = s.score(ctx, score, B, L, s.masked())
 		if err != nil {
 			return fmt.Errorf("diffusion: score at step %d: %w", idx, err)
 		}
-		if err := sc.check(B, L, s.g.n); err != nil {
+		if err := sc.checkRows(B, L, s.g.n, s.want); err != nil {
 			return &ScoreError{Step: idx, Detail: err.Error(), Err: ErrScoreShape}
 		}
 		if s.cfg.TimeIndependent {
@@ -556,7 +567,6 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 	for b := range B {
 		r := s.rngs[b]
 		x := s.x[b*L : (b+1)*L]
-		lses := sc.LSE[b*L : (b+1)*L]
 		// shift turns the row's log scores, computed at rowSigma, into those
 		// at sigma (0 for a row computed now)
 		shift := 0.0
@@ -564,14 +574,24 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 			shift = logExpm1(float64(s.rowSigma[b])) - logExpm1(float64(s.sigma[b]))
 		}
 		for i, xi := range x {
-			lse := float64(lses[i]) + shift
+			moves := !s.isFixed[i] && (!s.g.absorb || xi == s.g.mask)
+			k := b*L + i
+			if sc.Rows != nil {
+				if !moves {
+					continue // not asked for
+				}
+				if k = sc.Slot(b, i); k < 0 {
+					return &ScoreError{Step: idx, Row: b, Position: i, Detail: "the output of a masked position is missing", Err: ErrScoreShape}
+				}
+			}
+			lse := float64(sc.LSE[k]) + shift
 			if math.IsNaN(lse) || math.IsInf(lse, 0) {
 				return &ScoreError{Step: idx, Row: b, Position: i, Value: lse, Detail: "log-sum-exp", Err: ErrNonFinite}
 			}
-			if s.isFixed[i] || (s.g.absorb && xi != s.g.mask) {
+			if !moves {
 				continue
 			}
-			next, fault, ok := m.draw(r, xi, sc.Row(b, i), lse, s.cum)
+			next, fault, ok := m.draw(r, xi, sc.LogScore[k*s.g.n:(k+1)*s.g.n:(k+1)*s.g.n], lse, s.cum)
 			if !ok {
 				detail := "sum of transition weights"
 				if fault.index >= 0 {
@@ -589,6 +609,38 @@ func (s *Sampler) apply(ctx context.Context, score ScoreFunc, idx int, sigma flo
 	}
 	s.project()
 	return nil
+}
+
+// masked returns whether the next call may ask for some positions only, and
+// lists them in s.want: the masked free positions of the absorbing graph.
+// A time-independent batch of more than one row reuses the output of rows
+// that did not move and merges the others (recompute), which needs every
+// position; so does the uniform graph, where every position moves.
+func (s *Sampler) masked() bool {
+	s.want = s.want[:0]
+	if !s.g.absorb || (s.cfg.TimeIndependent && s.cfg.Batch > 1) {
+		return false
+	}
+	L := s.w
+	for b := range s.cfg.Batch {
+		for i, xi := range s.x[b*L : (b+1)*L] {
+			if xi == s.g.mask && !s.isFixed[i] {
+				s.want = append(s.want, int32(b*L+i))
+			}
+		}
+	}
+	return true
+}
+
+// score evaluates the network on s.x and s.sigma: at the positions s.want
+// only when rows is set and score is a RowScoreFunc, else everywhere (and
+// s.want is emptied, so that the answer is checked as a full one).
+func (s *Sampler) score(ctx context.Context, score ScoreFunc, batch, length int, rows bool) (Scores, error) {
+	if rs, ok := score.(RowScoreFunc); ok && rows {
+		return rs.ScoreRows(ctx, s.x, s.sigma, batch, length, s.want)
+	}
+	s.want = s.want[:0]
+	return score.Score(ctx, s.x, s.sigma, batch, length)
 }
 
 // recompute evaluates the network on the given rows only (those whose tokens

@@ -389,6 +389,24 @@ func Check(c Case, logScore, lse []float32) (Result, error) {
 	return r, nil
 }
 
+// CheckRows compares the outputs of a score network asked for the flat
+// positions rows of c's inputs only (log_score len(rows)×N, log_score_lse
+// len(rows)) against c's outputs at those positions. rows must lie in
+// [0, Batch·Length).
+func CheckRows(c Case, rows []int32, logScore, lse []float32) (Result, error) {
+	want := Case{Name: c.Name, Batch: 1, Length: len(rows), N: c.N, Sigma: c.Sigma[:1],
+		Indices: make([]int64, len(rows)), LogScore: make([]float32, 0, len(rows)*c.N), LSE: make([]float32, len(rows))}
+	for k, p := range rows {
+		if p < 0 || int(p) >= len(c.Indices) {
+			return Result{}, fmt.Errorf("%w: row %d outside the case's %d positions", ErrShape, p, len(c.Indices))
+		}
+		want.Indices[k] = c.Indices[p]
+		want.LogScore = append(want.LogScore, c.LogScore[int(p)*c.N:(int(p)+1)*c.N]...)
+		want.LSE[k] = c.LSE[p]
+	}
+	return Check(want, logScore, lse)
+}
+
 // ZerosAtInput checks that logScore[p][indices[p]] == 0 exactly for every
 // position p, where logScore holds len(indices)*n values. It returns the number
 // of positions where that fails and the first of them (-1 when none).

@@ -183,6 +183,17 @@ func (e *evaluator) run(ctx context.Context, score diffusion.ScoreFunc) error {
 	tokens := make([]int64, bs*maxLen)
 	sigmas := make([]float32, bs)
 	rows := make([]row, 0, bs)
+	// the positions the bound reads, when score can compute some only: on
+	// the absorbing graph the masked positions of each draw
+	rs, _ := score.(diffusion.RowScoreFunc)
+	absorb, isAbsorb := e.cfg.Graph.(interface{ Mask() int64 }) // Absorbing or *Absorbing
+	if !isAbsorb {
+		rs = nil
+	}
+	var want []int32
+	if rs != nil {
+		want = make([]int32, 0, bs*maxLen)
+	}
 	done := 0
 	workers := newPool(bs)
 
@@ -204,11 +215,19 @@ func (e *evaluator) run(ctx context.Context, score diffusion.ScoreFunc) error {
 		for b := range rows {
 			sigmas[b] = rows[b].sigma32
 		}
-		sc, err := score.Score(ctx, tokens[:n*L], sigmas[:n], n, L)
+		var sc diffusion.Scores
+		var err error
+		if rs != nil {
+			want = maskedRows(want[:0], tokens[:n*L], absorb.Mask())
+			sc, err = rs.ScoreRows(ctx, tokens[:n*L], sigmas[:n], n, L, want)
+		} else {
+			want = want[:0]
+			sc, err = score.Score(ctx, tokens[:n*L], sigmas[:n], n, L)
+		}
 		if err != nil {
 			return fmt.Errorf("likelihood: score function: %w", err)
 		}
-		if err := checkShape(sc, n, L, e.cfg.Graph.States()); err != nil {
+		if err := sc.CheckRows(n, L, e.cfg.Graph.States(), want); err != nil {
 			r := rows[0]
 			return &ScoreError{Sequence: r.seq, Timestep: r.k, T: r.t, Sigma: r.sigma, Err: err}
 		}
@@ -247,13 +266,14 @@ func (e *evaluator) run(ctx context.Context, score diffusion.ScoreFunc) error {
 	return flush()
 }
 
-func checkShape(sc diffusion.Scores, batch, length, n int) error {
-	if sc.Batch != batch || sc.Length != length || sc.N != n ||
-		len(sc.LogScore) != batch*length*n || len(sc.LSE) != batch*length {
-		return fmt.Errorf("%w: got batch %d, length %d, N %d with %d log scores and %d LSE values; want batch %d, length %d, N %d",
-			diffusion.ErrScoreShape, sc.Batch, sc.Length, sc.N, len(sc.LogScore), len(sc.LSE), batch, length, n)
+// maskedRows appends to dst the flat positions of x that hold the mask.
+func maskedRows(dst []int32, x []int64, mask int64) []int32 {
+	for k, v := range x {
+		if v == mask {
+			dst = append(dst, int32(k))
+		}
 	}
-	return nil
+	return dst
 }
 
 // pool runs per-row work on up to GOMAXPROCS goroutines. Every row's result

@@ -26,14 +26,22 @@ var _ diffusion.ScoreFunc = (*Scorer)(nil)
 type Scorer struct {
 	r *runner
 	n int
+	// withRows: the graph takes the rows input. Its tensors are then shaped
+	// for nrows rows; fullRows says rowsBuf holds every position in order.
+	withRows bool
 
-	batch, length int
-	idxBuf        []int64
-	sigBuf        []float32
-	lsBuf, lseBuf []float32
-	idx           *ort.Tensor[int64]
-	sig, ls, lse  *ort.Tensor[float32]
+	batch, length, nrows int
+	fullRows             bool
+	idxBuf, rowsBuf      []int64
+	sigBuf               []float32
+	lsBuf, lseBuf        []float32
+	outRows              []int32 // the rows of the last ScoreRows, returned in its Scores
+	idx, rows            *ort.Tensor[int64]
+	sig, ls, lse         *ort.Tensor[float32]
 }
+
+// Scorer implements diffusion.RowScoreFunc.
+var _ diffusion.RowScoreFunc = (*Scorer)(nil)
 
 // NewScorer returns a Scorer running on s. Close it when done.
 func (s *Session) NewScorer() (*Scorer, error) {
@@ -41,7 +49,7 @@ func (s *Session) NewScorer() (*Scorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scorer{r: r, n: s.n}, nil
+	return &Scorer{r: r, n: s.n, withRows: s.Rows()}, nil
 }
 
 // N returns the vocabulary dimension of the outputs.
@@ -67,10 +75,16 @@ func (sc *Scorer) Score(ctx context.Context, x []int64, sigma []float32, batch, 
 	if err := sc.validate(x, sigma, batch, length); err != nil {
 		return Scores{}, err
 	}
-	if batch != sc.batch || length != sc.length {
-		if err := sc.reshape(batch, length); err != nil {
+	if batch != sc.batch || length != sc.length || sc.withRows && sc.nrows != batch*length {
+		if err := sc.reshape(batch, length, batch*length); err != nil {
 			return Scores{}, err
 		}
+	}
+	if sc.withRows && !sc.fullRows {
+		for i := range sc.rowsBuf {
+			sc.rowsBuf[i] = int64(i)
+		}
+		sc.fullRows = true
 	}
 	copy(sc.idx.GetData(), x)
 	copy(sc.sig.GetData(), sigma)
@@ -79,6 +93,68 @@ func (sc *Scorer) Score(ctx context.Context, x []int64, sigma []float32, batch, 
 	}
 	return Scores{Batch: batch, Length: length, N: sc.n,
 		LogScore: sc.ls.GetData(), LSE: sc.lse.GetData()}, nil
+}
+
+// ScoreRows is Score with the output needed only at the flat positions rows
+// (b*length + i, strictly increasing): on a network with the rows input the
+// output head runs on those positions only, and the returned Scores hold
+// them (Scores.Rows, a copy of rows owned by the Scorer); on one without it,
+// ScoreRows is Score. No rows: no forward pass, and empty Scores. The tensors
+// are recreated whenever the number of rows changes (a few small allocations;
+// their memory is reused).
+func (sc *Scorer) ScoreRows(ctx context.Context, x []int64, sigma []float32, batch, length int, rows []int32) (Scores, error) {
+	if !sc.withRows {
+		return sc.Score(ctx, x, sigma, batch, length)
+	}
+	if sc.r.closed {
+		return Scores{}, fmt.Errorf("runtime: scorer: %w", ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return Scores{}, err
+	}
+	if err := sc.validate(x, sigma, batch, length); err != nil {
+		return Scores{}, err
+	}
+	if err := CheckRows(rows, batch*length); err != nil {
+		return Scores{}, err
+	}
+	if sc.outRows == nil {
+		sc.outRows = make([]int32, 0, len(rows)) // never nil: nil means every position
+	}
+	sc.outRows = append(sc.outRows[:0], rows...)
+	if len(rows) == 0 {
+		return Scores{Batch: batch, Length: length, N: sc.n, LogScore: []float32{}, LSE: []float32{}, Rows: sc.outRows}, nil
+	}
+	if batch != sc.batch || length != sc.length || len(rows) != sc.nrows {
+		if err := sc.reshape(batch, length, len(rows)); err != nil {
+			return Scores{}, err
+		}
+	}
+	for k, r := range rows {
+		sc.rowsBuf[k] = int64(r)
+	}
+	sc.fullRows = false
+	copy(sc.idx.GetData(), x)
+	copy(sc.sig.GetData(), sigma)
+	if err := sc.r.forward(ctx); err != nil {
+		return Scores{}, err
+	}
+	return Scores{Batch: batch, Length: length, N: sc.n,
+		LogScore: sc.ls.GetData(), LSE: sc.lse.GetData(), Rows: sc.outRows}, nil
+}
+
+// CheckRows reports what ScoreRows would refuse in rows for a batch of
+// positions flat positions: one outside [0, positions), or not strictly
+// increasing. The error wraps ErrInput.
+func CheckRows(rows []int32, positions int) error {
+	prev := int64(-1)
+	for k, r := range rows {
+		if int64(r) <= prev || int64(r) >= int64(positions) {
+			return fmt.Errorf("runtime: %w: rows[%d] = %d: rows must be strictly increasing positions in [0, %d)", ErrInput, k, r, positions)
+		}
+		prev = int64(r)
+	}
+	return nil
 }
 
 // validate refuses arguments that would make ONNX Runtime fail or read out
@@ -132,44 +208,61 @@ func checkIDs(x []int64, n int) error {
 	return nil
 }
 
-// reshape recreates the tensors for a new (batch, length), reusing their
-// memory when it is large enough.
-func (sc *Scorer) reshape(batch, length int) error {
+// reshape recreates the tensors for a new (batch, length) and, on a
+// network with the rows input, nrows output rows, reusing their memory when
+// it is large enough.
+func (sc *Scorer) reshape(batch, length, nrows int) error {
 	sc.destroyTensors()
-	rows := batch * length
-	sc.idxBuf = growInt64(sc.idxBuf, rows)
+	positions := batch * length
+	if !sc.withRows {
+		nrows = positions
+	}
+	sc.idxBuf = growInt64(sc.idxBuf, positions)
 	sc.sigBuf = growFloat32(sc.sigBuf, batch)
-	sc.lsBuf = growFloat32(sc.lsBuf, rows*sc.n)
-	sc.lseBuf = growFloat32(sc.lseBuf, rows)
-	b, l := int64(batch), int64(length)
+	sc.lsBuf = growFloat32(sc.lsBuf, nrows*sc.n)
+	sc.lseBuf = growFloat32(sc.lseBuf, nrows)
+	b, l, r := int64(batch), int64(length), int64(nrows)
+	lsShape, lseShape := ort.NewShape(b, l, int64(sc.n)), ort.NewShape(b, l)
+	if sc.withRows {
+		sc.rowsBuf = growInt64(sc.rowsBuf, nrows)
+		lsShape, lseShape = ort.NewShape(r, int64(sc.n)), ort.NewShape(r)
+	}
 	var err error
 	if sc.idx, err = ort.NewTensor(ort.NewShape(b, l), sc.idxBuf); err == nil {
 		if sc.sig, err = ort.NewTensor(ort.NewShape(b), sc.sigBuf); err == nil {
-			if sc.ls, err = ort.NewTensor(ort.NewShape(b, l, int64(sc.n)), sc.lsBuf); err == nil {
-				sc.lse, err = ort.NewTensor(ort.NewShape(b, l), sc.lseBuf)
+			if sc.ls, err = ort.NewTensor(lsShape, sc.lsBuf); err == nil {
+				if sc.lse, err = ort.NewTensor(lseShape, sc.lseBuf); err == nil && sc.withRows {
+					sc.rows, err = ort.NewTensor(ort.NewShape(r), sc.rowsBuf)
+				}
 			}
 		}
 	}
 	if err != nil {
 		sc.destroyTensors()
-		return fmt.Errorf("runtime: tensors for batch %d, length %d: %w", batch, length, err)
+		return fmt.Errorf("runtime: tensors for batch %d, length %d, %d rows: %w", batch, length, nrows, err)
 	}
-	sc.r.setValues([]ort.Value{sc.idx, sc.sig}, []ort.Value{sc.ls, sc.lse})
-	sc.batch, sc.length = batch, length
+	inputs := []ort.Value{sc.idx, sc.sig}
+	if sc.withRows {
+		inputs = append(inputs, sc.rows)
+	}
+	sc.r.setValues(inputs, []ort.Value{sc.ls, sc.lse})
+	sc.batch, sc.length, sc.nrows, sc.fullRows = batch, length, nrows, false
 	return nil
 }
 
 func (sc *Scorer) destroyTensors() {
-	if sc.idx != nil {
-		sc.idx.Destroy()
+	for _, t := range []*ort.Tensor[int64]{sc.idx, sc.rows} {
+		if t != nil {
+			t.Destroy()
+		}
 	}
 	for _, t := range []*ort.Tensor[float32]{sc.sig, sc.ls, sc.lse} {
 		if t != nil {
 			t.Destroy()
 		}
 	}
-	sc.idx, sc.sig, sc.ls, sc.lse = nil, nil, nil, nil
-	sc.batch, sc.length = 0, 0
+	sc.idx, sc.rows, sc.sig, sc.ls, sc.lse = nil, nil, nil, nil, nil
+	sc.batch, sc.length, sc.nrows = 0, 0, 0
 }
 
 // Close releases the tensors, the run options and the Scorer's reference to

@@ -19,8 +19,11 @@ import (
 
 // Names of the score network's inputs and outputs (docs/ONNX-CONTRACT.md).
 const (
-	InputIndices   = "indices"
-	InputSigma     = "sigma"
+	InputIndices = "indices"
+	InputSigma   = "sigma"
+	// InputRows is the optional third input: the flat positions b*length+i
+	// whose output is wanted (the output head runs on those only).
+	InputRows      = "rows"
 	OutputLogScore = "log_score"
 	OutputLSE      = "log_score_lse"
 )
@@ -239,7 +242,18 @@ func OpenSource(src Source, n int, opts ...Option) (*Session, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("runtime: vocabulary dimension %d: must be > 0", n)
 	}
-	s, err := openSession(src, n, []string{InputIndices, InputSigma}, []string{OutputLogScore, OutputLSE},
+	inputs := []string{InputIndices, InputSigma}
+	if src.Graph == nil {
+		g, err := scanSource(src)
+		if err != nil {
+			return nil, err
+		}
+		src.Graph = g
+	}
+	if HasRows(src.Graph) {
+		inputs = append(inputs, InputRows)
+	}
+	s, err := openSession(src, n, inputs, []string{OutputLogScore, OutputLSE},
 		func(g *GraphInfo) error { return CheckScoreGraph(g, n) }, opts)
 	if err != nil {
 		return nil, err
@@ -257,8 +271,9 @@ func OpenSource(src Source, n int, opts ...Option) (*Session, error) {
 // pass of the first Score call. Graphs with a static N were checked by
 // CheckScoreGraph and are not run.
 func (s *Session) probeStates() error {
+	rows := s.Rows()
 	for _, v := range s.graph.Outputs {
-		if v.Name == OutputLogScore && len(v.Dims) == 3 && v.Dims[2] >= 0 {
+		if v.Name == OutputLogScore && len(v.Dims) > 0 && v.Dims[len(v.Dims)-1] >= 0 {
 			return nil
 		}
 	}
@@ -272,8 +287,19 @@ func (s *Session) probeStates() error {
 		return fmt.Errorf("runtime: probe tensors: %w", err)
 	}
 	defer sig.Destroy()
+	ins := []ort.Value{idx, sig}
+	want := [][]int64{{1, 1, int64(s.n)}, {1, 1}}
+	if rows {
+		r, err := ort.NewTensor(ort.NewShape(1), []int64{0})
+		if err != nil {
+			return fmt.Errorf("runtime: probe tensors: %w", err)
+		}
+		defer r.Destroy()
+		ins = append(ins, r)
+		want = [][]int64{{1, int64(s.n)}, {1}}
+	}
 	outs := []ort.Value{nil, nil}
-	err = s.ort.Run([]ort.Value{idx, sig}, outs)
+	err = s.ort.Run(ins, outs)
 	s.repairSignals()
 	for _, o := range outs {
 		if o != nil {
@@ -283,7 +309,6 @@ func (s *Session) probeStates() error {
 	if err != nil {
 		return fmt.Errorf("runtime: %s: %w: a forward pass of one token fails: %w", s.path, ErrModelLoad, err)
 	}
-	want := [][]int64{{1, 1, int64(s.n)}, {1, 1}}
 	for i, o := range outs {
 		if got := o.GetShape(); !slices.Equal(got, want[i]) {
 			return &GraphError{Err: ErrGraphMismatch, Path: s.path, Detail: fmt.Sprintf(
@@ -307,15 +332,7 @@ func openSession(src Source, n int, inputs, outputs []string, check func(*GraphI
 	g := src.Graph
 	if g == nil {
 		var err error
-		if src.Data != nil {
-			g, err = Scan(bytes.NewReader(src.Data), int64(len(src.Data)))
-			if err != nil {
-				err = fmt.Errorf("%s: %w", path, err)
-			}
-		} else {
-			g, err = ScanONNX(path)
-		}
-		if err != nil {
+		if g, err = scanSource(src); err != nil {
 			return nil, err
 		}
 	}
@@ -440,11 +457,36 @@ func appendCUDA(so *ort.SessionOptions, deviceID int) error {
 	return so.AppendExecutionProviderCUDA(co)
 }
 
+// scanSource reads the graph of src (its bytes, or the file at its path).
+func scanSource(src Source) (*GraphInfo, error) {
+	if src.Data != nil {
+		g, err := Scan(bytes.NewReader(src.Data), int64(len(src.Data)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", src.Path, err)
+		}
+		return g, nil
+	}
+	return ScanONNX(src.Path)
+}
+
+// HasRows reports whether a score network takes the rows input (its outputs
+// are then [rows, N] and [rows]).
+func HasRows(g *GraphInfo) bool {
+	for _, v := range g.Inputs {
+		if v.Name == InputRows {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckScoreGraph checks a scanned graph against the score-network contract:
 // inputs exactly indices (int64, [batch, length]) and sigma (float32,
 // [batch]); outputs log_score (float32, [batch, length, N]) and log_score_lse
-// (float32, [batch, length]); batch and length dynamic; N equal to n when the
-// graph records it. Errors wrap ErrGraphMismatch.
+// (float32, [batch, length]); or, with the third input rows (int64, [rows]),
+// outputs log_score [rows, N] and log_score_lse [rows]; batch and length
+// dynamic; N equal to n when the graph records it. Errors wrap
+// ErrGraphMismatch.
 func CheckScoreGraph(g *GraphInfo, n int) error {
 	type want struct {
 		name string
@@ -475,10 +517,16 @@ func CheckScoreGraph(g *GraphInfo, n int) error {
 		}
 		return nil
 	}
-	if err := check("input", g.Inputs, []want{{InputIndices, onnxInt64, 2}, {InputSigma, onnxFloat, 1}}, true); err != nil {
+	inputs := []want{{InputIndices, onnxInt64, 2}, {InputSigma, onnxFloat, 1}}
+	outputs := []want{{OutputLogScore, onnxFloat, 3}, {OutputLSE, onnxFloat, 2}}
+	if HasRows(g) {
+		inputs = append(inputs, want{InputRows, onnxInt64, 1})
+		outputs = []want{{OutputLogScore, onnxFloat, 2}, {OutputLSE, onnxFloat, 1}}
+	}
+	if err := check("input", g.Inputs, inputs, true); err != nil {
 		return err
 	}
-	if err := check("output", g.Outputs, []want{{OutputLogScore, onnxFloat, 3}, {OutputLSE, onnxFloat, 2}}, false); err != nil {
+	if err := check("output", g.Outputs, outputs, false); err != nil {
 		return err
 	}
 	for _, v := range g.Inputs {
@@ -487,8 +535,10 @@ func CheckScoreGraph(g *GraphInfo, n int) error {
 		}
 	}
 	for _, v := range g.Outputs {
-		if v.Name == OutputLogScore && v.Dims != nil && v.Dims[2] >= 0 && v.Dims[2] != int64(n) {
-			return mismatch("output %q has vocabulary dimension %d, but the manifest implies N = %d", v.Name, v.Dims[2], n)
+		if v.Name == OutputLogScore && len(v.Dims) > 0 {
+			if last := v.Dims[len(v.Dims)-1]; last >= 0 && last != int64(n) {
+				return mismatch("output %q has vocabulary dimension %d, but the manifest implies N = %d", v.Name, last, n)
+			}
 		}
 	}
 	return nil
@@ -512,6 +562,10 @@ func elemName(t int32) string {
 
 // N returns the vocabulary dimension of the score network.
 func (s *Session) N() int { return s.n }
+
+// Rows reports whether the network takes the rows input, so that a Scorer
+// can run its output head on some positions only (Scorer.ScoreRows).
+func (s *Session) Rows() bool { return len(s.inputNames) == 3 }
 
 // Path returns the model file.
 func (s *Session) Path() string { return s.path }
