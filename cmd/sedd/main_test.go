@@ -71,10 +71,12 @@ type sampleLine struct {
 	ElapsedMS *float64 `json:"elapsed_ms"`
 	NetworkMS *float64 `json:"network_ms"`
 	// Written only when set.
-	Temperature  float64 `json:"temperature"`
-	TopK         int     `json:"top_k"`
-	TopP         float64 `json:"top_p"`
-	BlockOverlap int     `json:"block_overlap"`
+	Temperature   float64 `json:"temperature"`
+	TopK          int     `json:"top_k"`
+	TopP          float64 `json:"top_p"`
+	BlockOverlap  int     `json:"block_overlap"`
+	Threshold     float64 `json:"threshold"`
+	EntropyBudget float64 `json:"entropy_budget"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -117,6 +119,7 @@ func TestSampleJSON(t *testing.T) {
 		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
 		{"uniform none: only the denoiser runs the network", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 1, "none"},
 		{"absorb first-hitting: one call per free position", tinyAbsorb, []string{"--sampler", "first-hitting", "--prefix", "ab"}, 30, 30, "first-hitting"},
+		{"absorb entropy-bounded at a tiny budget: one call per free position", tinyAbsorb, []string{"--sampler", "entropy-bounded", "--entropy-budget", "1e-9", "--prefix", "ab"}, 30, 30, "entropy-bounded"},
 		{"absorb with the unmasking knobs", tinyAbsorb, []string{"--steps", "8", "--temperature", "0.5", "--top-k", "7", "--top-p", "0.9"}, 8, 9, "analytic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -357,6 +360,10 @@ func TestBadInput(t *testing.T) {
 		{"negative length", []string{"sample", "--model", tinyAbsorb, "--length", "-3"}, exitUsage, "--length must be ≥ 1"},
 		{"first-hitting with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "first-hitting", "--steps", "8"}, exitUsage, "leave out --steps"},
 		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--predictor the first-hitting sampler needs an absorbing model"},
+		{"confidence with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "confidence", "--steps", "8"}, exitUsage, "leave out --steps"},
+		{"threshold 0", []string{"sample", "--model", tinyAbsorb, "--sampler", "confidence", "--threshold", "0"}, exitUsage, "--threshold must be in (0, 1]"},
+		{"threshold with analytic", []string{"sample", "--model", tinyAbsorb, "--threshold", "0.5"}, exitUsage, "--threshold is a setting of the confidence sampler"},
+		{"negative entropy budget", []string{"sample", "--model", tinyAbsorb, "--sampler", "entropy-bounded", "--entropy-budget", "-1"}, exitUsage, "--entropy-budget must be a finite number of nats"},
 		{"temperature 0", []string{"sample", "--model", tinyAbsorb, "--temperature", "0"}, exitUsage, "--temperature must be > 0"},
 		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in (0, 100]"},
 		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},

@@ -89,6 +89,7 @@ var flagOf = map[string]string{
 	"Steps": "--steps", "Sampler": "--predictor", "EndTime": "--eps", "Batch": "--batch", "Length": "--length",
 	"Timesteps": "--timesteps", "Sampling": "--sampling", "MinTime": "--eps", "BatchSize": "--batch-size",
 	"Temperature": "--temperature", "TopK": "--top-k", "TopP": "--top-p", "BlockOverlap": "--block-overlap",
+	"Threshold": "--threshold", "EntropyBudget": "--entropy-budget",
 }
 
 // message is the text of err for the command line: a bad request field is
