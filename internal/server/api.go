@@ -49,6 +49,11 @@ type GenerateOptions struct {
 	Temperature float64 `json:"temperature,omitempty"`
 	TopK        int     `json:"top_k,omitempty"`
 	TopP        float64 `json:"top_p,omitempty"`
+	// Threshold and EntropyBudget are the knobs of the confidence and
+	// entropy-bounded samplers (sdk.SampleRequest); absent or 0: the SDK's
+	// default for that sampler.
+	Threshold     float64 `json:"threshold,omitempty"`
+	EntropyBudget float64 `json:"entropy_budget,omitempty"`
 	// BlockOverlap samples a Length above the trained one in blocks
 	// (sdk.SampleRequest); absent or 0: the whole length at once.
 	BlockOverlap int `json:"block_overlap,omitempty"`
@@ -195,7 +200,7 @@ var fieldNames = map[string]string{
 	"Batch": "options.batch", "Length": "options.length", "Timesteps": "options.timesteps",
 	"Sampling": "options.sampling", "MinTime": "options.min_time", "BatchSize": "options.batch_size",
 	"Temperature": "options.temperature", "TopK": "options.top_k", "TopP": "options.top_p",
-	"BlockOverlap": "options.block_overlap",
+	"BlockOverlap": "options.block_overlap", "Threshold": "options.threshold", "EntropyBudget": "options.entropy_budget",
 }
 
 // asAPIError maps an error of a handler to its answer: the SDK's kinds to
@@ -429,6 +434,7 @@ func (s *Server) sampleRequest(m *Model, req GenerateRequest) (sdk.SampleRequest
 	sr := sdk.SampleRequest{
 		Steps: o.Steps, Sampler: o.Sampler, EndTime: o.EndTime, Batch: o.Batch, Length: o.Length,
 		Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, BlockOverlap: o.BlockOverlap,
+		Threshold: o.Threshold, EntropyBudget: o.EntropyBudget,
 		Prefix: req.Prompt, Suffix: req.Suffix, Template: req.Infill,
 	}
 	if o.Denoise != nil {
