@@ -147,40 +147,40 @@ func (s *Sampler) unmaskRow(sc Scores, k, b, idx, mask int) error {
 	}
 	take := s.take[:len(pend)]
 	clear(take)
+	// The candidates in order of preference (most confident, or lowest
+	// entropy, first; ties: the lower position); a candidate next to a
+	// position taken in this call is passed over.
+	order := s.order[:len(pend)]
+	for p := range order {
+		order[p] = int32(p)
+	}
+	sign := 1.0
 	if s.cfg.Predictor == Confidence {
-		best := 0
-		for p, v := range vals {
-			if v >= s.cfg.Threshold {
-				take[p] = true
+		sign = -1
+	}
+	slices.SortFunc(order, func(a, c int32) int {
+		if d := sign * (vals[a] - vals[c]); d != 0 {
+			if d < 0 {
+				return -1
 			}
-			if v > vals[best] {
-				best = p
-			}
+			return 1
 		}
-		take[best] = true
-	} else {
-		order := s.order[:len(pend)]
-		for p := range order {
-			order[p] = int32(p)
+		return int(a - c)
+	})
+	near := s.near
+	taken := 0.0
+	for n, p := range order {
+		if n > 0 && (s.cfg.Predictor == Confidence && vals[p] < s.cfg.Threshold ||
+			s.cfg.Predictor == EntropyBounded && taken > s.cfg.EntropyBudget) {
+			break
 		}
-		// increasing entropy, ties by the lower position (pend is sorted)
-		slices.SortFunc(order, func(a, c int32) int {
-			if d := vals[a] - vals[c]; d != 0 {
-				if d < 0 {
-					return -1
-				}
-				return 1
-			}
-			return int(a - c)
-		})
-		taken := 0.0
-		for _, p := range order {
-			if taken > s.cfg.EntropyBudget {
-				break
-			}
-			take[p] = true
-			taken += vals[p]
+		pos := int(pend[p])
+		if pos > 0 && near[pos-1] || pos+1 < L && near[pos+1] {
+			continue
 		}
+		near[pos] = true
+		take[p] = true
+		taken += vals[p]
 	}
 	r := s.rngs[b]
 	kept := 0
@@ -191,6 +191,7 @@ func (s *Sampler) unmaskRow(sc Scores, k, b, idx, mask int) error {
 			continue
 		}
 		pos := int(i)
+		near[pos] = false
 		tok, fault, ok := drawUnmask(s.unmask, r, sc.Row(k, pos)[:mask], float64(sc.LSE[k*L+pos]), s.cum)
 		if !ok {
 			return unmaskFault(idx, b, pos, fault)

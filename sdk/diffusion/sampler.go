@@ -101,15 +101,19 @@ type Config struct {
 	// network evaluation a row unmasks every masked position whose
 	// confidence, the probability max_j q_j of the most likely token of its
 	// distribution q_j ∝ exp(s_j) (before Temperature, TopK and TopP, which
-	// shape only the token drawn), is at least Threshold; when none is, the
-	// most confident one (ties: the lower position). 1 unmasks one position
-	// per evaluation. It must be 0 with the other predictors.
+	// shape only the token drawn), is at least Threshold, taking them from
+	// the most confident down (ties: the lower position) and passing over a
+	// position next to one already taken in the call; when none is, the most
+	// confident one. 1 unmasks one position per evaluation. It must be 0
+	// with the other predictors.
 	Threshold float64
 	// EntropyBudget is the EntropyBounded sampler's budget in nats, ≥ 0: at
 	// each network evaluation a row takes its masked positions in order of
 	// increasing entropy H of q (ties: the lower position) and unmasks each
 	// while the entropy of the positions taken before it sums to at most
-	// EntropyBudget, so at least one; the total correlation of the positions
+	// EntropyBudget, so at least one, passing over a position next to one
+	// already taken in the call (neighbours' tokens depend on each other
+	// most); the total correlation of the positions
 	// unmasked together, which is what drawing them independently gets
 	// wrong, is at most that sum. 0 unmasks one position per evaluation
 	// (more only where q is certain). It must be 0 with the other predictors.
@@ -184,6 +188,7 @@ type Sampler struct {
 	vals      []float64
 	order     []int32
 	take      []bool
+	near      []bool // w: taken in this call, by position
 
 	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
 
@@ -316,7 +321,7 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	case adaptive:
 		s.pending = make([]int32, cfg.Batch*w)
 		s.left = make([]int, cfg.Batch)
-		s.vals, s.order, s.take = make([]float64, w), make([]int32, w), make([]bool, w)
+		s.vals, s.order, s.take, s.near = make([]float64, w), make([]int32, w), make([]bool, w), make([]bool, w)
 		if s.subX == nil {
 			s.subX, s.subSigma, s.subRows = make([]int64, cfg.Batch*w), make([]float32, cfg.Batch), make([]int, 0, cfg.Batch)
 		}
