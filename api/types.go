@@ -56,6 +56,11 @@ type Options struct {
 	Temperature *float64 `json:"temperature,omitempty"`
 	TopK        int      `json:"top_k,omitempty"`
 	TopP        *float64 `json:"top_p,omitempty"`
+	// Threshold and EntropyBudget are the knobs of the confidence and
+	// entropy-bounded samplers (sdk.SampleRequest); left out or 0: the SDK's
+	// default for that sampler.
+	Threshold     float64 `json:"threshold,omitempty"`
+	EntropyBudget float64 `json:"entropy_budget,omitempty"`
 	// BlockOverlap samples a Length above the trained one in blocks.
 	BlockOverlap int `json:"block_overlap,omitempty"`
 	// NoCache turns off the reuse of network outputs on a
@@ -131,6 +136,9 @@ type Settings struct {
 	TopK         int     `json:"top_k"`
 	TopP         float64 `json:"top_p"`
 	BlockOverlap int     `json:"block_overlap"`
+	// Threshold and EntropyBudget are reported only for their sampler.
+	Threshold     float64 `json:"threshold,omitempty"`
+	EntropyBudget float64 `json:"entropy_budget,omitempty"`
 }
 
 // Metrics are ollama's counts and durations (nanoseconds): the prompt's

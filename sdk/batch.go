@@ -263,8 +263,10 @@ type batchResult struct {
 func newBatcher(m *Model) *batcher {
 	b := &batcher{
 		maxRows: m.opts.BatchRows, maxWait: m.opts.BatchWait, n: m.man.N(), sess: m.sess, stats: &m.passes,
-		closed:  m.closed.Load,
-		fits:    func(rows, length int) bool { return m.requestBytes(rows, length) <= m.opts.MemoryLimit },
+		closed: m.closed.Load,
+		fits: func(rows, length int) bool {
+			return m.requestBytes(rows, length, diffusion.Analytic) <= m.opts.MemoryLimit
+		},
 		clients: make(map[*batchClient]struct{}),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/sedd-go/sedd/sdk/diffusion"
 	"github.com/sedd-go/sedd/sdk/internal/likelihood"
 )
 
@@ -180,7 +181,7 @@ func (m *Model) evalConfig(req EvaluateRequest) (likelihood.Config, [][]int64, e
 	case batch < 0:
 		return fail(fieldError("BatchSize", "must be ≥ 1, got %d", batch))
 	}
-	if err := m.checkShape(batch, length, length); err != nil {
+	if err := m.checkShape(batch, length, length, diffusion.Analytic); err != nil {
 		return likelihood.Config{}, nil, err
 	}
 	if len(req.Documents) == 0 {

@@ -36,6 +36,30 @@ const (
 	// token, with no discretization error. It takes no Steps (one step per
 	// free position) and no denoiser (no mask is left).
 	FirstHitting = "first-hitting"
+	// Confidence is an adaptive sampler of absorbing models (not the
+	// reverse process): each network evaluation unmasks every masked
+	// position whose most likely token has probability at least Threshold,
+	// and at least one, the most confident, so a sample takes fewer
+	// evaluations than it has tokens where the network is sure. Its law
+	// tends to the model's as Threshold goes to 1 (docs/DESIGN.md). No
+	// Steps and no denoiser.
+	Confidence = "confidence"
+	// EntropyBounded is the other adaptive sampler: each evaluation unmasks
+	// masked positions in order of increasing entropy of their token
+	// distribution while the entropy of those already taken sums to at most
+	// EntropyBudget nats (at least one position). No Steps and no denoiser.
+	EntropyBounded = "entropy-bounded"
+)
+
+// DefaultThreshold and DefaultEntropyBudget are the knobs of the Confidence
+// and EntropyBounded samplers when a request leaves them 0: Fast-dLLM's
+// threshold, and the budget that on the shipped model takes about 22 network
+// calls per 128-token sample at the generative perplexity of analytic at
+// 1024 steps (benchmarks/README.md). A model that is surer of its tokens
+// takes fewer calls at either.
+const (
+	DefaultThreshold     = 0.9
+	DefaultEntropyBudget = 30.0
 )
 
 // RandomSeed draws a seed for a request that names none: below 2³², so that
@@ -49,11 +73,20 @@ func RandomSeed() uint64 { return uint64(rand.Uint32()) }
 type SampleRequest struct {
 	// Steps is the number of sampling steps (network evaluations, plus one
 	// for the denoiser); 0 means DefaultSteps. It must be 0 with
-	// FirstHitting.
+	// FirstHitting, Confidence and EntropyBounded.
 	Steps int
-	// Sampler is the step rule: Analytic (also ""), Euler, None or
-	// FirstHitting.
+	// Sampler is the step rule: Analytic (also ""), Euler, None,
+	// FirstHitting, Confidence or EntropyBounded.
 	Sampler string
+	// Threshold is the Confidence sampler's probability threshold, in
+	// (0, 1]; 0 means DefaultThreshold. Higher is closer to the model's law
+	// and takes more network evaluations (1: one position per evaluation).
+	// It must be 0 with the other samplers.
+	Threshold float64
+	// EntropyBudget is the EntropyBounded sampler's budget in nats, > 0; 0
+	// means DefaultEntropyBudget. Lower is closer to the model's law and
+	// takes more network evaluations. It must be 0 with the other samplers.
+	EntropyBudget float64
 	// Temperature, TopK and TopP reshape the distribution of the token a
 	// masked position unmasks to (absorbing models only), with every sampler
 	// and the denoiser: its log-probabilities divided by Temperature, then
@@ -131,7 +164,8 @@ type Span struct {
 type SampleResult struct {
 	Samples []Sequence
 	// Steps is the number of sampling steps (of each block, with blocks;
-	// with FirstHitting the tokens generated); NetworkCalls the number of
+	// with FirstHitting the tokens generated; with Confidence and
+	// EntropyBounded the network calls); NetworkCalls the number of
 	// network evaluations made (the steps, plus one for the denoiser, per
 	// block, less the steps a time-independent model skipped); NetworkRows
 	// the sequences those calls evaluated, summed: Batch × NetworkCalls,
@@ -141,17 +175,21 @@ type SampleResult struct {
 	// BlockOverlap is the overlap of the blocks the run sampled in, and 0
 	// when it sampled the whole length at once.
 	BlockOverlap int
-	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK and TopP
-	// are the settings the run used, defaults filled in (Temperature and
-	// TopP 1 when the request left them nil; 0 when it asked for greedy).
-	Sampler     string
-	Denoise     bool
-	EndTime     float64
-	Seed        uint64
-	Length      int
-	Temperature float64
-	TopK        int
-	TopP        float64
+	// Sampler, Denoise, EndTime, Seed, Length, Temperature, TopK, TopP,
+	// Threshold and EntropyBudget are the settings the run used, defaults
+	// filled in (Temperature and TopP 1 when the request left them nil; 0
+	// when it asked for greedy; Threshold and EntropyBudget only with their
+	// sampler).
+	Sampler       string
+	Threshold     float64
+	EntropyBudget float64
+	Denoise       bool
+	EndTime       float64
+	Seed          uint64
+	Length        int
+	Temperature   float64
+	TopK          int
+	TopP          float64
 	// Elapsed is the wall time of the whole call; Network is the part of it
 	// spent in the score network's forward passes (ONNX Runtime), so that
 	// Elapsed − Network is this SDK's own cost.
@@ -167,7 +205,10 @@ type Sequence struct {
 // Step is what Model.Stream yields after each sampling step.
 type Step struct {
 	// Index counts the steps done, from 1 to Steps (the denoiser, when on,
-	// is the last step).
+	// is the last step). With Confidence and EntropyBounded a step is a
+	// network call and Steps is an upper bound (each call unmasks at least
+	// one position per sample) that shrinks as the run goes and equals
+	// Index at the last step.
 	Index, Steps int
 	// T is the diffusion time the tokens now belong to (0 after denoising).
 	T float64
@@ -259,11 +300,14 @@ type resolved struct {
 // check runs here, before anything is allocated for the run.
 func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	steps := req.Steps
+	stepless := req.Sampler == FirstHitting || req.Sampler == Confidence || req.Sampler == EntropyBounded
 	switch {
-	case steps == 0 && req.Sampler != FirstHitting:
+	case steps == 0 && !stepless:
 		steps = DefaultSteps
 	case steps != 0 && req.Sampler == FirstHitting:
 		return nil, fieldError("Steps", "must be 0 with the first-hitting sampler, which takes one step per masked position; got %d", steps)
+	case steps != 0 && stepless:
+		return nil, fieldError("Steps", "must be 0 with the %s sampler, whose number of steps follows from its knob (Threshold, EntropyBudget); got %d", req.Sampler, steps)
 	case steps < 0:
 		return nil, fieldError("Steps", "must be ≥ 1, got %d", steps)
 	case steps > diffusion.MaxSteps:
@@ -283,8 +327,20 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 			return nil, fieldError("Sampler", "the first-hitting sampler needs an absorbing model; this one's graph is uniform")
 		}
 		pred = diffusion.FirstHitting
+	case Confidence, EntropyBounded:
+		if _, ok := m.graph.(diffusion.Absorbing); !ok {
+			return nil, fieldError("Sampler", "the %s sampler needs an absorbing model; this one's graph is uniform", name)
+		}
+		pred = diffusion.Confidence
+		if name == EntropyBounded {
+			pred = diffusion.EntropyBounded
+		}
 	default:
-		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s, %s or %s", req.Sampler, Analytic, Euler, None, FirstHitting)
+		return nil, fieldError("Sampler", "%q is not a sampler: use %s, %s, %s, %s, %s or %s", req.Sampler, Analytic, Euler, None, FirstHitting, Confidence, EntropyBounded)
+	}
+	threshold, budget, err := adaptiveKnobs(req, name)
+	if err != nil {
+		return nil, err
 	}
 	if err := m.checkUnmask(req); err != nil {
 		return nil, err
@@ -323,7 +379,7 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 		}
 		window = m.man.Length
 	}
-	if err := m.checkShape(batch, length, window); err != nil {
+	if err := m.checkShape(batch, length, window, pred); err != nil {
 		return nil, err
 	}
 	r := &resolved{sampler: name, keep: [2]int{0, length}}
@@ -344,7 +400,8 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	}
 	r.cfg = diffusion.Config{
 		Graph: m.graph, Noise: m.noise, Predictor: pred, Steps: steps, EndTime: end,
-		Denoise: !req.NoDenoise && pred != diffusion.FirstHitting, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Denoise: !req.NoDenoise && !stepless, Batch: batch, Length: length, Seed: req.Seed, Fixed: spans,
+		Threshold: threshold, EntropyBudget: budget,
 	}
 	r.cfg.Temperature, r.cfg.TopK, r.cfg.TopP = unmaskConfig(req)
 	r.temperature, r.topP = 1, 1
@@ -354,11 +411,42 @@ func (m *Model) resolve(req SampleRequest) (*resolved, error) {
 	if req.TopP != nil {
 		r.topP = *req.TopP
 	}
+	if stepless {
+		r.cfg.Steps = 0
+	}
 	if window < length {
 		r.cfg.Window, r.cfg.Overlap = window, req.BlockOverlap
 	}
 	r.cfg.TimeIndependent = m.man.Model.TimeIndependent && !req.NoCache
 	return r, nil
+}
+
+// adaptiveKnobs validates the request's Threshold and EntropyBudget for the
+// sampler name and returns them with defaults filled in.
+func adaptiveKnobs(req SampleRequest, name string) (threshold, budget float64, err error) {
+	switch {
+	case math.IsNaN(req.Threshold) || req.Threshold < 0 || req.Threshold > 1:
+		return 0, 0, fieldError("Threshold", "must be in (0, 1] (0: the default, %g), got %g", DefaultThreshold, req.Threshold)
+	case req.Threshold != 0 && name != Confidence:
+		return 0, 0, fieldError("Threshold", "is a setting of the %s sampler, not of %s; leave it 0", Confidence, name)
+	case math.IsNaN(req.EntropyBudget) || req.EntropyBudget < 0 || math.IsInf(req.EntropyBudget, 1):
+		return 0, 0, fieldError("EntropyBudget", "must be a finite number of nats > 0 (0: the default, %g), got %g", DefaultEntropyBudget, req.EntropyBudget)
+	case req.EntropyBudget != 0 && name != EntropyBounded:
+		return 0, 0, fieldError("EntropyBudget", "is a setting of the %s sampler, not of %s; leave it 0", EntropyBounded, name)
+	}
+	switch name {
+	case Confidence:
+		threshold = req.Threshold
+		if threshold == 0 {
+			threshold = DefaultThreshold
+		}
+	case EntropyBounded:
+		budget = req.EntropyBudget
+		if budget == 0 {
+			budget = DefaultEntropyBudget
+		}
+	}
+	return threshold, budget, nil
 }
 
 // maxTemperature bounds SampleRequest.Temperature: far above it every token
@@ -418,8 +506,9 @@ func (m *Model) checkUnmask(req SampleRequest) error {
 
 // checkShape bounds batch × length before anything is allocated: the length
 // to maxLengthFactor times the trained one, and the memory the request will
-// need (requestBytes, for the window the network sees) to the Model's limit.
-func (m *Model) checkShape(batch, length, window int) error {
+// need (requestBytes, for the window the network sees and the predictor) to
+// the Model's limit.
+func (m *Model) checkShape(batch, length, window int, pred diffusion.Predictor) error {
 	if maxLen := maxLengthFactor * m.man.Length; length > maxLen {
 		why := "the network's attention grows with its square"
 		if window < length {
@@ -431,7 +520,7 @@ func (m *Model) checkShape(batch, length, window int) error {
 	if batch > math.MaxInt32/length {
 		return fmt.Errorf("%w: batch %d × length %d is more than 2^31 tokens", ErrBadRequest, batch, length)
 	}
-	if need := m.requestBytes(batch, window); need > m.opts.MemoryLimit {
+	if need := m.requestBytes(batch, window, pred); need > m.opts.MemoryLimit {
 		return &MemoryError{Need: need, Limit: m.opts.MemoryLimit, Batch: batch, Length: window}
 	}
 	return nil
@@ -447,9 +536,13 @@ func (m *Model) checkShape(batch, length, window int) error {
 // plus about 2.3 times the attention scores (heads × length² per row) and a
 // few hidden-state tensors; the estimate takes 6.5, 3 and 8 of these, so it
 // lies 1.2–1.4 times above what was measured. A time-independent model's
-// batch adds one output's worth (see diffusion.Config.TimeIndependent). It
+// batch adds one output's worth (see diffusion.Config.TimeIndependent) for
+// the step-grid samplers, which keep a copy to reuse; the first-hitting and
+// adaptive samplers keep none (a token moves at every call), and the
+// adaptive ones hold 8 + 4 + 1 bytes of scratch per position of a row, plus
+// a copy of the tokens (a call evaluates only the rows with masks left). It
 // saturates instead of overflowing.
-func (m *Model) requestBytes(batch, length int) int64 {
+func (m *Model) requestBytes(batch, length int, pred diffusion.Predictor) int64 {
 	const f32 = 4
 	heads, hidden := int64(m.man.Model.NHeads), int64(m.man.Model.HiddenSize)
 	if heads <= 0 {
@@ -463,8 +556,12 @@ func (m *Model) requestBytes(batch, length int) int64 {
 	attention := b * float64(heads) * l * l * f32
 	states := b * l * float64(hidden) * f32
 	need := 6.5*out + 3*attention + 8*states + b*l*(8+8+4) // inputs, tokens, LSE
-	if m.man.Model.TimeIndependent && batch > 1 {
+	stepless := pred == diffusion.FirstHitting || pred == diffusion.Confidence || pred == diffusion.EntropyBounded
+	if m.man.Model.TimeIndependent && batch > 1 && !stepless {
 		need += out // the sampler's copy when it recomputes only the rows that moved
+	}
+	if pred == diffusion.Confidence || pred == diffusion.EntropyBounded {
+		need += l*(8+4+1) + b*l*(4+8) // per-row scratch; pending positions and the tokens' copy
 	}
 	if need >= math.MaxInt64/2 {
 		return math.MaxInt64 / 2
@@ -704,9 +801,10 @@ func (m *Model) stream(ctx context.Context, r *resolved, onStep func(Step) bool)
 		EndTime: cfg.EndTime, Seed: cfg.Seed, Length: r.keep[1] - r.keep[0], Network: counted.elapsed,
 		Temperature: r.temperature, TopK: cfg.TopK, TopP: r.topP, BlockOverlap: r.blockOverlap,
 	}
-	if cfg.Predictor == diffusion.FirstHitting {
+	if cfg.Predictor == diffusion.FirstHitting || cfg.Predictor == diffusion.Confidence || cfg.Predictor == diffusion.EntropyBounded {
 		res.Steps = counted.calls
 	}
+	res.Threshold, res.EntropyBudget = cfg.Threshold, cfg.EntropyBudget
 	L := cfg.Length
 	for b := 0; b < cfg.Batch; b++ {
 		row := tokens[b*L+r.keep[0] : b*L+r.keep[1] : b*L+r.keep[1]]
@@ -735,7 +833,9 @@ func (m *Model) RequestMemory(rows, length int) int64 {
 	if length < 1 || length > m.man.Length {
 		length = m.man.Length
 	}
-	return m.requestBytes(rows, length)
+	// The analytic sampler's estimate, the largest (its copy of the output
+	// on a time-independent model outweighs the adaptive samplers' scratch).
+	return m.requestBytes(rows, length, diffusion.Analytic)
 }
 
 // MemoryLimit returns the most memory one request may need (WithMemoryLimit,

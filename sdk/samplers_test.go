@@ -74,6 +74,97 @@ func TestFirstHitting(t *testing.T) {
 	}
 }
 
+// TestAdaptiveSamplers runs the confidence and entropy-bounded samplers
+// through ONNX Runtime: no mask left, prefix, suffix and template kept, at
+// most one network call per free position, fewer with a loose knob, the
+// knob (or its default) reported, the same tokens for the same seed; and
+// Stream's steps end with Index = Steps, the rows' masks counted down.
+func TestAdaptiveSamplers(t *testing.T) {
+	m := open(t, tinyAbsorb)
+	info := m.Info()
+	for _, req := range []sdk.SampleRequest{
+		{Sampler: sdk.Confidence, Batch: 3, Seed: 3},
+		{Sampler: sdk.Confidence, Threshold: 0.001, Prefix: "Once", Suffix: "end.", Seed: 4, Temperature: new(0.8), TopP: new(0.9)},
+		{Sampler: sdk.EntropyBounded, Batch: 2, Seed: 5},
+		{Sampler: sdk.EntropyBounded, EntropyBudget: 40, Template: "ab[MASK:5]cd", Seed: 6},
+		{Sampler: sdk.EntropyBounded, EntropyBudget: 1e-9, Seed: 7},
+	} {
+		t.Run(fmt.Sprintf("%s %g %g %s%s", req.Sampler, req.Threshold, req.EntropyBudget, req.Prefix, req.Template), func(t *testing.T) {
+			res, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			free := info.Length - len(req.Prefix) - len(req.Suffix)
+			if req.Template != "" {
+				free = info.Length - 4
+			}
+			if res.NetworkCalls < 1 || res.NetworkCalls > free || res.Steps != res.NetworkCalls || res.Denoise || res.NetworkRows > res.NetworkCalls*len(res.Samples) {
+				t.Errorf("%d network calls (%d rows), %d steps, denoise %v; want 1 to %d (the free positions)", res.NetworkCalls, res.NetworkRows, res.Steps, res.Denoise, free)
+			}
+			loose := req.Threshold == 0.001 || req.EntropyBudget == 40
+			if loose && res.NetworkCalls > free/2 {
+				t.Errorf("%d network calls with a loose knob, want at most %d", res.NetworkCalls, free/2)
+			}
+			if req.EntropyBudget == 1e-9 && res.NetworkCalls != free {
+				t.Errorf("%d network calls with a budget of 1e-9 nats, want %d (one position each)", res.NetworkCalls, free)
+			}
+			wantT, wantB := req.Threshold, req.EntropyBudget
+			switch {
+			case req.Sampler == sdk.Confidence && wantT == 0:
+				wantT = sdk.DefaultThreshold
+			case req.Sampler == sdk.EntropyBounded && wantB == 0:
+				wantB = sdk.DefaultEntropyBudget
+			}
+			if res.Threshold != wantT || res.EntropyBudget != wantB || res.Sampler != req.Sampler {
+				t.Errorf("reported %s, threshold %v, budget %v; want %s, %v, %v", res.Sampler, res.Threshold, res.EntropyBudget, req.Sampler, wantT, wantB)
+			}
+			for _, s := range res.Samples {
+				if slices.Contains(s.Tokens, int64(info.MaskID)) {
+					t.Errorf("mask left: %v", s.Tokens)
+				}
+				if !strings.HasPrefix(s.Text, req.Prefix) || !strings.HasSuffix(s.Text, req.Suffix) {
+					t.Errorf("%q lost its prefix or suffix", s.Text)
+				}
+				if req.Template != "" && (!strings.HasPrefix(s.Text, "ab") || !strings.HasSuffix(s.Text, "cd") || len(s.Tokens) != 9) {
+					t.Errorf("infill %q (%d tokens)", s.Text, len(s.Tokens))
+				}
+			}
+			again, err := m.Sample(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for b := range res.Samples {
+				if !slices.Equal(res.Samples[b].Tokens, again.Samples[b].Tokens) {
+					t.Errorf("same seed, other tokens")
+				}
+			}
+		})
+	}
+	var last sdk.Step
+	steps := 0
+	for st, err := range m.Stream(context.Background(), sdk.SampleRequest{Sampler: sdk.EntropyBounded, EntropyBudget: 8, Batch: 2, Prefix: "ab"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps++
+		if st.Index != steps || st.Steps < st.Index || (steps > 1 && (st.Steps > last.Steps || st.Masked >= last.Masked)) {
+			t.Errorf("step %d of %d, %d masked, after step %d of %d, %d masked", st.Index, st.Steps, st.Masked, last.Index, last.Steps, last.Masked)
+		}
+		last = st
+	}
+	if last.Result == nil || last.Index != last.Steps || last.Masked != 0 || last.Result.Steps != steps {
+		t.Errorf("last step %d of %d, %d masked, result %v; want the result at Index = Steps = %d", last.Index, last.Steps, last.Masked, last.Result != nil, steps)
+	}
+	// blocks past the trained length
+	res, err := m.Sample(context.Background(), sdk.SampleRequest{Sampler: sdk.Confidence, Threshold: 0.2, Length: 80, BlockOverlap: 8, Prefix: "Once", Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := res.Samples[0].Tokens; len(tok) != 80 || slices.Contains(tok, int64(info.MaskID)) || !strings.HasPrefix(res.Samples[0].Text, "Once") {
+		t.Errorf("blocks: %d tokens %q", len(tok), res.Samples[0].Text)
+	}
+}
+
 // TestUnmaskKnobs: top-k 1 with the same seed on every sampler gives tokens
 // that differ from the untruncated run, the settings come back in the result,
 // and the defaults are reported as such.
@@ -143,6 +234,14 @@ func TestSamplerBadRequests(t *testing.T) {
 	}{
 		{"first-hitting with steps", absorb, sdk.SampleRequest{Sampler: sdk.FirstHitting, Steps: 16}, "Steps"},
 		{"first-hitting on a uniform model", uniform, sdk.SampleRequest{Sampler: sdk.FirstHitting}, "Sampler"},
+		{"confidence with steps", absorb, sdk.SampleRequest{Sampler: sdk.Confidence, Steps: 16}, "Steps"},
+		{"entropy-bounded on a uniform model", uniform, sdk.SampleRequest{Sampler: sdk.EntropyBounded}, "Sampler"},
+		{"threshold above 1", absorb, sdk.SampleRequest{Sampler: sdk.Confidence, Threshold: 1.5}, "Threshold"},
+		{"negative threshold", absorb, sdk.SampleRequest{Sampler: sdk.Confidence, Threshold: -0.5}, "Threshold"},
+		{"threshold with analytic", absorb, sdk.SampleRequest{Threshold: 0.5}, "Threshold"},
+		{"threshold with entropy-bounded", absorb, sdk.SampleRequest{Sampler: sdk.EntropyBounded, Threshold: 0.5}, "Threshold"},
+		{"negative budget", absorb, sdk.SampleRequest{Sampler: sdk.EntropyBounded, EntropyBudget: -1}, "EntropyBudget"},
+		{"budget with first-hitting", absorb, sdk.SampleRequest{Sampler: sdk.FirstHitting, EntropyBudget: 1}, "EntropyBudget"},
 		{"negative temperature", absorb, sdk.SampleRequest{Temperature: new(-1.0)}, "Temperature"},
 		{"huge temperature", absorb, sdk.SampleRequest{Temperature: new(1e6)}, "Temperature"},
 		{"negative top-k", absorb, sdk.SampleRequest{TopK: -1}, "TopK"},

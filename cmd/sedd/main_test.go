@@ -57,23 +57,25 @@ func childEnv(t *testing.T) []string { return command.Env(t) }
 
 // sampleLine is one --json line.
 type sampleLine struct {
-	Index        int      `json:"index"`
-	Text         string   `json:"text"`
-	Tokens       []int    `json:"tokens"`
-	Steps        int      `json:"steps"`
-	NFE          int      `json:"network_calls"`
-	Rows         int      `json:"network_rows"`
-	Predictor    string   `json:"sampler"`
-	Denoise      bool     `json:"denoise"`
-	Eps          float64  `json:"end_time"`
-	Seed         uint64   `json:"seed"`
-	Length       int      `json:"length"`
-	ElapsedMS    *float64 `json:"elapsed_ms"`
-	NetworkMS    *float64 `json:"network_ms"`
-	Temperature  float64  `json:"temperature"`
-	TopK         int      `json:"top_k"`
-	TopP         float64  `json:"top_p"`
-	BlockOverlap int      `json:"block_overlap"`
+	Index         int      `json:"index"`
+	Text          string   `json:"text"`
+	Tokens        []int    `json:"tokens"`
+	Steps         int      `json:"steps"`
+	NFE           int      `json:"network_calls"`
+	Rows          int      `json:"network_rows"`
+	Predictor     string   `json:"sampler"`
+	Denoise       bool     `json:"denoise"`
+	Eps           float64  `json:"end_time"`
+	Seed          uint64   `json:"seed"`
+	Length        int      `json:"length"`
+	ElapsedMS     *float64 `json:"elapsed_ms"`
+	NetworkMS     *float64 `json:"network_ms"`
+	Temperature   float64  `json:"temperature"`
+	TopK          int      `json:"top_k"`
+	TopP          float64  `json:"top_p"`
+	BlockOverlap  int      `json:"block_overlap"`
+	Threshold     float64  `json:"threshold"`
+	EntropyBudget float64  `json:"entropy_budget"`
 }
 
 func parseLines(t *testing.T, out string) []sampleLine {
@@ -116,6 +118,7 @@ func TestSampleJSON(t *testing.T) {
 		{"absorb euler without denoiser", tinyAbsorb, []string{"--predictor", "euler", "--steps", "10", "--denoise=false"}, 10, 10, "euler"},
 		{"uniform none: only the denoiser runs the network", tinyUniform, []string{"--predictor", "none", "--steps", "12"}, 12, 1, "none"},
 		{"absorb first-hitting: one call per free position", tinyAbsorb, []string{"--sampler", "first-hitting", "--prefix", "ab"}, 30, 30, "first-hitting"},
+		{"absorb entropy-bounded at a tiny budget: one call per free position", tinyAbsorb, []string{"--sampler", "entropy-bounded", "--entropy-budget", "1e-9", "--prefix", "ab"}, 30, 30, "entropy-bounded"},
 		{"absorb with the unmasking knobs", tinyAbsorb, []string{"--steps", "8", "--temperature", "0.5", "--top-k", "7", "--top-p", "0.9"}, 8, 9, "analytic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,6 +364,10 @@ func TestBadInput(t *testing.T) {
 		{"first-hitting with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "first-hitting", "--steps", "8"}, exitUsage, "leave out --steps"},
 		{"first-hitting on a uniform model", []string{"sample", "--model", tinyUniform, "--sampler", "first-hitting"}, exitUsage, "--sampler the first-hitting sampler needs an absorbing model"},
 		{"negative temperature", []string{"sample", "--model", tinyAbsorb, "--temperature", "-1"}, exitUsage, "--temperature must be in [0, 100]"},
+		{"confidence with steps", []string{"sample", "--model", tinyAbsorb, "--sampler", "confidence", "--steps", "8"}, exitUsage, "leave out --steps"},
+		{"threshold 0", []string{"sample", "--model", tinyAbsorb, "--sampler", "confidence", "--threshold", "0"}, exitUsage, "--threshold must be in (0, 1]"},
+		{"threshold with analytic", []string{"sample", "--model", tinyAbsorb, "--threshold", "0.5"}, exitUsage, "--threshold is a setting of the confidence sampler"},
+		{"negative entropy budget", []string{"sample", "--model", tinyAbsorb, "--sampler", "entropy-bounded", "--entropy-budget", "-1"}, exitUsage, "--entropy-budget must be a finite number of nats"},
 		{"negative top-k", []string{"sample", "--model", tinyAbsorb, "--top-k", "-1"}, exitUsage, "--top-k must be ≥ 1"},
 		{"top-p 2", []string{"sample", "--model", tinyAbsorb, "--top-p", "2"}, exitUsage, "--top-p must be in [0, 1]"},
 		{"top-k on a uniform model", []string{"sample", "--model", tinyUniform, "--top-k", "3"}, exitUsage, "--top-k acts on the token a mask unmasks to"},

@@ -22,8 +22,10 @@ const maxTextFile = 16 << 20
 // samplingFlags are the flags shared by sample and infill.
 func samplingFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise); first-hitting takes none: one step per generated token"},
-		&cli.StringFlag{Name: "sampler", Aliases: []string{"predictor"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler, none or first-hitting (exact, one network call per generated token)"},
+		&cli.IntFlag{Name: "steps", Value: sdk.DefaultSteps, Usage: "sampling steps (network evaluations, plus one to denoise); first-hitting, confidence and entropy-bounded take none"},
+		&cli.StringFlag{Name: "sampler", Aliases: []string{"predictor"}, Value: sdk.Analytic, Usage: "step rule: analytic, euler, none, first-hitting (exact, one network call per generated token), confidence or entropy-bounded (adaptive: several tokens per call where the network is sure; not the model's law)"},
+		&cli.Float64Flag{Name: "threshold", Usage: "with --sampler confidence: unmask every position whose most likely token has at least this probability, in (0, 1] (at least one per call)", DefaultText: fmt.Sprint(sdk.DefaultThreshold)},
+		&cli.Float64Flag{Name: "entropy-budget", Usage: "with --sampler entropy-bounded: unmask positions in increasing entropy while the entropy taken stays within this many nats (> 0; at least one per call)", DefaultText: fmt.Sprint(sdk.DefaultEntropyBudget)},
 		&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "divide the log-probabilities of the token a mask unmasks to by this (below 1 sharpens, and biases the samples; 0: greedy, the most likely token)"},
 		&cli.IntFlag{Name: "top-k", Usage: "unmask only to the `K` most likely tokens (0: no limit)"},
 		&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "unmask only to the smallest set of most likely tokens holding this share of the probability (nucleus; 1: no limit; 0: greedy)"},
@@ -172,6 +174,7 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 		Steps: c.Int("steps"), Sampler: c.String("sampler"), NoDenoise: !c.Bool("denoise"),
 		EndTime: c.Float64("end-time"), Batch: c.Int("batch"), Length: c.Int("length"),
 		TopK: c.Int("top-k"), BlockOverlap: c.Int("block-overlap"), NoCache: c.Bool("no-cache"),
+		Threshold: c.Float64("threshold"), EntropyBudget: c.Float64("entropy-budget"),
 	}
 	if c.IsSet("temperature") {
 		req.Temperature = new(c.Float64("temperature"))
@@ -179,14 +182,19 @@ func sampleRequest(c *cli.Context) (sdk.SampleRequest, error) {
 	if c.IsSet("top-p") {
 		req.TopP = new(c.Float64("top-p"))
 	}
-	if req.Sampler == sdk.FirstHitting {
+	stepless := req.Sampler == sdk.FirstHitting || req.Sampler == sdk.Confidence || req.Sampler == sdk.EntropyBounded
+	if stepless {
 		if c.IsSet("steps") {
-			return req, usagef("--sampler first-hitting takes one step per generated token; leave out --steps")
+			return req, usagef("--sampler %s takes no --steps (first-hitting: one step per generated token; confidence, entropy-bounded: as many as --threshold or --entropy-budget make); leave out --steps", req.Sampler)
 		}
 		req.Steps = 0
 	}
 	switch {
-	case req.Steps == 0 && req.Sampler != sdk.FirstHitting:
+	case c.IsSet("threshold") && req.Threshold == 0:
+		return req, usagef("--threshold must be in (0, 1], got 0")
+	case c.IsSet("entropy-budget") && req.EntropyBudget == 0:
+		return req, usagef("--entropy-budget must be > 0, got 0")
+	case req.Steps == 0 && !stepless:
 		return req, usagef("--steps must be ≥ 1, got 0")
 	case req.EndTime == 0:
 		return req, usagef("--end-time must be in (0, 1), got 0")
@@ -260,6 +268,9 @@ type jsonSample struct {
 	Temperature  float64 `json:"temperature"`
 	TopK         int     `json:"top_k"`
 	TopP         float64 `json:"top_p"`
+	// Threshold and EntropyBudget are written only for their sampler.
+	Threshold     float64 `json:"threshold,omitempty"`
+	EntropyBudget float64 `json:"entropy_budget,omitempty"`
 	// BlockOverlap is written only for a run in blocks.
 	BlockOverlap int     `json:"block_overlap,omitempty"`
 	ElapsedMS    float64 `json:"elapsed_ms"`
@@ -274,6 +285,7 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 			Index: i, Text: s.Text, Tokens: s.Tokens,
 			Steps: res.Steps, NetworkCalls: res.NetworkCalls, NetworkRows: res.NetworkRows, Sampler: res.Sampler, Denoise: res.Denoise,
 			EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
+			Threshold: res.Threshold, EntropyBudget: res.EntropyBudget,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})

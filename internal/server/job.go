@@ -54,6 +54,7 @@ func (s *Server) newJob(m *Model, prompt, suffix, template string, o api.Options
 	j.req = sdk.SampleRequest{
 		Steps: o.Steps, Sampler: o.Sampler, EndTime: o.EndTime, Batch: batch, Length: o.Length,
 		Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, BlockOverlap: o.BlockOverlap, NoCache: o.NoCache,
+		Threshold: o.Threshold, EntropyBudget: o.EntropyBudget,
 		Prefix: prompt, Suffix: suffix, Template: template,
 	}
 	if o.Denoise != nil {
@@ -168,7 +169,7 @@ func (s *Server) runJob(ctx context.Context, j *job, onStep func(sdk.Step) error
 func settings(res *sdk.SampleResult) *api.Settings {
 	return &api.Settings{Steps: res.Steps, NetworkCalls: res.NetworkCalls, Sampler: res.Sampler, Denoise: res.Denoise,
 		EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK,
-		TopP: res.TopP, BlockOverlap: res.BlockOverlap}
+		TopP: res.TopP, BlockOverlap: res.BlockOverlap, Threshold: res.Threshold, EntropyBudget: res.EntropyBudget}
 }
 
 // metrics are ollama's counts and durations of a run.

@@ -346,6 +346,24 @@ func TestEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("generate entropy-bounded with a budget", func(t *testing.T) {
+		req := api.GenerateRequest{Prompt: "Hi", Stream: ptr(false), Options: api.Options{Sampler: sdk.EntropyBounded, EntropyBudget: 12, Seed: ptr[uint64](5)}}
+		checkRequest(t, "POST", "/api/generate", req)
+		resp, body := ts.do(t, "POST", "/api/generate", req)
+		checkResponse(t, "POST", "/api/generate", resp, body)
+		var out api.GenerateResponse
+		if err := json.Unmarshal(body, &out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %v %s", resp.StatusCode, err, body)
+		}
+		direct, err := ts.models[0].Model.Sample(context.Background(), sdk.SampleRequest{Sampler: sdk.EntropyBounded, EntropyBudget: 12, Seed: 5, Prefix: "Hi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Sampler != sdk.EntropyBounded || out.NetworkCalls != direct.NetworkCalls || out.NetworkCalls >= 30 || !slices.Equal(out.Samples[0].Tokens, direct.Samples[0].Tokens) {
+			t.Fatalf("answer %+v, want the SDK's %d calls (fewer than the 30 free positions) and tokens %v", out, direct.NetworkCalls, direct.Samples[0].Tokens)
+		}
+	})
+
 	t.Run("generate infill and defaults", func(t *testing.T) {
 		req := api.GenerateRequest{Infill: "a[MASK:3]b", Stream: ptr(false)}
 		checkRequest(t, "POST", "/api/generate", req)
@@ -434,6 +452,8 @@ func TestErrors(t *testing.T) {
 		{"first-hitting with steps", "POST", "/api/generate", `{"options":{"sampler":"first-hitting","steps":8}}`, 400, "options.steps", "must be 0 with the first-hitting sampler"},
 		{"top-p above 1", "POST", "/api/generate", `{"options":{"top_p":1.5}}`, 400, "options.top_p", "[0, 1]"},
 		{"wrong type", "POST", "/api/generate", `{"options":{"steps":"many"}}`, 400, "options.steps", "options.steps must be a JSON value of Go type int, got string"},
+		{"threshold above 1", "POST", "/api/generate", `{"options":{"sampler":"confidence","threshold":1.5}}`, 400, "options.threshold", "(0, 1]"},
+		{"entropy budget with analytic", "POST", "/api/generate", `{"options":{"entropy_budget":3}}`, 400, "options.entropy_budget", "setting of the entropy-bounded sampler"},
 		{"trailing data", "POST", "/api/generate", `{} {}`, 400, "", "after the JSON object"},
 		{"unknown model", "POST", "/api/generate", `{"model":"gpt-5"}`, 404, "", `model "gpt-5" not found`},
 		{"steps over the limit", "POST", "/api/generate", `{"options":{"steps":51}}`, 400, "options.steps", "≤ 50"},

@@ -81,7 +81,7 @@ func TestBlocks(t *testing.T) {
 	starts := []int{0, 5, 10, 12}
 	fixed := []Span{{Start: 0, Tokens: []int64{1, 2}}, {Start: 6, Tokens: []int64{3, 3, 0}}, {Start: 18, Tokens: []int64{0, 1}}}
 	userFixed := spanTokens(fixed)
-	for _, pred := range []Predictor{Analytic, FirstHitting} {
+	for _, pred := range []Predictor{Analytic, FirstHitting, Confidence, EntropyBounded} {
 		t.Run(pred.String(), func(t *testing.T) {
 			rec := &windowRecorder{ScoreFunc: newIndependent(absorb5, window, 6), window: window}
 			var seen []Step
@@ -98,6 +98,9 @@ func TestBlocks(t *testing.T) {
 					seen = append(seen, s)
 					return nil
 				}}
+			if pred == Confidence {
+				cfg.Threshold = 1 // one position per call, as first hitting
+			}
 			out, err := sample(context.Background(), rec, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -118,7 +121,7 @@ func TestBlocks(t *testing.T) {
 				}
 			}
 			wantCalls := len(starts) * (cfg.Steps + 1)
-			if pred == FirstHitting {
+			if pred != Analytic {
 				wantCalls = length - userFixed // each position is generated once
 			}
 			if len(rec.seen) != wantCalls || len(seen) != wantCalls || seen[len(seen)-1].Steps != wantCalls {
@@ -138,7 +141,7 @@ func TestBlocks(t *testing.T) {
 						free++
 					}
 				}
-				if pred == FirstHitting && free == 0 {
+				if pred != Analytic && free == 0 {
 					continue // nothing left to generate: no call
 				}
 				x := rec.seen[call]
@@ -152,7 +155,7 @@ func TestBlocks(t *testing.T) {
 						}
 					}
 				}
-				if pred == FirstHitting {
+				if pred != Analytic {
 					call += free
 				} else {
 					call += cfg.Steps + 1

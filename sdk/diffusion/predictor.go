@@ -24,10 +24,20 @@ const (
 	// per masked position. It ignores Config.Steps and Config.Denoise (no mask
 	// is left at the end).
 	FirstHitting
+	// Confidence is an adaptive sampler of the absorbing graph that is not
+	// the reverse process: at each network evaluation every masked position
+	// whose most likely token has probability at least Config.Threshold
+	// unmasks, and at least one does (the most confident). See runAdaptive.
+	Confidence
+	// EntropyBounded is the adaptive sampler that unmasks masked positions in
+	// order of increasing entropy of their token distribution while the
+	// entropy already taken stays within Config.EntropyBudget (nats), at
+	// least one per evaluation. See runAdaptive.
+	EntropyBounded
 )
 
 // String returns the name of p: the reference's "analytic", "euler" or
-// "none", or "first-hitting".
+// "none", "first-hitting", "confidence" or "entropy-bounded".
 func (p Predictor) String() string {
 	switch p {
 	case Analytic:
@@ -38,8 +48,16 @@ func (p Predictor) String() string {
 		return "none"
 	case FirstHitting:
 		return "first-hitting"
+	case Confidence:
+		return "confidence"
+	case EntropyBounded:
+		return "entropy-bounded"
 	}
 	return fmt.Sprintf("Predictor(%d)", int(p))
 }
 
-func (p Predictor) valid() bool { return p >= Analytic && p <= FirstHitting }
+func (p Predictor) valid() bool { return p >= Analytic && p <= EntropyBounded }
+
+// adaptive reports whether p unmasks a number of positions per evaluation
+// that depends on the scores (Confidence, EntropyBounded).
+func (p Predictor) adaptive() bool { return p == Confidence || p == EntropyBounded }

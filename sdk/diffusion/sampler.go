@@ -97,6 +97,27 @@ type Config struct {
 	// a suffix the last. Absorbing graph only; Overlap must be in
 	// [1, Window). 0 (or ≥ Length) samples the whole Length at once.
 	Window, Overlap int
+	// Threshold is the Confidence sampler's threshold, in (0, 1]: at each
+	// network evaluation a row unmasks every masked position whose
+	// confidence, the probability max_j q_j of the most likely token of its
+	// distribution q_j ∝ exp(s_j) (before Temperature, TopK and TopP, which
+	// shape only the token drawn), is at least Threshold, taking them from
+	// the most confident down (ties: the lower position) and passing over a
+	// position next to one already taken in the call; when none is, the most
+	// confident one. 1 unmasks one position per evaluation. It must be 0
+	// with the other predictors.
+	Threshold float64
+	// EntropyBudget is the EntropyBounded sampler's budget in nats, ≥ 0: at
+	// each network evaluation a row takes its masked positions in order of
+	// increasing entropy H of q (ties: the lower position) and unmasks each
+	// while the entropy of the positions taken before it sums to at most
+	// EntropyBudget, so at least one, passing over a position next to one
+	// already taken in the call (neighbours' tokens depend on each other
+	// most); the total correlation of the positions
+	// unmasked together, which is what drawing them independently gets
+	// wrong, is at most that sum. 0 unmasks one position per evaluation
+	// (more only where q is certain). It must be 0 with the other predictors.
+	EntropyBudget float64
 	// TimeIndependent says the network's output depends on σ only through
 	// the absorbing graph's scale_by_sigma term -log(e^σ - 1), added to every
 	// log score of a position but the zero at its own state (a network
@@ -137,13 +158,13 @@ type Sampler struct {
 	// total the steps of a whole run.
 	starts []int
 	total  int
-	// a is the current block's first position, base the steps of the
-	// blocks before it.
-	a, base int
-	sigma   []float32 // Batch
-	cum     []float64 // N, inverse-CDF scratch
-	srcs    []*rand.ChaCha8
-	rngs    []*rand.Rand
+	// a is the current block's first position, blk its index, base the
+	// steps of the blocks before it.
+	a, blk, base int
+	sigma        []float32 // Batch
+	cum          []float64 // N, inverse-CDF scratch
+	srcs         []*rand.ChaCha8
+	rngs         []*rand.Rand
 
 	userTok  []int64 // Length: the token Config.Fixed pins at each position, or -1
 	fixedPos []int   // the block's positions pinned by Config.Fixed, sorted
@@ -155,6 +176,19 @@ type Sampler struct {
 	// probability 1 - e^{-σ} at its current time.
 	pending []int32
 	p       []float64
+
+	// Confidence and EntropyBounded: each row's count of masked free
+	// positions (pending holds them, in position order), the free positions
+	// of each block, the evaluations of the current block, and per-row
+	// scratch: each pending position's confidence or entropy, an order of
+	// them, and which are taken.
+	left      []int
+	blockFree []int
+	calls     int
+	vals      []float64
+	order     []int32
+	take      []bool
+	near      []bool // w: taken in this call, by position
 
 	unmask *unmaskFilter // nil: q_j ∝ exp(s_j) as it is
 
@@ -222,10 +256,14 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if cfg.TimeIndependent && !cfg.Graph.spec().absorb {
 		return nil, invalidf("a time-independent network is defined for the absorbing graph only")
 	}
+	if err := checkAdaptive(cfg); err != nil {
+		return nil, err
+	}
 	fh := cfg.Predictor == FirstHitting
-	if fh {
+	adaptive := cfg.Predictor.adaptive()
+	if fh || adaptive {
 		if !cfg.Graph.spec().absorb {
-			return nil, invalidf("the first-hitting sampler needs the absorbing graph, not %T", cfg.Graph)
+			return nil, invalidf("the %v sampler needs the absorbing graph, not %T", cfg.Predictor, cfg.Graph)
 		}
 		cfg.Steps, cfg.Denoise = 0, false
 	} else if cfg.Steps <= 0 || cfg.Steps > MaxSteps {
@@ -286,11 +324,19 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if g.absorb {
 		s.want = make([]int32, 0, cfg.Batch*w)
 	}
-	if fh {
+	switch {
+	case fh:
 		s.pending = make([]int32, cfg.Batch*w)
 		s.p = make([]float64, cfg.Batch)
 		s.picks = make([]int, cfg.Batch)
-	} else {
+	case adaptive:
+		s.pending = make([]int32, cfg.Batch*w)
+		s.left = make([]int, cfg.Batch)
+		s.vals, s.order, s.take, s.near = make([]float64, w), make([]int32, w), make([]bool, w), make([]bool, w)
+		if s.subX == nil {
+			s.subX, s.subSigma, s.subRows = make([]int64, cfg.Batch*w), make([]float32, cfg.Batch), make([]int, 0, cfg.Batch)
+		}
+	default:
 		s.grid = linspace(1, cfg.EndTime, cfg.Steps+1)
 		s.dt = (1 - cfg.EndTime) / float64(cfg.Steps)
 	}
@@ -303,8 +349,10 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	}
 	for k := range s.starts {
 		s.setBlock(k)
-		if fh {
-			s.total += s.w - s.countFixed()
+		if fh || adaptive {
+			free := s.w - s.countFixed()
+			s.total += free
+			s.blockFree = append(s.blockFree, free)
 		} else {
 			s.total += cfg.Steps + btoi(cfg.Denoise)
 		}
@@ -359,7 +407,7 @@ func (s *Sampler) compileFixed(spans []Span) error {
 // and which of its positions are fixed (pinned by Config.Fixed, or generated
 // by the blocks before it).
 func (s *Sampler) setBlock(k int) {
-	s.a = s.starts[k]
+	s.a, s.blk = s.starts[k], k
 	frontier := 0 // positions below it were generated by earlier blocks
 	if k > 0 {
 		frontier = s.starts[k-1] + s.w
@@ -404,9 +452,12 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 			return nil, err
 		}
 		s.store()
-		if s.cfg.Predictor == FirstHitting {
+		switch {
+		case s.cfg.Predictor == FirstHitting:
 			s.base += s.w - s.countFixed()
-		} else {
+		case s.cfg.Predictor.adaptive():
+			s.base += s.calls
+		default:
 			s.base += s.cfg.Steps + btoi(s.cfg.Denoise)
 		}
 	}
@@ -418,8 +469,11 @@ func (s *Sampler) Run(ctx context.Context, score ScoreFunc) ([]int64, error) {
 
 // runBlock runs the predictor over the current block.
 func (s *Sampler) runBlock(ctx context.Context, score ScoreFunc) error {
-	if s.cfg.Predictor == FirstHitting {
+	switch {
+	case s.cfg.Predictor == FirstHitting:
 		return s.runFirstHitting(ctx, score)
+	case s.cfg.Predictor.adaptive():
+		return s.runAdaptive(ctx, score)
 	}
 	for k := range s.cfg.Steps {
 		if err := s.step(ctx, score, k); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"image/color"
 	"io"
@@ -133,9 +134,25 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 				continue
 			}
 			y, lo, hi := sp.value(r)
-			pts = append(pts, plotter.XY{X: float64(r.NFE), Y: y})
+			x := float64(r.NFE)
+			if r.CallsPerSample > 0 {
+				x = r.CallsPerSample
+			}
+			pts = append(pts, plotter.XY{X: x, Y: y})
 			errs = append(errs, struct{ Low, High float64 }{y - lo, hi - y})
 		}
+		// a curve runs along the network evaluations, whatever the order of
+		// its rows (an adaptive sampler's knobs need not increase with them)
+		idx := make([]int, len(pts))
+		for k := range idx {
+			idx[k] = k
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(pts[a].X, pts[b].X) })
+		sorted, sortedErrs := make(plotter.XYs, len(pts)), make(plotter.YErrors, len(pts))
+		for k, j := range idx {
+			sorted[k], sortedErrs[k] = pts[j], errs[j]
+		}
+		pts, errs = sorted, sortedErrs
 		line, points, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			return nil, err

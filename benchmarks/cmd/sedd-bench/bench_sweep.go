@@ -51,7 +51,9 @@ func benchSweepCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "evaluator", Usage: "autoregressive evaluator `DIR` (a causal-lm export on the model's tokenizer)", DefaultText: "the built-in twin for the built-in model; required otherwise"},
 			&cli.StringFlag{Name: "steps", Value: sweepJoinInts(defaultSweepSteps), Usage: "comma-separated step counts"},
-			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none, first-hitting (one row: it takes no steps)"},
+			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none, first-hitting (one row: it takes no steps), confidence (a row per --thresholds), entropy-bounded (a row per --entropy-budgets)"},
+			&cli.StringFlag{Name: "thresholds", Value: "0.1,0.5,0.9", Usage: "comma-separated thresholds of the confidence sampler, in (0, 1]"},
+			&cli.StringFlag{Name: "entropy-budgets", Value: "60,30,12", Usage: "comma-separated entropy budgets (nats, > 0) of the entropy-bounded sampler"},
 			&cli.Float64Flag{Name: "temperature", Usage: "temperature of the token a mask unmasks to, for every row (0: greedy)", DefaultText: "1"},
 			&cli.IntFlag{Name: "top-k", Usage: "top-k of the token a mask unmasks to, for every row (0: off)"},
 			&cli.Float64Flag{Name: "top-p", Usage: "top-p of the token a mask unmasks to, for every row (0: greedy)", DefaultText: "1, off"},
@@ -81,6 +83,9 @@ type sweepConfig struct {
 	temperature *float64
 	topK        int
 	topP        *float64
+	// thresholds and budgets are the knobs of the confidence and
+	// entropy-bounded rows.
+	thresholds, budgets []float64
 }
 
 func sweepFlags(c *cli.Context) (sweepConfig, error) {
@@ -95,13 +100,19 @@ func sweepFlags(c *cli.Context) (sweepConfig, error) {
 		return cfg, err
 	}
 	for _, name := range sweepSplitList(c.String("predictors")) {
-		if name != sdk.Analytic && name != sdk.Euler && name != sdk.None && name != sdk.FirstHitting {
-			return cfg, usagef("--predictors: %q is not a predictor: use analytic, euler, none or first-hitting", name)
+		if name != sdk.Analytic && name != sdk.Euler && name != sdk.None && name != sdk.FirstHitting && name != sdk.Confidence && name != sdk.EntropyBounded {
+			return cfg, usagef("--predictors: %q is not a predictor: use analytic, euler, none, first-hitting, confidence or entropy-bounded", name)
 		}
 		if slices.Contains(cfg.predictors, name) {
 			return cfg, usagef("--predictors: %s is listed twice", name)
 		}
 		cfg.predictors = append(cfg.predictors, name)
+	}
+	if cfg.thresholds, err = parseSweepKnobs("--thresholds", c.String("thresholds"), func(v float64) bool { return v > 0 && v <= 1 }, "in (0, 1]"); err != nil {
+		return cfg, err
+	}
+	if cfg.budgets, err = parseSweepKnobs("--entropy-budgets", c.String("entropy-budgets"), func(v float64) bool { return v > 0 && v < math.Inf(1) }, "a finite number of nats > 0"); err != nil {
+		return cfg, err
 	}
 	switch {
 	case len(cfg.predictors) == 0:
@@ -134,6 +145,26 @@ func parseSweepSteps(s string) ([]int, error) {
 	return steps, nil
 }
 
+// parseSweepKnobs reads a comma-separated list of distinct numbers that ok
+// accepts (what says what they must be), in the order given.
+func parseSweepKnobs(flag, s string, ok func(float64) bool, what string) ([]float64, error) {
+	var out []float64
+	for _, f := range sweepSplitList(s) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || !ok(v) {
+			return nil, usagef("%s: %q is not %s", flag, f, what)
+		}
+		if slices.Contains(out, v) {
+			return nil, usagef("%s: %s is listed twice", flag, f)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usagef("%s is empty", flag)
+	}
+	return out, nil
+}
+
 // sweepSplitList splits a comma-separated list, dropping blanks around items.
 func sweepSplitList(s string) []string {
 	var out []string
@@ -159,6 +190,12 @@ type sweepRow struct {
 	Kind      string `json:"kind"`
 	Predictor string `json:"predictor,omitempty"`
 	Steps     int    `json:"steps,omitempty"`
+	// Threshold and EntropyBudget are the knob of a confidence or
+	// entropy-bounded row (whose Steps is its network calls).
+	Threshold     float64 `json:"threshold,omitempty"`
+	EntropyBudget float64 `json:"entropy_budget,omitempty"`
+	// CallsPerSample is NFE unrounded.
+	CallsPerSample float64 `json:"calls_per_sample,omitempty"`
 	// NFE is the number of network evaluations each sample went through: the
 	// mean over the row's samples, rounded (they differ where a
 	// time-independent model skips a sample's evaluation while none of its
@@ -340,12 +377,29 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 		return nil, err
 	}
 	for _, pred := range cfg.predictors {
-		stepList := cfg.steps
-		if pred == sdk.FirstHitting {
-			stepList = []int{0} // one row: the sampler takes one step per generated token
+		type setting struct {
+			steps             int
+			threshold, budget float64
 		}
-		for _, steps := range stepList {
-			row, err := sweepRun(ctx, m, ev, cfg, rep, pred, steps, stderr)
+		var settings []setting
+		switch pred {
+		case sdk.FirstHitting:
+			settings = []setting{{}} // one row: the sampler takes one step per generated token
+		case sdk.Confidence:
+			for _, v := range cfg.thresholds {
+				settings = append(settings, setting{threshold: v})
+			}
+		case sdk.EntropyBounded:
+			for _, v := range cfg.budgets {
+				settings = append(settings, setting{budget: v})
+			}
+		default:
+			for _, n := range cfg.steps {
+				settings = append(settings, setting{steps: n})
+			}
+		}
+		for _, st := range settings {
+			row, err := sweepRun(ctx, m, ev, cfg, rep, pred, st.steps, st.threshold, st.budget, stderr)
 			if err != nil {
 				return nil, err
 			}
@@ -357,8 +411,13 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 				}
 			}
 			// The row is on disk (with --out) before it is reported.
-			fmt.Fprintf(stderr, "sedd-bench: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
-				row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+			if row.Threshold != 0 || row.EntropyBudget != 0 {
+				fmt.Fprintf(stderr, "sedd-bench: %s %s: %.1f calls/sample, %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
+					row.Predictor, sweepSetting(row), row.CallsPerSample, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+			} else {
+				fmt.Fprintf(stderr, "sedd-bench: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
+					row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+			}
 		}
 	}
 	if refText != "" {
@@ -377,9 +436,9 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 
 // sweepRun draws cfg.samples samples with one predictor and step count.
 func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, rep *sweepReport,
-	pred string, steps int, stderr *os.File) (sweepRow, error) {
-	row := sweepRow{Kind: "sample", Predictor: pred, Steps: steps}
-	label := fmt.Sprintf("%s %d steps", pred, steps)
+	pred string, steps int, threshold, budget float64, stderr *os.File) (sweepRow, error) {
+	row := sweepRow{Kind: "sample", Predictor: pred, Steps: steps, Threshold: threshold, EntropyBudget: budget}
+	label := pred + " " + sweepSetting(row)
 	if pred == sdk.FirstHitting {
 		label = pred
 	}
@@ -390,7 +449,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 	evals := 0 // sequences the network evaluated
 	for k := 0; len(rows) < cfg.samples; k++ {
 		n := min(rep.Batch, cfg.samples-len(rows))
-		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n,
+		res, err := m.Sample(ctx, sdk.SampleRequest{Steps: steps, Sampler: pred, Batch: n, Threshold: threshold, EntropyBudget: budget,
 			Seed: cfg.seed + uint64(k), Prefix: cfg.prefix, Temperature: cfg.temperature, TopK: cfg.topK, TopP: cfg.topP})
 		if err != nil {
 			return row, err
@@ -407,7 +466,8 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 		}
 		b.Update(len(rows), cfg.samples)
 	}
-	row.NFE = int(math.Round(float64(evals) / float64(len(rows))))
+	row.CallsPerSample = float64(evals) / float64(len(rows))
+	row.NFE = int(math.Round(row.CallsPerSample))
 	row.SecondsPerSample = elapsed.Seconds() / float64(len(rows))
 	row.NetworkSecondsPerSample = network.Seconds() / float64(len(rows))
 	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
@@ -462,6 +522,18 @@ func referenceRow(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, t
 	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
 }
 
+// sweepSetting names a row's setting: its knob for the adaptive samplers
+// (τ the threshold, γ the entropy budget), else its steps.
+func sweepSetting(r sweepRow) string {
+	switch {
+	case r.Threshold != 0:
+		return "τ=" + strconv.FormatFloat(r.Threshold, 'g', -1, 64)
+	case r.EntropyBudget != 0:
+		return "γ=" + strconv.FormatFloat(r.EntropyBudget, 'g', -1, 64)
+	}
+	return strconv.Itoa(r.Steps) + " steps"
+}
+
 // writeSweepJSON writes v indented, with a final newline.
 func writeSweepJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -474,6 +546,9 @@ func writeSweepTable(w io.Writer, rep *sweepReport) error {
 	fmt.Fprintf(tw, "predictor\tsteps\tNFE\ts/sample\tgen. PPL\t95%% interval\tentropy (nats)\t\n")
 	for _, r := range rep.Rows {
 		name, steps, nfe, secs := r.Predictor, strconv.Itoa(r.Steps), strconv.Itoa(r.NFE), fmt.Sprintf("%.3f", r.SecondsPerSample)
+		if r.Threshold != 0 || r.EntropyBudget != 0 {
+			steps = sweepSetting(r)
+		}
 		if r.Kind == "reference" {
 			name, steps, nfe, secs = "reference text", "-", "-", "-"
 		}
@@ -490,7 +565,8 @@ func writeSweepTable(w io.Writer, rep *sweepReport) error {
 
 // sweepCSVHeader names the columns of sweep.csv.
 var sweepCSVHeader = []string{"kind", "predictor", "steps", "nfe", "seconds_per_sample", "network_seconds_per_sample",
-	"samples", "tokens", "mean_nll", "nll_stderr", "perplexity", "perplexity_low", "perplexity_high", "entropy", "entropy_stderr"}
+	"samples", "tokens", "mean_nll", "nll_stderr", "perplexity", "perplexity_low", "perplexity_high", "entropy", "entropy_stderr",
+	"threshold", "entropy_budget", "calls_per_sample"}
 
 func writeSweepCSV(w io.Writer, rep *sweepReport) error {
 	cw := csv.NewWriter(w)
@@ -505,7 +581,7 @@ func writeSweepCSV(w io.Writer, rep *sweepReport) error {
 		}
 		rec := []string{r.Kind, r.Predictor, steps, strconv.Itoa(r.NFE), f(r.SecondsPerSample), f(r.NetworkSecondsPerSample),
 			strconv.Itoa(r.Samples), strconv.Itoa(r.Tokens), f(r.MeanNLL), f(r.StdErr), f(r.Perplexity), f(r.Low), f(r.High),
-			f(r.Entropy), f(r.EntropyStdErr)}
+			f(r.Entropy), f(r.EntropyStdErr), f(r.Threshold), f(r.EntropyBudget), f(r.CallsPerSample)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

@@ -33,6 +33,9 @@ func TestBenchSweepBadFlags(t *testing.T) {
 		{"steps twice", []string{"--steps", "8,8"}, "listed twice", exitUsage},
 		{"steps empty", []string{"--steps", ","}, "--steps is empty", exitUsage},
 		{"unknown predictor", []string{"--predictors", "analytic,foo"}, `"foo" is not a predictor`, exitUsage},
+		{"threshold 0", []string{"--thresholds", "0.5,0"}, `--thresholds: "0" is not in (0, 1]`, exitUsage},
+		{"threshold twice", []string{"--thresholds", "0.5,0.5"}, "listed twice", exitUsage},
+		{"budget not a number", []string{"--entropy-budgets", "x"}, `--entropy-budgets: "x" is not a finite number of nats > 0`, exitUsage},
 		{"one sample", []string{"--samples", "1"}, "--samples must be ≥ 2", exitUsage},
 		{"batch 0", []string{"--batch", "0"}, "--batch must be ≥ 1", exitUsage},
 		{"not an int", []string{"--samples", "x"}, "invalid value", exitUsage},
@@ -311,6 +314,34 @@ func TestBenchSweepFirstHitting(t *testing.T) {
 	fh := rep.Rows[0]
 	if fh.Predictor != "first-hitting" || fh.Steps != 128 || fh.NFE != 128 || fh.Samples != 2 {
 		t.Errorf("first-hitting row %+v, want 128 steps and network calls", fh)
+	}
+}
+
+// TestBenchSweepAdaptive: a row per threshold and per entropy budget, each
+// with its knob, its unrounded calls per sample (fewer than the 128 tokens at
+// a loose knob, all of them at threshold 1) and the knob in the CSV.
+func TestBenchSweepAdaptive(t *testing.T) {
+	needORT(t)
+	dir := t.TempDir()
+	r := sedd(t, "sweep", "--samples", "2", "--batch", "2", "--threads", "1", "--predictors", "confidence,entropy-bounded",
+		"--thresholds", "1", "--entropy-budgets", "40", "--out", dir, "--json").OK(t)
+	var rep sweepReport
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.Stdout)
+	}
+	if len(rep.Rows) != 2 {
+		t.Fatalf("%d rows, want one per knob", len(rep.Rows))
+	}
+	c, e := rep.Rows[0], rep.Rows[1]
+	if c.Predictor != "confidence" || c.Threshold != 1 || c.CallsPerSample != 128 || c.NFE != 128 || c.Steps != 128 {
+		t.Errorf("confidence row %+v, want threshold 1 and 128 calls per sample", c)
+	}
+	if e.Predictor != "entropy-bounded" || e.EntropyBudget != 40 || !(e.CallsPerSample >= 1 && e.CallsPerSample < 64) {
+		t.Errorf("entropy-bounded row %+v, want budget 40 and fewer than 64 calls per sample", e)
+	}
+	csv, err := os.ReadFile(filepath.Join(dir, "sweep.csv"))
+	if err != nil || !strings.Contains(string(csv), ",40,") {
+		t.Errorf("sweep.csv lacks the budget (%v):\n%s", err, csv)
 	}
 }
 
