@@ -26,6 +26,9 @@ type sweepPlot struct {
 	value func(r sweepRow) (y, low, high float64)
 	// reference is false for values real text does not have (time).
 	reference bool
+	// judge marks figures of the judge's scores, drawn only for a sweep
+	// with --judge; rows without a judge score are left out of them.
+	judge bool
 }
 
 var sweepPlots = []sweepPlot{
@@ -34,6 +37,14 @@ var sweepPlots = []sweepPlot{
 	{file: "entropy.png", title: "Unigram entropy of samples (± 1.96 SE)", ylabel: "entropy (nats)", reference: true,
 		value: func(r sweepRow) (float64, float64, float64) {
 			return r.Entropy, r.Entropy - sweepZ95*r.EntropyStdErr, r.Entropy + sweepZ95*r.EntropyStdErr
+		}},
+	{file: "judge-ppl.png", title: "Generative perplexity under the judge (95% interval over samples)", ylabel: "judge's perplexity",
+		logY: true, reference: true, judge: true,
+		value: func(r sweepRow) (float64, float64, float64) {
+			if r.Judge == nil {
+				return math.NaN(), math.NaN(), math.NaN()
+			}
+			return r.Judge.Perplexity, r.Judge.Low, r.Judge.High
 		}},
 	{file: "time.png", title: "Sampling time", ylabel: "seconds per sample", logY: true,
 		value: func(r sweepRow) (float64, float64, float64) {
@@ -60,6 +71,9 @@ func sweepPlotFiles() []string {
 // bars, and the reference text as a dashed horizontal line.
 func writeSweepPlots(dir string, rep *sweepReport) error {
 	for _, sp := range sweepPlots {
+		if sp.judge && rep.Judge == "" {
+			continue
+		}
 		p, err := sweepFigure(sp, rep)
 		if err != nil {
 			return fmt.Errorf("plotting %s: %w", sp.file, err)
@@ -76,6 +90,9 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	p.Title.Text = sp.title
 	if rep.ModelName != "" {
 		p.Title.Text += " — " + rep.ModelName
+	}
+	if sp.judge && rep.JudgeName != "" {
+		p.Title.Text += ", judged by " + rep.JudgeName
 	}
 	p.X.Label.Text = "network evaluations per sample"
 	p.Y.Label.Text = sp.ylabel
@@ -133,8 +150,14 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 				continue
 			}
 			y, lo, hi := sp.value(r)
+			if math.IsNaN(y) {
+				continue
+			}
 			pts = append(pts, plotter.XY{X: float64(r.NFE), Y: y})
 			errs = append(errs, struct{ Low, High float64 }{y - lo, hi - y})
+		}
+		if len(pts) == 0 {
+			continue
 		}
 		line, points, err := plotter.NewLinePoints(pts)
 		if err != nil {
@@ -159,6 +182,9 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 			continue
 		}
 		y, _, _ := sp.value(r)
+		if math.IsNaN(y) {
+			continue
+		}
 		ref, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: y}, {X: p.X.Max, Y: y}})
 		if err != nil {
 			return nil, err
