@@ -316,7 +316,8 @@ def check_onnx(path, out):
     _, run = ort_logits(path, None)
     worst = 0.0
     for c in golden["cases"]:
-        want = data[c["logits"]["offset"]:c["logits"]["offset"] + c["logits"]["count"]]
+        at = c["logits"]["offset"] // 4  # a byte offset into golden.bin
+        want = data[at:at + c["logits"]["count"]]
         got = run(np.array(c["input_ids"]).reshape(c["batch"], c["length"])).reshape(-1)
         worst = max(worst, float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max()))))
     return worst

@@ -10,6 +10,11 @@
 //	defer ev.Close()
 //	scores, err := ev.Score(ctx, rows, perplexity.ScoreRequest{})
 //	summary, err := perplexity.Summarize(scores)
+//
+// An evaluator with another tokenizer than the model's, a judge (such as a
+// pretrained LM converted by export/judge/convert_judge.py), scores decoded
+// text: Tokenize each sample's text with it, then Score with a Stride so that
+// rows longer than its length are scored in sliding windows.
 package perplexity
 
 import (
