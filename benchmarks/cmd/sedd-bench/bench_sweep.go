@@ -455,7 +455,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev, judge *perplexity.Evaluator
 }
 
 // judgeTexts fills row.Judge with judge's verdict on texts (nothing when
-// judge is nil): each text is tokenized with the judge's tokenizer and scored
+// judge is nil): each text (invalid UTF-8 replaced) is tokenized with the judge's tokenizer and scored
 // from its second token, in sliding windows half the judge's length apart
 // where it is longer than that length.
 func judgeTexts(ctx context.Context, judge *perplexity.Evaluator, texts []string, row *sweepRow) error {
@@ -464,6 +464,11 @@ func judgeTexts(ctx context.Context, judge *perplexity.Evaluator, texts []string
 	}
 	rows := make([][]int64, len(texts))
 	for i, t := range texts {
+		// A sample's tokens can end inside a character or hold byte tokens
+		// that form none: as Python's bytes.decode(errors="replace") does
+		// for the field's judges, such bytes become U+FFFD (here one per
+		// run of bad bytes), which the judge then scores like any text.
+		t = strings.ToValidUTF8(t, "\uFFFD")
 		ids, err := judge.Tokenize(t)
 		if err != nil {
 			return fmt.Errorf("judge %s: text %d: %w", judge.Name(), i, err)

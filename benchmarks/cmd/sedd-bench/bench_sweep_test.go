@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/sedd-go/sedd/internal/cmdtest"
 	"github.com/sedd-go/sedd/internal/testlib"
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/perplexity"
 )
 
 func TestBenchSweepBadFlags(t *testing.T) {
@@ -390,5 +393,29 @@ func TestBenchSweepJudge(t *testing.T) {
 	tbl := sedd(t, "sweep", "--steps", "2", "--samples", "2", "--batch", "2", "--threads", "1", "--judge", judge).OK(t)
 	if !strings.Contains(tbl.Stdout, "judge PPL") || !strings.Contains(tbl.Stdout, "by the judge "+rep.JudgeName) {
 		t.Errorf("table without the judge's columns:\n%s", tbl.Stdout)
+	}
+}
+
+// TestJudgeTextsInvalidUTF8 scores texts with the twin standing in for a
+// judge: a decoded sample that is not valid UTF-8 (a byte-level token cut
+// inside a character) is scored with its bad bytes replaced, not refused.
+func TestJudgeTextsInvalidUTF8(t *testing.T) {
+	needORT(t)
+	testlib.Setup()
+	judge, err := perplexity.Open(shippedAR, sdk.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer judge.Close()
+	texts := []string{"The jury said \xe2\x80 it was fine.", "A caf\xc3 and a \xff\xfe river ran by."}
+	var row sweepRow
+	if err := judgeTexts(context.Background(), judge, texts, &row); err != nil {
+		t.Fatal(err)
+	}
+	if row.Judge == nil || row.Judge.Samples != 2 || !(row.Judge.Perplexity > 1) {
+		t.Fatalf("judge score %+v", row.Judge)
+	}
+	if err := judgeTexts(context.Background(), judge, []string{"ok text", "a"}, &row); err == nil || !strings.Contains(err.Error(), "at least 2") {
+		t.Errorf("a text of one judge token: got %v", err)
 	}
 }
