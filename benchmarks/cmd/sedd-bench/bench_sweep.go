@@ -332,7 +332,11 @@ func runBenchSweep(c *cli.Context) error {
 		if err := writeSweepFiles(cfg.out, rep); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "sedd-bench: wrote sweep.json, sweep.csv, ppl.png, entropy.png and time.png to %s\n", cfg.out)
+		plots := "ppl.png, entropy.png and time.png"
+		if rep.Judge != "" {
+			plots = "ppl.png, judge-ppl.png, entropy.png and time.png"
+		}
+		fmt.Fprintf(stderr, "sedd-bench: wrote sweep.json, sweep.csv, %s to %s\n", plots, cfg.out)
 	}
 	if c.Bool("json") {
 		return writeSweepJSON(stdout, rep)
