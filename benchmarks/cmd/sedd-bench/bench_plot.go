@@ -88,11 +88,11 @@ func writeSweepPlots(dir string, rep *sweepReport) error {
 func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = sp.title
+	if sp.judge && rep.JudgeName != "" {
+		p.Title.Text = "Perplexity under " + rep.JudgeName + " (95% interval)"
+	}
 	if rep.ModelName != "" {
 		p.Title.Text += " — " + rep.ModelName
-	}
-	if sp.judge && rep.JudgeName != "" {
-		p.Title.Text += ", judged by " + rep.JudgeName
 	}
 	p.X.Label.Text = "network evaluations per sample"
 	p.Y.Label.Text = sp.ylabel
