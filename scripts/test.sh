@@ -84,6 +84,11 @@ step "fresh tiny exports, verified through ONNX Runtime"
 step "GPU check with the CPU standing in (scripts/gpu/gpu-check.sh selftest)"
 scripts/gpu/gpu-check.sh selftest
 
+# The judge (converted by scripts/setup.sh; this call only prints its directory): the Go tests
+# compare its tokenizer and perplexity with transformers' and sweep with it.
+SEDD_JUDGE_DIR="$("$py" export/judge/convert_judge.py --print-dir)"
+export SEDD_JUDGE_DIR SEDD_REQUIRE_JUDGE=1
+
 step "go test -race"
 for mod in "${modules[@]}"; do
   (cd "$mod" && go test -race -count=1 ./...)

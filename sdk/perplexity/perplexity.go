@@ -10,6 +10,11 @@
 //	defer ev.Close()
 //	scores, err := ev.Score(ctx, rows, perplexity.ScoreRequest{})
 //	summary, err := perplexity.Summarize(scores)
+//
+// An evaluator with another tokenizer than the model's, a judge (such as a
+// pretrained LM converted by export/judge/convert_judge.py), scores decoded
+// text: Tokenize each sample's text with it, then Score with a Stride so that
+// rows longer than its length are scored in sliding windows.
 package perplexity
 
 import (
@@ -30,11 +35,17 @@ import (
 	"github.com/sedd-go/sedd/sdk/internal/modeldir"
 	"github.com/sedd-go/sedd/sdk/internal/onnxrt"
 	"github.com/sedd-go/sedd/sdk/internal/pool"
+	"github.com/sedd-go/sedd/sdk/tokenizer"
 )
 
 // defaultScoreBatch is the number of rows an Evaluator runs per forward pass
 // when a ScoreRequest leaves BatchSize 0.
 const defaultScoreBatch = 8
+
+// maxLogitsPerPass bounds the float32 logits of one forward pass (256 MiB):
+// with a large vocabulary and long windows, Score runs fewer rows at once
+// than BatchSize asks.
+const maxLogitsPerPass = 64 << 20
 
 // z95 is the two-sided 95% quantile of the standard normal distribution.
 const z95 = 1.959963984540054
@@ -46,6 +57,7 @@ type Evaluator struct {
 	dir       modeldir.Dir
 	man       *manifest.Evaluator
 	lm        *onnxrt.CausalLM
+	tok       *tokenizer.Tokenizer
 	tokDigest string
 
 	mu     sync.RWMutex // shared by calls in flight, exclusive in Close
@@ -110,6 +122,10 @@ func open(d modeldir.Dir, opts []sdk.Option) (*Evaluator, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", man.Tokenizer.File, err))
 	}
+	tk, err := tokenizer.Parse(tok, man.Tokenizer.File)
+	if err != nil {
+		return fail(err)
+	}
 	var src onnxrt.Source
 	if man.ONNX.ExternalData {
 		path, err := d.HashFile(man.ONNX.File, man.ONNX.Size, "")
@@ -131,7 +147,7 @@ func open(d modeldir.Dir, opts []sdk.Option) (*Evaluator, error) {
 	if fb := lm.FellBack(); fb != nil {
 		o.Logger.Warn("evaluator running on the CPU", "reason", fb.Error())
 	}
-	return &Evaluator{dir: d, man: man, lm: lm, tokDigest: digest}, nil
+	return &Evaluator{dir: d, man: man, lm: lm, tok: tk, tokDigest: digest}, nil
 }
 
 // Close releases the ONNX Runtime session. It waits for calls in flight and is
@@ -154,6 +170,21 @@ func (e *Evaluator) VocabSize() int { return e.man.VocabSize }
 
 // Length returns the evaluator's trained length, the longest row it scores.
 func (e *Evaluator) Length() int { return e.man.Length }
+
+// Tokenize returns the evaluator's token ids of text (its tokenizer.json, with
+// no beginning-of-text or other template token added), for scoring decoded
+// text with an evaluator whose tokenizer differs from the model's: a judge.
+// Text that is not valid UTF-8 is an sdk.ErrBadRequest.
+func (e *Evaluator) Tokenize(text string) ([]int64, error) {
+	ids, err := e.tok.Encode(text)
+	if err != nil {
+		if errors.Is(err, tokenizer.ErrInvalidUTF8) {
+			return nil, fmt.Errorf("%w: %v", sdk.ErrBadRequest, err)
+		}
+		return nil, err
+	}
+	return ids, nil
+}
 
 // CheckCompatible reports whether the evaluator can score the samples of the
 // model info describes: both must use the same tokenizer (tokenizer.json
@@ -186,6 +217,13 @@ type ScoreRequest struct {
 	// BatchSize is the number of rows per forward pass; 0 means
 	// defaultScoreBatch.
 	BatchSize int
+	// Stride, when positive, lets rows be longer than the evaluator's
+	// length L: such a row is scored in sliding windows of L tokens, each
+	// Stride tokens after the one before (at most L − 1), and every position is
+	// scored once, in the first window that holds it past the window's own
+	// first token, so a position far into the row has at least L − Stride
+	// tokens of context. 0 refuses rows longer than L.
+	Stride int
 }
 
 // RowScore is the evaluator's verdict on one row.
@@ -200,23 +238,34 @@ type RowScore struct {
 // MeanNLL returns NLL per scored token (NaN when none was scored).
 func (s RowScore) MeanNLL() float64 { return s.NLL / float64(s.Tokens) }
 
+// segment is one forward pass's worth of a row: the tokens row[start:end],
+// of which positions from..end−1 of the row are scored.
+type segment struct {
+	row, start, end, from int
+}
+
 // Score returns the negative log-likelihood of each row under the evaluator:
 // for row x of length L, the positions From..L−1 are scored, each given all
-// tokens before it (one forward pass over the whole row; the logits at i−1
-// predict token i). The first token is never scored. Rows may differ in
-// length; consecutive rows of equal length share forward passes. Every row
-// must be longer than From, no longer than the evaluator's trained length,
-// and hold ids in [0, vocab_size). Errors: sdk.ErrBadRequest for bad rows or
-// fields, sdk.ErrClosed, runtime errors, and ctx's (checked inside each forward
+// tokens before it (one forward pass over the whole row, or over its sliding
+// windows with Stride; the logits at i−1 predict token i). The first token is
+// never scored. Rows may differ in length: shorter rows of a forward pass
+// are padded at the end, which a causal model's logits at the real
+// positions do not see. Every row must be longer than From, no longer than
+// the evaluator's trained length unless Stride is set, and hold ids in
+// [0, vocab_size). Errors: sdk.ErrBadRequest for bad rows or fields,
+// sdk.ErrClosed, runtime errors, and ctx's (checked inside each forward
 // pass).
 func (e *Evaluator) Score(ctx context.Context, rows [][]int64, req ScoreRequest) ([]RowScore, error) {
 	from := max(req.From, 1)
 	batch := req.BatchSize
+	window := e.man.Length
 	switch {
 	case req.From < 0:
 		return nil, fmt.Errorf("%w: score from position %d: must be ≥ 0", sdk.ErrBadRequest, req.From)
 	case batch < 0:
 		return nil, fmt.Errorf("%w: score batch size must be ≥ 1, got %d", sdk.ErrBadRequest, batch)
+	case req.Stride < 0 || req.Stride >= window:
+		return nil, fmt.Errorf("%w: score stride %d: must be in [1, %d] (below the evaluator's length), or 0 for no sliding windows", sdk.ErrBadRequest, req.Stride, window-1)
 	case batch == 0:
 		batch = defaultScoreBatch
 	}
@@ -225,8 +274,8 @@ func (e *Evaluator) Score(ctx context.Context, rows [][]int64, req ScoreRequest)
 		if len(r) <= from {
 			return nil, fmt.Errorf("%w: row %d has %d tokens; scoring from position %d needs at least %d", sdk.ErrBadRequest, i, len(r), from, from+1)
 		}
-		if len(r) > e.man.Length {
-			return nil, fmt.Errorf("%w: row %d has %d tokens, more than the evaluator's trained length %d", sdk.ErrBadRequest, i, len(r), e.man.Length)
+		if len(r) > window && req.Stride == 0 {
+			return nil, fmt.Errorf("%w: row %d has %d tokens, more than the evaluator's trained length %d (set ScoreRequest.Stride to score it in sliding windows)", sdk.ErrBadRequest, i, len(r), window)
 		}
 		for j, t := range r {
 			if t < 0 || t >= int64(vocab) {
@@ -234,6 +283,10 @@ func (e *Evaluator) Score(ctx context.Context, rows [][]int64, req ScoreRequest)
 			}
 		}
 	}
+	segs := segments(rows, from, window, req.Stride)
+	// Longest first, stable: rows of equal length keep their order and share
+	// passes as before; a pass pads only up to its own longest segment.
+	slices.SortStableFunc(segs, func(a, b segment) int { return (b.end - b.start) - (a.end - a.start) })
 	if err := e.enter(); err != nil {
 		return nil, err
 	}
@@ -245,36 +298,62 @@ func (e *Evaluator) Score(ctx context.Context, rows [][]int64, req ScoreRequest)
 	defer e.release(runner)
 	out := make([]RowScore, len(rows))
 	var ids []int64
-	for start := 0; start < len(rows); {
-		length := len(rows[start])
-		end := start + 1
-		for end < len(rows) && end-start < batch && len(rows[end]) == length {
-			end++
-		}
+	for start := 0; start < len(segs); {
+		length := segs[start].end - segs[start].start
+		n := min(batch, len(segs)-start, max(1, maxLogitsPerPass/(length*vocab)))
 		ids = ids[:0]
-		for _, r := range rows[start:end] {
-			ids = append(ids, r...)
+		for _, sg := range segs[start : start+n] {
+			ids = append(ids, rows[sg.row][sg.start:sg.end]...)
+			for range length - (sg.end - sg.start) {
+				ids = append(ids, 0) // padding after the segment: never seen by its positions
+			}
 		}
-		n := end - start
 		logits, err := runner.Logits(ctx, ids, n, length)
 		if err != nil {
 			return nil, err
 		}
-		for b := range n {
-			row := rows[start+b]
+		for b, sg := range segs[start : start+n] {
+			row := rows[sg.row]
 			var nll float64
-			for i := from; i < length; i++ {
-				l := logits[(b*length+i-1)*vocab : (b*length+i)*vocab]
+			for i := sg.from; i < sg.end; i++ {
+				k := b*length + i - 1 - sg.start
+				l := logits[k*vocab : (k+1)*vocab]
 				nll += logSumExp(l) - float64(l[row[i]])
 			}
 			if math.IsNaN(nll) || math.IsInf(nll, 0) {
-				return nil, fmt.Errorf("evaluator %s: row %d: %w in the logits", e.dir, start+b, errNonFiniteLogits)
+				return nil, fmt.Errorf("evaluator %s: row %d: %w in the logits", e.dir, sg.row, errNonFiniteLogits)
 			}
-			out[start+b] = RowScore{NLL: nll, Tokens: length - from}
+			out[sg.row].NLL += nll
+			out[sg.row].Tokens += sg.end - sg.from
 		}
-		start = end
+		start += n
 	}
 	return out, nil
+}
+
+// segments cuts rows into the forward passes that score positions from on:
+// one per row no longer than window, else sliding windows stride apart.
+func segments(rows [][]int64, from, window, stride int) []segment {
+	var segs []segment
+	for i, r := range rows {
+		n := len(r)
+		if n <= window {
+			segs = append(segs, segment{row: i, start: 0, end: n, from: from})
+			continue
+		}
+		done := from
+		for start := 0; ; start += stride {
+			end := min(start+window, n)
+			if f := max(done, start+1); f < end {
+				segs = append(segs, segment{row: i, start: start, end: end, from: f})
+			}
+			done = max(done, end)
+			if end == n {
+				break
+			}
+		}
+	}
+	return segs
 }
 
 var errNonFiniteLogits = errors.New("NaN or infinite value")

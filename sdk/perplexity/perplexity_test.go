@@ -428,3 +428,91 @@ func TestEvaluatorVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluatorScoreSlidingWindows scores rows longer than the twin's length
+// with ScoreRequest.Stride and checks every position against a forward pass
+// of its own window: position i is predicted from the window that starts at
+// the first multiple k·stride with i < k·stride + length.
+func TestEvaluatorScoreSlidingWindows(t *testing.T) {
+	e := openEvaluator(t, shippedAR)
+	m := open(t, shippedSEDD)
+	text := strings.Repeat("The jury said it did find that many of the city's election laws were outmoded, and it recommended that they be revised. ", 12)
+	ids, err := m.Tokenize(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.Length()
+	if len(ids) < 2*w+10 {
+		t.Fatalf("the test text is %d tokens, want more than two windows of %d", len(ids), w)
+	}
+	rows := [][]int64{ids[:2*w+7], ids[3 : w+5], ids[:w-10]}
+	windowNLL := windowScorer(t)
+	for _, tc := range []struct{ stride, from int }{{w / 2, 1}, {w - 1, 1}, {37, 5}} {
+		got, err := e.Score(context.Background(), rows, perplexity.ScoreRequest{Stride: tc.stride, From: tc.from, BatchSize: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r, row := range rows {
+			var want float64
+			byStart := map[int][]float64{}
+			for i := tc.from; i < len(row); i++ {
+				k := max(0, (i-w+1+tc.stride-1)/tc.stride)
+				s := k * tc.stride
+				if byStart[s] == nil {
+					byStart[s] = windowNLL(row[s:min(s+w, len(row))])
+				}
+				want += byStart[s][i-s]
+			}
+			if d := math.Abs(got[r].NLL - want); d > 1e-4*math.Max(1, want) {
+				t.Errorf("stride %d, from %d, row %d (%d tokens): NLL %.6f, window by window %.6f", tc.stride, tc.from, r, len(row), got[r].NLL, want)
+			}
+			if got[r].Tokens != len(row)-tc.from {
+				t.Errorf("stride %d, row %d: %d tokens scored, want %d", tc.stride, r, got[r].Tokens, len(row)-tc.from)
+			}
+		}
+	}
+	for _, stride := range []int{-1, w} {
+		if _, err := e.Score(context.Background(), rows, perplexity.ScoreRequest{Stride: stride}); !errors.Is(err, sdk.ErrBadRequest) {
+			t.Errorf("stride %d: got %v, want sdk.ErrBadRequest", stride, err)
+		}
+	}
+}
+
+// windowScorer returns a function that gives, for a row of the twin, −log
+// p(row[i] | row[:i]) at every position i ≥ 1 (index 0 unused) from one
+// forward pass over the row alone, through a LogitsRunner of its own and a
+// float64 log-softmax.
+func windowScorer(t *testing.T) func(row []int64) []float64 {
+	t.Helper()
+	ev, err := manifest.LoadEvaluator(shippedAR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, err := onnxrt.OpenCausalLM(shippedAR, ev, onnxrt.WithIntraOpThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lm.Close() })
+	r, err := lm.NewRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	v := ev.VocabSize
+	return func(row []int64) []float64 {
+		logits, err := r.Logits(context.Background(), row, 1, len(row))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, len(row))
+		for i := 1; i < len(row); i++ {
+			l := logits[(i-1)*v : i*v]
+			var z float64
+			for _, x := range l {
+				z += math.Exp(float64(x))
+			}
+			out[i] = math.Log(z) - float64(l[row[i]])
+		}
+		return out
+	}
+}

@@ -27,6 +27,9 @@ type sweepPlot struct {
 	value func(r sweepRow) (y, low, high float64)
 	// reference is false for values real text does not have (time).
 	reference bool
+	// judge marks figures of the judge's scores, drawn only for a sweep
+	// with --judge; rows without a judge score are left out of them.
+	judge bool
 }
 
 var sweepPlots = []sweepPlot{
@@ -35,6 +38,14 @@ var sweepPlots = []sweepPlot{
 	{file: "entropy.png", title: "Unigram entropy of samples (± 1.96 SE)", ylabel: "entropy (nats)", reference: true,
 		value: func(r sweepRow) (float64, float64, float64) {
 			return r.Entropy, r.Entropy - sweepZ95*r.EntropyStdErr, r.Entropy + sweepZ95*r.EntropyStdErr
+		}},
+	{file: "judge-ppl.png", title: "Generative perplexity under the judge (95% interval over samples)", ylabel: "judge's perplexity",
+		logY: true, reference: true, judge: true,
+		value: func(r sweepRow) (float64, float64, float64) {
+			if r.Judge == nil {
+				return math.NaN(), math.NaN(), math.NaN()
+			}
+			return r.Judge.Perplexity, r.Judge.Low, r.Judge.High
 		}},
 	{file: "time.png", title: "Sampling time", ylabel: "seconds per sample", logY: true,
 		value: func(r sweepRow) (float64, float64, float64) {
@@ -61,6 +72,9 @@ func sweepPlotFiles() []string {
 // bars, and the reference text as a dashed horizontal line.
 func writeSweepPlots(dir string, rep *sweepReport) error {
 	for _, sp := range sweepPlots {
+		if sp.judge && rep.Judge == "" {
+			continue
+		}
 		p, err := sweepFigure(sp, rep)
 		if err != nil {
 			return fmt.Errorf("plotting %s: %w", sp.file, err)
@@ -75,6 +89,9 @@ func writeSweepPlots(dir string, rep *sweepReport) error {
 func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = sp.title
+	if sp.judge && rep.JudgeName != "" {
+		p.Title.Text = "Perplexity under " + rep.JudgeName + " (95% interval)"
+	}
 	if rep.ModelName != "" {
 		p.Title.Text += " — " + rep.ModelName
 	}
@@ -134,6 +151,9 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 				continue
 			}
 			y, lo, hi := sp.value(r)
+			if math.IsNaN(y) {
+				continue
+			}
 			x := float64(r.NFE)
 			if r.CallsPerSample > 0 {
 				x = r.CallsPerSample
@@ -153,6 +173,9 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 			sorted[k], sortedErrs[k] = pts[j], errs[j]
 		}
 		pts, errs = sorted, sortedErrs
+		if len(pts) == 0 {
+			continue
+		}
 		line, points, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			return nil, err
@@ -176,6 +199,9 @@ func sweepFigure(sp sweepPlot, rep *sweepReport) (*plot.Plot, error) {
 			continue
 		}
 		y, _, _ := sp.value(r)
+		if math.IsNaN(y) {
+			continue
+		}
 		ref, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: y}, {X: p.X.Max, Y: y}})
 		if err != nil {
 			return nil, err

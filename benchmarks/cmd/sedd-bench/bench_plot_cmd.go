@@ -49,7 +49,11 @@ func benchPlotCommand() *cli.Command {
 			if !rep.Complete {
 				note = " (the sweep is incomplete: only its finished rows are drawn)"
 			}
-			fmt.Fprintf(stderr, "sedd-bench: wrote sweep.csv, ppl.png, entropy.png and time.png to %s%s\n", out, note)
+			plots := "ppl.png, entropy.png and time.png"
+			if rep.Judge != "" {
+				plots = "ppl.png, judge-ppl.png, entropy.png and time.png"
+			}
+			fmt.Fprintf(stderr, "sedd-bench: wrote sweep.csv, %s to %s%s\n", plots, out, note)
 			return nil
 		},
 	}

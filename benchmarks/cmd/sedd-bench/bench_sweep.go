@@ -47,9 +47,15 @@ func benchSweepCommand() *cli.Command {
 			"enter the entropy. --reference FILE adds the same statistics over windows of real text of the\n" +
 			"model's length, evenly spaced through the file. Tables go to stdout (--json: one JSON object), progress\n" +
 			"to stderr; --out DIR writes sweep.json after every row (\"complete\": false until the end), then sweep.csv,\n" +
-			"ppl.png, entropy.png and time.png, all derived from sweep.json (sedd-bench plot DIR/sweep.json redraws them).",
+			"ppl.png, entropy.png and time.png, all derived from sweep.json (sedd-bench plot DIR/sweep.json redraws them).\n\n" +
+			"--judge DIR adds a second verdict on the same samples from an independent causal language model with its\n" +
+			"own tokenizer (export/judge/convert_judge.py makes one): each sample (and reference window) is decoded to\n" +
+			"text, re-tokenized with the judge's tokenizer and scored from its second token, in sliding windows of the\n" +
+			"judge's length, half a window apart, when longer; the row gets the judge's perplexity with its 95% interval\n" +
+			"and the unigram entropy of the judge's tokens, and --out adds judge-ppl.png.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "evaluator", Usage: "autoregressive evaluator `DIR` (a causal-lm export on the model's tokenizer)", DefaultText: "the built-in twin for the built-in model; required otherwise"},
+			&cli.StringFlag{Name: "judge", Usage: "judge `DIR`: a causal-lm export with its own tokenizer that scores the decoded samples too (export/judge/convert_judge.py)"},
 			&cli.StringFlag{Name: "steps", Value: sweepJoinInts(defaultSweepSteps), Usage: "comma-separated step counts"},
 			&cli.StringFlag{Name: "predictors", Value: "analytic,euler", Usage: "comma-separated predictors: analytic, euler, none, first-hitting (one row: it takes no steps), confidence (a row per --thresholds), entropy-bounded (a row per --entropy-budgets)"},
 			&cli.StringFlag{Name: "thresholds", Value: "0.1,0.5,0.9", Usage: "comma-separated thresholds of the confidence sampler, in (0, 1]"},
@@ -79,6 +85,7 @@ type sweepConfig struct {
 	prefix     string
 	reference  string
 	out        string
+	judge      string
 	// temperature, topK and topP go into every sampling request.
 	temperature *float64
 	topK        int
@@ -90,7 +97,7 @@ type sweepConfig struct {
 
 func sweepFlags(c *cli.Context) (sweepConfig, error) {
 	cfg := sweepConfig{samples: c.Int("samples"), batch: c.Int("batch"), seed: c.Uint64("seed"),
-		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out"),
+		prefix: c.String("prefix"), reference: c.String("reference"), out: c.String("out"), judge: c.String("judge"),
 		temperature: flagValue(c, "temperature"), topK: c.Int("top-k"), topP: flagValue(c, "top-p")}
 	if c.Args().Present() {
 		return cfg, usagef("sweep takes no arguments, got %q%s", cmdline.ClipArg(c.Args().First()), cmdline.FlagsAfterArgs(c))
@@ -121,6 +128,8 @@ func sweepFlags(c *cli.Context) (sweepConfig, error) {
 		return cfg, usagef("--samples must be ≥ 2 (an interval over samples needs two), got %d", cfg.samples)
 	case cfg.batch < 1:
 		return cfg, usagef("--batch must be ≥ 1, got %d", cfg.batch)
+	case cfg.judge != "" && cfg.prefix != "":
+		return cfg, usagef("--judge scores whole decoded samples and cannot leave a --prefix out of its score: run the judged sweep without --prefix")
 	}
 	return cfg, nil
 }
@@ -209,8 +218,21 @@ type sweepRow struct {
 	perplexity.Summary
 	Entropy       float64 `json:"entropy"`
 	EntropyStdErr float64 `json:"entropy_stderr"`
+	// Judge is the judge's verdict on the same samples (absent without
+	// --judge).
+	Judge *judgeScore `json:"judge,omitempty"`
 	// Example is the text of the first sample (or reference window).
 	Example string `json:"example"`
+}
+
+// judgeScore is the judge's verdict on a row's samples, decoded and
+// re-tokenized with the judge's tokenizer: perplexity with its interval over
+// samples (Tokens counts the judge's tokens) and the mean unigram entropy of
+// the judge's tokens.
+type judgeScore struct {
+	perplexity.Summary
+	Entropy       float64 `json:"entropy"`
+	EntropyStdErr float64 `json:"entropy_stderr"`
 }
 
 // sweepReport is the whole result (sweep.json).
@@ -229,6 +251,9 @@ type sweepReport struct {
 	Threads      int    `json:"threads"`
 	Provider     string `json:"provider"`
 	Reference    string `json:"reference,omitempty"`
+	// Judge and JudgeName name the --judge directory and its model.
+	Judge     string `json:"judge,omitempty"`
+	JudgeName string `json:"judge_name,omitempty"`
 	// Temperature, TopK and TopP are the settings of every row's sampling
 	// (absent: the model's own law).
 	Temperature *float64   `json:"temperature,omitempty"`
@@ -296,6 +321,13 @@ func runBenchSweep(c *cli.Context) error {
 	if err := ev.CheckCompatible(m.Info()); err != nil {
 		return err
 	}
+	var judge *perplexity.Evaluator
+	if cfg.judge != "" {
+		if judge, err = perplexity.Open(cfg.judge, opts...); err != nil {
+			return fmt.Errorf("--judge: %w (export/judge/convert_judge.py --print-dir converts the default judge and prints its directory)", err)
+		}
+		defer judge.Close()
+	}
 	if builtinEval {
 		evalDir = "built-in"
 	}
@@ -320,7 +352,7 @@ func runBenchSweep(c *cli.Context) error {
 			return nil
 		}
 	}
-	rep, err := sweep(c.Context, m, ev, cfg, refText, stderr, onRow)
+	rep, err := sweep(c.Context, m, ev, judge, cfg, refText, stderr, onRow)
 	if err != nil {
 		if saved != nil {
 			rows := fmt.Sprintf("%d finished rows", len(saved.Rows))
@@ -337,7 +369,11 @@ func runBenchSweep(c *cli.Context) error {
 		if err := writeSweepFiles(cfg.out, rep); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "sedd-bench: wrote sweep.json, sweep.csv, ppl.png, entropy.png and time.png to %s\n", cfg.out)
+		plots := "ppl.png, entropy.png and time.png"
+		if rep.Judge != "" {
+			plots = "ppl.png, judge-ppl.png, entropy.png and time.png"
+		}
+		fmt.Fprintf(stderr, "sedd-bench: wrote sweep.json, sweep.csv, %s to %s\n", plots, cfg.out)
 	}
 	if c.Bool("json") {
 		return writeSweepJSON(stdout, rep)
@@ -349,7 +385,8 @@ func runBenchSweep(c *cli.Context) error {
 // summarizes each run; progress goes to stderr.
 // After every finished row, onRow (if not nil) is called with the report so
 // far, so that a long sweep can save its work as it goes.
-func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, refText string, stderr *os.File,
+// judge, when not nil, scores the decoded samples too.
+func sweep(ctx context.Context, m *sdk.Model, ev, judge *perplexity.Evaluator, cfg sweepConfig, refText string, stderr *os.File,
 	onRow func(*sweepReport) error) (*sweepReport, error) {
 	start := time.Now()
 	info := m.Info()
@@ -357,6 +394,9 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 		Length: info.Length, Prefix: cfg.prefix, Samples: cfg.samples, Batch: min(cfg.batch, cfg.samples),
 		Seed: cfg.seed, Provider: info.Provider, Reference: cfg.reference,
 		Temperature: cfg.temperature, TopK: cfg.topK, TopP: cfg.topP}
+	if judge != nil {
+		rep.Judge, rep.JudgeName = cfg.judge, judge.Name()
+	}
 	if info.Length > ev.Length() {
 		return nil, fmt.Errorf("the model samples %d tokens but evaluator %s was trained on %d: it cannot score whole samples",
 			info.Length, ev.Name(), ev.Length())
@@ -399,7 +439,7 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 			}
 		}
 		for _, st := range settings {
-			row, err := sweepRun(ctx, m, ev, cfg, rep, pred, st.steps, st.threshold, st.budget, stderr)
+			row, err := sweepRun(ctx, m, ev, judge, cfg, rep, pred, st.steps, st.threshold, st.budget, stderr)
 			if err != nil {
 				return nil, err
 			}
@@ -412,21 +452,21 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 			}
 			// The row is on disk (with --out) before it is reported.
 			if row.Threshold != 0 || row.EntropyBudget != 0 {
-				fmt.Fprintf(stderr, "sedd-bench: %s %s: %.1f calls/sample, %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
-					row.Predictor, sweepSetting(row), row.CallsPerSample, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+				fmt.Fprintf(stderr, "sedd-bench: %s %s: %.1f calls/sample, %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats%s\n",
+					row.Predictor, sweepSetting(row), row.CallsPerSample, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy, judgeNote(row))
 			} else {
-				fmt.Fprintf(stderr, "sedd-bench: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
-					row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy)
+				fmt.Fprintf(stderr, "sedd-bench: %-8s %4d steps: %.3f s/sample, gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats%s\n",
+					row.Predictor, row.Steps, row.SecondsPerSample, row.Perplexity, row.Low, row.High, row.Entropy, judgeNote(row))
 			}
 		}
 	}
 	if refText != "" {
-		row, err := referenceRow(ctx, m, ev, refText, rep)
+		row, err := referenceRow(ctx, m, ev, judge, refText, rep)
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(stderr, "sedd-bench: reference text (%d windows): gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats\n",
-			row.Samples, row.Perplexity, row.Low, row.High, row.Entropy)
+		fmt.Fprintf(stderr, "sedd-bench: reference text (%d windows): gen. perplexity %.1f [%.1f, %.1f], entropy %.3f nats%s\n",
+			row.Samples, row.Perplexity, row.Low, row.High, row.Entropy, judgeNote(row))
 		rep.Rows = append(rep.Rows, row)
 	}
 	rep.ElapsedS = time.Since(start).Seconds()
@@ -435,7 +475,7 @@ func sweep(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg swee
 }
 
 // sweepRun draws cfg.samples samples with one predictor and step count.
-func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg sweepConfig, rep *sweepReport,
+func sweepRun(ctx context.Context, m *sdk.Model, ev, judge *perplexity.Evaluator, cfg sweepConfig, rep *sweepReport,
 	pred string, steps int, threshold, budget float64, stderr *os.File) (sweepRow, error) {
 	row := sweepRow{Kind: "sample", Predictor: pred, Steps: steps, Threshold: threshold, EntropyBudget: budget}
 	label := pred + " " + sweepSetting(row)
@@ -445,6 +485,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 	b := cmdline.NewBar(stderr, label, "samples")
 	defer b.Clear()
 	var rows [][]int64
+	var texts []string
 	var elapsed, network time.Duration
 	evals := 0 // sequences the network evaluated
 	for k := 0; len(rows) < cfg.samples; k++ {
@@ -463,6 +504,7 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 				row.Example = s.Text
 			}
 			rows = append(rows, s.Tokens)
+			texts = append(texts, s.Text)
 		}
 		b.Update(len(rows), cfg.samples)
 	}
@@ -470,7 +512,59 @@ func sweepRun(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, cfg s
 	row.NFE = int(math.Round(row.CallsPerSample))
 	row.SecondsPerSample = elapsed.Seconds() / float64(len(rows))
 	row.NetworkSecondsPerSample = network.Seconds() / float64(len(rows))
-	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
+	if err := scoreRows(ctx, ev, rows, rep.ScoredFrom, &row); err != nil {
+		return row, err
+	}
+	return row, judgeTexts(ctx, judge, texts, &row)
+}
+
+// judgeTexts fills row.Judge with judge's verdict on texts (nothing when
+// judge is nil): each text (invalid UTF-8 replaced) is tokenized with the judge's tokenizer and scored
+// from its second token, in sliding windows half the judge's length apart
+// where it is longer than that length.
+func judgeTexts(ctx context.Context, judge *perplexity.Evaluator, texts []string, row *sweepRow) error {
+	if judge == nil {
+		return nil
+	}
+	rows := make([][]int64, len(texts))
+	for i, t := range texts {
+		// A sample's tokens can end inside a character or hold byte tokens
+		// that form none: as Python's bytes.decode(errors="replace") does
+		// for the field's judges, such bytes become U+FFFD (here one per
+		// run of bad bytes), which the judge then scores like any text.
+		t = strings.ToValidUTF8(t, "\uFFFD")
+		ids, err := judge.Tokenize(t)
+		if err != nil {
+			return fmt.Errorf("judge %s: text %d: %w", judge.Name(), i, err)
+		}
+		if len(ids) < 2 {
+			return fmt.Errorf("judge %s: text %d (%q) is %d token(s) for the judge: at least 2 are needed to score one", judge.Name(), i, t, len(ids))
+		}
+		rows[i] = ids
+	}
+	scores, err := judge.Score(ctx, rows, perplexity.ScoreRequest{Stride: max(1, judge.Length()/2)})
+	if err != nil {
+		return fmt.Errorf("judge %s: %w", judge.Name(), err)
+	}
+	js := &judgeScore{}
+	if js.Summary, err = perplexity.Summarize(scores); err != nil {
+		return err
+	}
+	ent, err := perplexity.UnigramEntropy(rows)
+	if err != nil {
+		return err
+	}
+	js.Entropy, js.EntropyStdErr = ent.Mean, ent.StdErr
+	row.Judge = js
+	return nil
+}
+
+// judgeNote is the judge's part of a progress line ("" without a judge).
+func judgeNote(row sweepRow) string {
+	if row.Judge == nil {
+		return ""
+	}
+	return fmt.Sprintf("; judge %.1f [%.1f, %.1f], entropy %.3f", row.Judge.Perplexity, row.Judge.Low, row.Judge.High, row.Judge.Entropy)
 }
 
 // scoreRows fills row's perplexity and entropy from rows, scoring and
@@ -502,7 +596,7 @@ func scoreRows(ctx context.Context, ev *perplexity.Evaluator, rows [][]int64, fr
 
 // referenceRow scores rep.Samples windows of the model's length from text,
 // evenly spaced through its token stream, like the samples.
-func referenceRow(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, text string, rep *sweepReport) (sweepRow, error) {
+func referenceRow(ctx context.Context, m *sdk.Model, ev, judge *perplexity.Evaluator, text string, rep *sweepReport) (sweepRow, error) {
 	row := sweepRow{Kind: "reference"}
 	ids, err := m.Tokenize(text)
 	if err != nil {
@@ -519,7 +613,14 @@ func referenceRow(ctx context.Context, m *sdk.Model, ev *perplexity.Evaluator, t
 		rows[i] = ids[w*rep.Length : (w+1)*rep.Length]
 	}
 	row.Example = m.Decode(rows[0], "")
-	return row, scoreRows(ctx, ev, rows, rep.ScoredFrom, &row)
+	if err := scoreRows(ctx, ev, rows, rep.ScoredFrom, &row); err != nil {
+		return row, err
+	}
+	texts := make([]string, len(rows))
+	for i, r := range rows {
+		texts[i] = m.Decode(r, "")
+	}
+	return row, judgeTexts(ctx, judge, texts, &row)
 }
 
 // sweepSetting names a row's setting: its knob for the adaptive samplers
@@ -543,7 +644,11 @@ func writeSweepJSON(w io.Writer, v any) error {
 
 func writeSweepTable(w io.Writer, rep *sweepReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "predictor\tsteps\tNFE\ts/sample\tgen. PPL\t95%% interval\tentropy (nats)\t\n")
+	judgeCols := ""
+	if rep.Judge != "" {
+		judgeCols = "judge PPL\t95% interval\tjudge entropy\t"
+	}
+	fmt.Fprintf(tw, "predictor\tsteps\tNFE\ts/sample\tgen. PPL\t95%% interval\tentropy (nats)\t%s\n", judgeCols)
 	for _, r := range rep.Rows {
 		name, steps, nfe, secs := r.Predictor, strconv.Itoa(r.Steps), strconv.Itoa(r.NFE), fmt.Sprintf("%.3f", r.SecondsPerSample)
 		if r.Threshold != 0 || r.EntropyBudget != 0 {
@@ -552,21 +657,33 @@ func writeSweepTable(w io.Writer, rep *sweepReport) error {
 		if r.Kind == "reference" {
 			name, steps, nfe, secs = "reference text", "-", "-", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t[%.2f, %.2f]\t%.3f ± %.3f\t\n",
-			name, steps, nfe, secs, r.Perplexity, r.Low, r.High, r.Entropy, r.EntropyStdErr)
+		judged := ""
+		if j := r.Judge; j != nil {
+			judged = fmt.Sprintf("%.2f\t[%.2f, %.2f]\t%.3f ± %.3f\t", j.Perplexity, j.Low, j.High, j.Entropy, j.EntropyStdErr)
+		} else if rep.Judge != "" {
+			judged = "-\t-\t-\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t[%.2f, %.2f]\t%.3f ± %.3f\t%s\n",
+			name, steps, nfe, secs, r.Perplexity, r.Low, r.High, r.Entropy, r.EntropyStdErr, judged)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d samples per row, length %d, scored from token %d by %s; %.1f s in all\n",
-		rep.Samples, rep.Length, rep.ScoredFrom+1, rep.EvalName, rep.ElapsedS)
+	judged := ""
+	if rep.Judge != "" {
+		judged = fmt.Sprintf(" and, decoded and re-tokenized, by the judge %s", rep.JudgeName)
+	}
+	_, err := fmt.Fprintf(w, "%d samples per row, length %d, scored from token %d by %s%s; %.1f s in all\n",
+		rep.Samples, rep.Length, rep.ScoredFrom+1, rep.EvalName, judged, rep.ElapsedS)
 	return err
 }
 
 // sweepCSVHeader names the columns of sweep.csv.
 var sweepCSVHeader = []string{"kind", "predictor", "steps", "nfe", "seconds_per_sample", "network_seconds_per_sample",
 	"samples", "tokens", "mean_nll", "nll_stderr", "perplexity", "perplexity_low", "perplexity_high", "entropy", "entropy_stderr",
-	"threshold", "entropy_budget", "calls_per_sample"}
+	"threshold", "entropy_budget", "calls_per_sample",
+	"judge_tokens", "judge_mean_nll", "judge_nll_stderr", "judge_perplexity", "judge_perplexity_low", "judge_perplexity_high",
+	"judge_entropy", "judge_entropy_stderr"}
 
 func writeSweepCSV(w io.Writer, rep *sweepReport) error {
 	cw := csv.NewWriter(w)
@@ -582,6 +699,11 @@ func writeSweepCSV(w io.Writer, rep *sweepReport) error {
 		rec := []string{r.Kind, r.Predictor, steps, strconv.Itoa(r.NFE), f(r.SecondsPerSample), f(r.NetworkSecondsPerSample),
 			strconv.Itoa(r.Samples), strconv.Itoa(r.Tokens), f(r.MeanNLL), f(r.StdErr), f(r.Perplexity), f(r.Low), f(r.High),
 			f(r.Entropy), f(r.EntropyStdErr), f(r.Threshold), f(r.EntropyBudget), f(r.CallsPerSample)}
+		if j := r.Judge; j != nil {
+			rec = append(rec, strconv.Itoa(j.Tokens), f(j.MeanNLL), f(j.StdErr), f(j.Perplexity), f(j.Low), f(j.High), f(j.Entropy), f(j.EntropyStdErr))
+		} else {
+			rec = append(rec, "", "", "", "", "", "", "", "")
+		}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

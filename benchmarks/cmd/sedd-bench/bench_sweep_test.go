@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/sedd-go/sedd/internal/cmdtest"
 	"github.com/sedd-go/sedd/internal/testlib"
+	"github.com/sedd-go/sedd/sdk"
+	"github.com/sedd-go/sedd/sdk/perplexity"
 )
 
 func TestBenchSweepBadFlags(t *testing.T) {
@@ -45,6 +48,9 @@ func TestBenchSweepBadFlags(t *testing.T) {
 		{"evaluator on another tokenizer", []string{"--model", tinyAbsorb, "--evaluator", shippedAR}, "tokenizer", exitUsage},
 		{"evaluator is not one", []string{"--evaluator", tinyAbsorb}, "causal-lm", exitRuntime},
 		{"missing reference", []string{"--reference", filepath.Join(t.TempDir(), "none.txt")}, "reading --reference", exitRuntime},
+		{"judge with a prefix", []string{"--judge", shippedAR, "--prefix", "The jury"}, "--judge scores whole decoded samples", exitUsage},
+		{"judge is not one", []string{"--judge", tinyAbsorb}, "causal-lm", exitRuntime},
+		{"judge missing", []string{"--judge", filepath.Join(t.TempDir(), "none")}, "no such file", exitRuntime},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sedd(t, append([]string{"sweep", "--steps", "2", "--samples", "2"}, tc.args...)...)
@@ -360,5 +366,87 @@ func TestBenchSweepReuse(t *testing.T) {
 		if len(rep.Rows) != 1 || rep.Rows[0].Steps != 512 || rep.Rows[0].NFE > 129 || rep.Rows[0].NFE < 2 {
 			t.Errorf("batch %s: rows %+v, want one row of at most 129 network evaluations per sample", batch, rep.Rows)
 		}
+	}
+}
+
+// TestBenchSweepJudge runs a tiny sweep of the built-in model with a judge
+// (a pretrained causal LM converted by export/judge/convert_judge.py, named by
+// SEDD_JUDGE_DIR; SEDD_REQUIRE_JUDGE=1 makes its absence a failure) and checks
+// the judge's columns, its plot, and that it tells real text from 2-step
+// samples.
+func TestBenchSweepJudge(t *testing.T) {
+	needORT(t)
+	judge := os.Getenv("SEDD_JUDGE_DIR")
+	if judge == "" {
+		if os.Getenv("SEDD_REQUIRE_JUDGE") == "1" {
+			t.Fatal("SEDD_REQUIRE_JUDGE=1 but SEDD_JUDGE_DIR is unset")
+		}
+		t.Skip("SEDD_JUDGE_DIR is unset: no judge to sweep with (export/judge/convert_judge.py --print-dir makes one)")
+	}
+	out := filepath.Join(t.TempDir(), "sweep")
+	ref := cmdtest.Abs("../../../models/brown-sedd-small/README.md")
+	r := sedd(t, "sweep", "--steps", "2", "--samples", "3", "--batch", "3", "--threads", "1",
+		"--reference", ref, "--judge", judge, "--out", out, "--json").OK(t)
+	var rep sweepReport
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.Stdout)
+	}
+	if rep.Judge != judge || rep.JudgeName == "" || len(rep.Rows) != 3 {
+		t.Fatalf("report: judge %q (%q), %d rows", rep.Judge, rep.JudgeName, len(rep.Rows))
+	}
+	for _, row := range rep.Rows {
+		j := row.Judge
+		if j == nil || j.Samples != 3 || j.Tokens < 3*60 || !(j.Perplexity > 1) || !(j.Low <= j.Perplexity && j.Perplexity <= j.High) ||
+			!(j.Entropy > 2 && j.Entropy < math.Log(float64(j.Tokens))) {
+			t.Errorf("row %s %d: judge %+v", row.Predictor, row.Steps, j)
+		}
+	}
+	two, real := rep.Rows[1].Judge, rep.Rows[2].Judge
+	if rep.Rows[2].Kind != "reference" || !(two.Perplexity > 2*real.Perplexity) {
+		t.Errorf("the judge's perplexity of 2-step samples (%.1f) is not far above real text's (%.1f)", two.Perplexity, real.Perplexity)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(mustRead(t, filepath.Join(out, "sweep.csv")))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := -1
+	for i, h := range recs[0] {
+		if h == "judge_perplexity" {
+			col = i
+		}
+	}
+	if col < 0 || len(recs) != 4 || recs[1][col] == "" || recs[3][col] == "" {
+		t.Errorf("sweep.csv has no judge_perplexity values: %v", recs)
+	}
+	if _, err := png.Decode(bytes.NewReader(mustRead(t, filepath.Join(out, "judge-ppl.png")))); err != nil {
+		t.Errorf("judge-ppl.png: %v", err)
+	}
+	tbl := sedd(t, "sweep", "--steps", "2", "--samples", "2", "--batch", "2", "--threads", "1", "--judge", judge).OK(t)
+	if !strings.Contains(tbl.Stdout, "judge PPL") || !strings.Contains(tbl.Stdout, "by the judge "+rep.JudgeName) {
+		t.Errorf("table without the judge's columns:\n%s", tbl.Stdout)
+	}
+}
+
+// TestJudgeTextsInvalidUTF8 scores texts with the twin standing in for a
+// judge: a decoded sample that is not valid UTF-8 (a byte-level token cut
+// inside a character) is scored with its bad bytes replaced, not refused.
+func TestJudgeTextsInvalidUTF8(t *testing.T) {
+	needORT(t)
+	testlib.Setup()
+	judge, err := perplexity.Open(shippedAR, sdk.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer judge.Close()
+	texts := []string{"The jury said \xe2\x80 it was fine.", "A caf\xc3 and a \xff\xfe river ran by."}
+	var row sweepRow
+	if err := judgeTexts(context.Background(), judge, texts, &row); err != nil {
+		t.Fatal(err)
+	}
+	if row.Judge == nil || row.Judge.Samples != 2 || !(row.Judge.Perplexity > 1) {
+		t.Fatalf("judge score %+v", row.Judge)
+	}
+	if err := judgeTexts(context.Background(), judge, []string{"ok text", "a"}, &row); err == nil || !strings.Contains(err.Error(), "at least 2") {
+		t.Errorf("a text of one judge token: got %v", err)
 	}
 }
