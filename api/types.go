@@ -141,6 +141,14 @@ type Settings struct {
 	EntropyBudget float64 `json:"entropy_budget,omitempty"`
 }
 
+// SettingsOf returns the settings res reports, as the server answers them
+// and `sedd sample --json` writes them.
+func SettingsOf(res *sdk.SampleResult) Settings {
+	return Settings{Steps: res.Steps, NetworkCalls: res.NetworkCalls, Sampler: res.Sampler, Denoise: res.Denoise,
+		EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK,
+		TopP: res.TopP, BlockOverlap: res.BlockOverlap, Threshold: res.Threshold, EntropyBudget: res.EntropyBudget}
+}
+
 // Metrics are ollama's counts and durations (nanoseconds): the prompt's
 // tokens (suffix included) and the answer's.
 type Metrics struct {

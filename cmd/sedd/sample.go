@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sedd-go/sedd/api"
 	"github.com/sedd-go/sedd/internal/cmdline"
 	"github.com/sedd-go/sedd/sdk"
 )
@@ -253,28 +254,14 @@ type jsonSample struct {
 	Index  int     `json:"index"`
 	Text   string  `json:"text"`
 	Tokens []int64 `json:"tokens"`
-	Steps  int     `json:"steps"`
-	// NetworkCalls counts the network evaluations; NetworkRows the
-	// sequences they evaluated, summed over the batch (less than batch ×
-	// network_calls where a time-independent model recomputed only the rows
-	// that moved).
-	NetworkCalls int     `json:"network_calls"`
-	NetworkRows  int     `json:"network_rows"`
-	Sampler      string  `json:"sampler"`
-	Denoise      bool    `json:"denoise"`
-	EndTime      float64 `json:"end_time"`
-	Seed         uint64  `json:"seed"`
-	Length       int     `json:"length"`
-	Temperature  float64 `json:"temperature"`
-	TopK         int     `json:"top_k"`
-	TopP         float64 `json:"top_p"`
-	// Threshold and EntropyBudget are written only for their sampler.
-	Threshold     float64 `json:"threshold,omitempty"`
-	EntropyBudget float64 `json:"entropy_budget,omitempty"`
-	// BlockOverlap is written only for a run in blocks.
-	BlockOverlap int     `json:"block_overlap,omitempty"`
-	ElapsedMS    float64 `json:"elapsed_ms"`
-	NetworkMS    float64 `json:"network_ms"`
+	// The settings the run used, named as the HTTP API names them.
+	api.Settings
+	// NetworkRows counts the sequences the network calls evaluated, summed
+	// over the batch (less than batch × network_calls where a
+	// time-independent model recomputed only the rows that moved).
+	NetworkRows int     `json:"network_rows"`
+	ElapsedMS   float64 `json:"elapsed_ms"`
+	NetworkMS   float64 `json:"network_ms"`
 }
 
 func writeJSON(w io.Writer, res *sdk.SampleResult) error {
@@ -282,10 +269,7 @@ func writeJSON(w io.Writer, res *sdk.SampleResult) error {
 	enc.SetEscapeHTML(false)
 	for i, s := range res.Samples {
 		err := enc.Encode(jsonSample{
-			Index: i, Text: s.Text, Tokens: s.Tokens,
-			Steps: res.Steps, NetworkCalls: res.NetworkCalls, NetworkRows: res.NetworkRows, Sampler: res.Sampler, Denoise: res.Denoise,
-			EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK, TopP: res.TopP, BlockOverlap: res.BlockOverlap,
-			Threshold: res.Threshold, EntropyBudget: res.EntropyBudget,
+			Index: i, Text: s.Text, Tokens: s.Tokens, Settings: api.SettingsOf(res), NetworkRows: res.NetworkRows,
 			ElapsedMS: math.Round(float64(res.Elapsed.Microseconds())) / 1e3,
 			NetworkMS: math.Round(float64(res.Network.Microseconds())) / 1e3,
 		})

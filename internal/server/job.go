@@ -167,9 +167,8 @@ func (s *Server) runJob(ctx context.Context, j *job, onStep func(sdk.Step) error
 
 // settings are the settings a run used.
 func settings(res *sdk.SampleResult) *api.Settings {
-	return &api.Settings{Steps: res.Steps, NetworkCalls: res.NetworkCalls, Sampler: res.Sampler, Denoise: res.Denoise,
-		EndTime: res.EndTime, Seed: res.Seed, Length: res.Length, Temperature: res.Temperature, TopK: res.TopK,
-		TopP: res.TopP, BlockOverlap: res.BlockOverlap, Threshold: res.Threshold, EntropyBudget: res.EntropyBudget}
+	st := api.SettingsOf(res)
+	return &st
 }
 
 // metrics are ollama's counts and durations of a run.
