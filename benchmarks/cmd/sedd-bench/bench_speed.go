@@ -32,7 +32,7 @@ func benchSpeedCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "steps", Value: "64", Usage: "comma-separated step counts, e.g. 64,1024"},
-			&cli.StringFlag{Name: "predictor", Value: "analytic", Usage: "step rule: analytic, euler or none"},
+			&cli.StringFlag{Name: "sampler", Aliases: []string{"predictor"}, Value: "analytic", Usage: "step rule: analytic, euler or none"},
 			&cli.IntFlag{Name: "batch", Value: 1, Usage: "samples per run"},
 			&cli.IntFlag{Name: "length", Usage: "sequence length in tokens", DefaultText: "the model's trained length"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "random seed of the timed runs"},
@@ -93,7 +93,7 @@ func benchSpeed(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pred := c.String("predictor")
+	pred := c.String("sampler")
 	var reuses []bool // NoCache of each timed run per step count
 	switch c.String("reuse") {
 	case "on":

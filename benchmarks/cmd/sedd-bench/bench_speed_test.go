@@ -82,7 +82,8 @@ func TestBenchSpeedBadFlags(t *testing.T) {
 	}{
 		{"steps 0", []string{"--steps", "0"}, "--steps"},
 		{"steps not a list", []string{"--steps", "8,x"}, `"x" is not a step count`},
-		{"unknown predictor", []string{"--predictor", "foo"}, "--predictor"},
+		{"unknown sampler", []string{"--sampler", "foo"}, "--sampler"},
+		{"unknown sampler, old spelling", []string{"--predictor", "foo"}, "--sampler"},
 		{"batch 0", []string{"--batch", "0"}, "--batch must be ≥ 1"},
 		{"reuse", []string{"--reuse", "sometimes"}, "--reuse"},
 		{"argument", []string{"extra"}, "takes no arguments"},
